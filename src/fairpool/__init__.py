@@ -1,0 +1,8 @@
+"""fairpool: a GPU pool orchestrator with hierarchical quotas, fair share, gangs and fractional GPUs.
+
+The package is layered (dependencies point downward only): ``domain`` (pure dataclasses) and
+``scheduler`` (the pure scheduling core: snapshot in, plan out) import nothing from the layers
+that do I/O.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""The scheduler's actions, run in order each cycle: allocate → consolidate → reclaim → preempt."""

@@ -1,0 +1,83 @@
+"""Consolidate: when a pending gang fits nowhere only because free GPUs are scattered, move
+running preemptible single-worker jobs to other nodes to open a block for it.
+
+A move is an eviction plus a bind elsewhere in the same plan. The GPUs moved for one pending job
+never exceed the GPUs that job asks for, only jobs past their minimum runtime move, and at most
+``max_consolidations`` pending jobs trigger moves per cycle.
+"""
+
+from __future__ import annotations
+
+from fairpool.domain.resources import GPU_UNIT
+from fairpool.scheduler.admission import admission_block
+from fairpool.scheduler.ordering import JobOrder
+from fairpool.scheduler.placement import place_gang
+from fairpool.scheduler.session import PENDING, RUNNING, JobView, Session
+from fairpool.scheduler.statement import Statement
+from fairpool.scheduler.victims import evict_to_fit, group_by_node, protected
+
+
+def _fragmented(session: Session, view: JobView) -> bool:
+    """Enough GPU is free in the job's domain in total, just not in the right places."""
+    job = view.job
+    dom = session.cluster.domain(job.selector)
+    need = session.request_total(view)[0]
+    if need <= 0:
+        return False
+    if job.request.gpus:
+        return dom.free_whole() * GPU_UNIT >= need
+    free = sum(session.cluster.dev_free[n][d] for s in dom.partial.values() for n, d in s)
+    return free + dom.free_whole() * GPU_UNIT >= need
+
+
+def consolidate(session: Session) -> None:
+    budget = session.config.max_consolidations
+    pending = [v for v in session.jobs if v.status == PENDING]
+    if not pending or budget <= 0:
+        return
+    movable = [
+        v for v in session.jobs
+        if v.status == RUNNING and v.job.workers == 1 and v.acct[0] > 0
+        and not protected(session, v)
+    ]
+    if not movable:
+        return
+    movable.sort(key=lambda v: (v.acct[0], v.job.priority, v.job.id))  # small moves first
+    for view in JobOrder(session, pending):
+        if budget <= 0:
+            break
+        reason = session.reasons.get(view.idx)
+        if view.status != PENDING or reason is None or reason.code != "NO_CAPACITY":
+            continue
+        if admission_block(session, view) is not None or not _fragmented(session, view):
+            continue
+        budget -= 1
+        allowance = session.request_total(view)[0]
+        moved = [0]
+
+        def undo_moved(amount: int, box: list[int] = moved) -> None:
+            box[0] -= amount
+
+        def move(victim: JobView, target: JobView = view, limit: int = allowance,
+                 box: list[int] = moved) -> bool:
+            if box[0] + victim.acct[0] > limit:
+                return False
+            old = {n for n, _ in victim.slots}
+            with Statement(session.log) as st:
+                session.evict(
+                    victim, "consolidate",
+                    f"moved to another node to open room for job {target.job.id}",
+                    target.job.id,
+                )
+                got = place_gang(session, victim, exclude=old)
+                if got is None:
+                    return False
+                session.bind(victim, got[0], got[1], "consolidate")
+                box[0] += victim.acct[0]
+                session.log.push(undo_moved, victim.acct[0])
+                st.commit()
+                return True
+
+        candidates = group_by_node(session, view, movable)
+        if evict_to_fit(session, view, "consolidate", candidates, move):
+            session.reasons.pop(view.idx, None)

@@ -1,0 +1,81 @@
+"""One scheduling cycle: snapshot in, plan out. Pure; no I/O.
+
+:func:`schedule` builds a session from the snapshot, computes fair shares, runs the actions in
+order (allocate → consolidate → reclaim → preempt) and returns the plan. :class:`Scheduler` adds
+the one piece of memory a long-running loop wants: if a snapshot has the same ``generation`` as
+the last one, the last plan changed nothing, and no minimum runtime has ended since, the cycle
+cannot decide anything new, so the previous plan is returned as is.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from fairpool.scheduler.actions.allocate import allocate
+from fairpool.scheduler.actions.consolidate import consolidate
+from fairpool.scheduler.actions.preempt import preempt
+from fairpool.scheduler.actions.reclaim import reclaim
+from fairpool.scheduler.plan import Plan
+from fairpool.scheduler.session import PENDING, Session
+from fairpool.scheduler.snapshot import SchedulerConfig, Snapshot
+
+
+def schedule(snapshot: Snapshot, config: SchedulerConfig | None = None) -> Plan:
+    session = Session(snapshot, config)
+    cfg = session.config
+    allocate(session)
+    if cfg.consolidate:
+        consolidate(session)
+    if cfg.reclaim and cfg.lend_idle:
+        reclaim(session)
+    if cfg.preempt:
+        preempt(session)
+    plan = session.to_plan()
+    if any(v.status == PENDING for v in session.jobs):
+        plan.valid_until = session.protection_ends()
+    return plan
+
+
+@dataclass(slots=True)
+class CycleStats:
+    cycles: int = 0
+    reused: int = 0
+    last_duration_s: float = 0.0
+    durations: list[float] = field(default_factory=list)
+
+
+class Scheduler:
+    """Runs cycles and skips those in which nothing can change."""
+
+    def __init__(self, config: SchedulerConfig | None = None) -> None:
+        self.config = config or SchedulerConfig()
+        self._last: Plan | None = None
+        self._last_generation: int | None = None
+        self.stats = CycleStats()
+
+    def cycle(self, snapshot: Snapshot) -> Plan:
+        start = time.perf_counter()
+        last = self._last
+        if (
+            last is not None
+            and snapshot.generation is not None
+            and snapshot.generation == self._last_generation
+            and not last.changes
+            and snapshot.now < last.valid_until
+        ):
+            plan = Plan(
+                pending=last.pending,
+                fair_shares=last.fair_shares,
+                allocated=last.allocated,
+                reused=True,
+                valid_until=last.valid_until,
+            )
+            self.stats.reused += 1
+        else:
+            plan = schedule(snapshot, self.config)
+            self._last = plan
+            self._last_generation = snapshot.generation
+        self.stats.cycles += 1
+        self.stats.last_duration_s = time.perf_counter() - start
+        return plan

@@ -1,0 +1,296 @@
+"""One scheduling cycle's working state: cluster capacity, queue accounting, job views, decisions.
+
+The session is built from a :class:`~fairpool.scheduler.snapshot.Snapshot`; actions change it only
+through :meth:`Session.bind` and :meth:`Session.evict` (devices through
+:class:`~fairpool.scheduler.cluster_state.ClusterState`), all of which log their inverse, so any
+statement can be rolled back exactly. Queue accounting is kept for every level of the tree: a job
+counts against its project and every ancestor up to the department.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from fairpool.domain.job import Job, WorkerPlacement
+from fairpool.domain.queue import ROOT, QueueTree
+from fairpool.domain.resources import Resources
+from fairpool.domain.states import ACTIVE_STATES, PENDING_STATES
+from fairpool.scheduler.cluster_state import ClusterState
+from fairpool.scheduler.fair_share import fair_shares
+from fairpool.scheduler.plan import Bind, Eviction, PendingReason, Plan
+from fairpool.scheduler.snapshot import SchedulerConfig, Snapshot
+from fairpool.scheduler.statement import UndoLog
+
+PENDING, RUNNING, BOUND, EVICTED = 0, 1, 2, 3
+Vec = list[int]
+Slot = tuple[int, tuple[int, ...]]
+
+
+class JobView:
+    """A job inside one session: its status there, where it sits and what it is accounted."""
+
+    __slots__ = ("acct", "idx", "job", "leaf", "path", "placements", "slots", "status", "unit")
+
+    def __init__(self, job: Job, idx: int, leaf: int, path: tuple[int, ...]) -> None:
+        self.job = job
+        self.idx = idx
+        self.leaf = leaf
+        self.path = path
+        self.status = PENDING
+        self.placements: tuple[WorkerPlacement, ...] = ()
+        self.slots: tuple[Slot, ...] = ()  # (node position, device positions) per worker
+        self.acct: tuple[int, int, int, int] = (0, 0, 0, 0)
+        self.unit: tuple[int, int, int, int] = (0, 0, 0, 0)  # nominal per-worker request
+
+
+class UnknownProject(ValueError):
+    pass
+
+
+def accounted(job: Job, placements: Iterable[WorkerPlacement]) -> tuple[int, int, int, int]:
+    gpu = gmem = 0
+    count = 0
+    for p in placements:
+        gpu += p.share * len(p.devices)
+        gmem += p.gpu_memory * len(p.devices)
+        count += 1
+    return (gpu, gmem, job.request.cpu * count, job.request.memory * count)
+
+
+class Session:
+    def __init__(self, snapshot: Snapshot, config: SchedulerConfig | None = None) -> None:
+        self.snapshot = snapshot
+        self.config = config or SchedulerConfig()
+        self.now = snapshot.now
+        self.log = UndoLog()
+        self.cluster = ClusterState(snapshot.nodes, self.log)
+        self.tree = QueueTree.build(snapshot.queues)
+        names = list(self.tree.queues)
+        self.queue_names = names
+        self.q_index = {name: i for i, name in enumerate(names)}
+        qs = [self.tree.queues[n] for n in names]
+        self.q_quota = [q.quota.as_tuple() for q in qs]
+        self.q_limit = [q.limit.as_tuple() for q in qs]
+        self.q_priority = [q.priority for q in qs]
+        self.q_alloc: list[Vec] = [[0, 0, 0, 0] for _ in names]
+        self.q_alloc_np: list[Vec] = [[0, 0, 0, 0] for _ in names]  # non-preemptible part
+        self.paths = {n: tuple(self.q_index[p] for p in self.tree.path(n)) for n in names}
+        self.search_budget = self.config.max_reclaim_attempts  # evict-to-fit searches left
+        self.epoch = 0  # bumped whenever capacity is released (invalidates "cannot fit" caches)
+        self.jobs: list[JobView] = []
+        self.by_id: dict[str, JobView] = {}
+        self.node_jobs: list[set[int]] = [set() for _ in snapshot.nodes]
+        self.binds: dict[int, Bind] = {}
+        self.evictions: dict[int, Eviction] = {}
+        self.reasons: dict[int, PendingReason] = {}
+        self.ref_memory = max(
+            (d.memory_mib for n in snapshot.nodes for d in n.devices), default=0
+        )
+        self._load_jobs(snapshot.jobs)
+        self._fair_share()
+
+    # -- construction ------------------------------------------------------------------------
+    def _load_jobs(self, jobs: Iterable[Job]) -> None:
+        cluster = self.cluster
+        node_index = cluster.node_index
+        for job in jobs:
+            state = job.state
+            if state not in PENDING_STATES and state not in ACTIVE_STATES:
+                continue
+            leaf_name = job.project
+            if not self.tree.is_leaf(leaf_name):
+                raise UnknownProject(f"job {job.id}: {leaf_name!r} is not a project (leaf queue)")
+            path = self.paths[leaf_name]
+            view = JobView(job, len(self.jobs), path[-1], path)
+            view.unit = job.request.nominal(self.ref_memory).as_tuple()
+            if job.id in self.by_id:
+                raise ValueError(f"job id {job.id} appears twice in the snapshot")
+            self.jobs.append(view)
+            self.by_id[job.id] = view
+            if state in ACTIVE_STATES:
+                slots = []
+                for p in job.placements:
+                    n = node_index.get(p.node)
+                    if n is None:
+                        raise ValueError(f"job {job.id} runs on unknown node {p.node}")
+                    slots.append((n, cluster.positions(n, p.devices)))
+                for (n, devs), p in zip(slots, job.placements, strict=True):
+                    cluster._apply(n, devs, -p.share, -p.gpu_memory, -job.request.cpu,
+                                   -job.request.memory)
+                    self.node_jobs[n].add(view.idx)
+                view.slots = tuple(slots)
+                view.status = RUNNING
+                view.placements = job.placements
+                view.acct = accounted(job, job.placements)
+                self._account(view, view.acct, 1)
+
+    def _fair_share(self) -> None:
+        demand: dict[str, Resources] = {}
+        for view in self.jobs:
+            leaf = self.queue_names[view.leaf]
+            if view.status == RUNNING:
+                add = view.acct
+            else:
+                u = view.unit
+                w = view.job.workers
+                add = (u[0] * w, u[1] * w, u[2] * w, u[3] * w)
+            prev = demand.get(leaf)
+            demand[leaf] = Resources(*add) if prev is None else prev + Resources(*add)
+        self.demand = demand
+        capacity = Resources.ZERO
+        for node in self.snapshot.nodes:
+            if node.schedulable:
+                capacity = capacity + node.capacity
+        self.capacity = capacity
+        shares = fair_shares(self.tree, capacity, demand)
+        self.q_fs = [shares[n].as_tuple() for n in self.queue_names]
+        root = shares[ROOT]
+        total_demand = sum((d for d in demand.values()), Resources.ZERO)
+        # resources whose demand exceeds capacity: the only ones reclaim looks at
+        self.contended = tuple(
+            r for r in range(4) if total_demand.as_tuple()[r] > root.as_tuple()[r]
+            or total_demand.as_tuple()[r] > capacity.as_tuple()[r]
+        )
+
+    # -- accounting --------------------------------------------------------------------------
+    def _account(self, view: JobView, acct: tuple[int, int, int, int], sign: int) -> None:
+        np = not view.job.preemptible
+        for q in view.path:
+            a = self.q_alloc[q]
+            a[0] += sign * acct[0]
+            a[1] += sign * acct[1]
+            a[2] += sign * acct[2]
+            a[3] += sign * acct[3]
+            if np:
+                b = self.q_alloc_np[q]
+                b[0] += sign * acct[0]
+                b[1] += sign * acct[1]
+                b[2] += sign * acct[2]
+                b[3] += sign * acct[3]
+
+    def request_total(self, view: JobView) -> tuple[int, int, int, int]:
+        u = view.unit
+        w = view.job.workers
+        return (u[0] * w, u[1] * w, u[2] * w, u[3] * w)
+
+    # -- decisions (logged) ------------------------------------------------------------------
+    def bind(
+        self,
+        view: JobView,
+        slots: tuple[Slot, ...],
+        placements: tuple[WorkerPlacement, ...],
+        action: str,
+        waits_for: tuple[str, ...] = (),
+    ) -> None:
+        """Record a bind for devices the caller has already occupied in the cluster state."""
+        prev = (view.status, view.placements, view.acct, view.slots)
+        view.status = BOUND
+        view.placements = placements
+        view.slots = slots
+        view.acct = accounted(view.job, placements)
+        self._account(view, view.acct, 1)
+        nodes = {n for n, _ in slots}
+        for n in nodes:
+            self.node_jobs[n].add(view.idx)
+        self.binds[view.idx] = Bind(view.job.id, placements, action, waits_for)
+        self.log.push(self._unbind, view, prev, nodes)
+
+    def _unbind(
+        self,
+        view: JobView,
+        prev: tuple[int, tuple[WorkerPlacement, ...], tuple[int, int, int, int], tuple[Slot, ...]],
+        nodes: set[int],
+    ) -> None:
+        self._account(view, view.acct, -1)
+        for n in nodes:
+            self.node_jobs[n].discard(view.idx)
+        del self.binds[view.idx]
+        view.status, view.placements, view.acct, view.slots = prev
+
+    def evict(self, view: JobView, action: str, reason: str, for_job: str | None) -> None:
+        """Release a running job's devices and record its eviction."""
+        assert view.status == RUNNING, "only jobs running before this cycle can be evicted"
+        cluster = self.cluster
+        req = view.job.request
+        nodes = set()
+        for (n, devs), p in zip(view.slots, view.placements, strict=True):
+            cluster.release(n, devs, p.share, p.gpu_memory, req.cpu, req.memory)
+            nodes.add(n)
+        self._account(view, view.acct, -1)
+        for n in nodes:
+            self.node_jobs[n].discard(view.idx)
+        view.status = EVICTED
+        self.evictions[view.idx] = Eviction(view.job.id, action, reason, for_job)
+        self.epoch += 1
+        self.log.push(self._unevict, view, nodes)
+
+    def _unevict(self, view: JobView, nodes: set[int]) -> None:
+        self._account(view, view.acct, 1)
+        for n in nodes:
+            self.node_jobs[n].add(view.idx)
+        view.status = RUNNING
+        del self.evictions[view.idx]
+
+    # -- queries -----------------------------------------------------------------------------
+    def within_limit(self, view: JobView, req: tuple[int, int, int, int]) -> int | None:
+        """None if adding ``req`` keeps every level within its limit, else the queue index."""
+        for q in view.path:
+            a = self.q_alloc[q]
+            lim = self.q_limit[q]
+            if (a[0] + req[0] > lim[0] or a[1] + req[1] > lim[1] or a[2] + req[2] > lim[2]
+                    or a[3] + req[3] > lim[3]):
+                return q
+        return None
+
+    def within_quota(self, view: JobView, req: tuple[int, int, int, int],
+                     non_preemptible_only: bool) -> int | None:
+        """None if ``req`` fits under every level's quota (counting only non-preemptible use
+        when asked), else the first queue index that it would exceed."""
+        alloc = self.q_alloc_np if non_preemptible_only else self.q_alloc
+        for q in view.path:
+            a = alloc[q]
+            quota = self.q_quota[q]
+            for r in range(4):
+                if req[r] and a[r] + req[r] > quota[r]:
+                    return q
+        return None
+
+    def share_ratio(self, q: int) -> float:
+        """How full a queue is relative to its fair share, on its dominant resource."""
+        a = self.q_alloc[q]
+        fs = self.q_fs[q]
+        ratio = 0.0
+        for r in range(4):
+            if a[r] <= 0:
+                continue
+            if fs[r] <= 0:
+                return float("inf")
+            x = a[r] / fs[r]
+            if x > ratio:
+                ratio = x
+        return ratio
+
+    def pending_views(self) -> list[JobView]:
+        return [v for v in self.jobs if v.status == PENDING]
+
+    def protection_ends(self) -> float:
+        """Earliest future time a running job's minimum runtime ends (a no-change cycle may
+        decide differently from then on)."""
+        ends = [
+            (v.job.started_at if v.job.started_at is not None else self.now) + v.job.min_runtime_s
+            for v in self.jobs
+            if v.status == RUNNING and v.job.preemptible and v.job.min_runtime_s > 0
+        ]
+        future = [t for t in ends if t > self.now]
+        return min(future, default=float("inf"))
+
+    def to_plan(self) -> Plan:
+        names = self.queue_names
+        return Plan(
+            binds=list(self.binds.values()),
+            evictions=list(self.evictions.values()),
+            pending={self.jobs[i].job.id: r for i, r in self.reasons.items()
+                     if self.jobs[i].status == PENDING},
+            fair_shares={names[q]: Resources(*self.q_fs[q]) for q in range(len(names))},
+            allocated={names[q]: Resources(*self.q_alloc[q]) for q in range(len(names))},
+        )
