@@ -61,18 +61,25 @@ def water_fill(total: int, wants: Sequence[int], weights: Sequence[int], unit: i
             active,
             key=lambda i: (-(remaining * weights[i] - slices[i] * weight_sum), -weights[i], i),
         )
-        for step in (unit, 1):
-            progressed = True
-            while left >= step and progressed:
-                progressed = False
-                for i in order:
-                    room = wants[i] - given[i] - slices[i]
-                    if left < step or room <= 0:
-                        continue
-                    extra = min(step, room)
-                    slices[i] += extra
-                    left -= extra
-                    progressed = True
+        progressed = True
+        while left >= unit and progressed:  # whole units, one each, largest remainder first
+            progressed = False
+            for i in order:
+                room = wants[i] - given[i] - slices[i]
+                if left < unit or room <= 0:
+                    continue
+                extra = min(unit, room)
+                slices[i] += extra
+                left -= extra
+                progressed = True
+        for i in order:  # what is left is less than a unit: largest remainder takes it
+            room = wants[i] - given[i] - slices[i]
+            if left <= 0:
+                break
+            extra = min(left, room)
+            if extra > 0:
+                slices[i] += extra
+                left -= extra
         for i, amount in slices.items():
             given[i] += amount
         remaining = left

@@ -24,6 +24,10 @@ from fairpool.scheduler.statement import UndoLog
 PENDING, RUNNING, BOUND, EVICTED = 0, 1, 2, 3
 Vec = list[int]
 Slot = tuple[int, tuple[int, ...]]
+#: Quotas are GPU quotas for GPU jobs (GPU memory follows the GPUs); CPU and memory quotas
+#: govern jobs without GPUs.
+QUOTA_GPU = (0,)
+QUOTA_HOST = (2, 3)
 
 
 class JobView:
@@ -144,12 +148,11 @@ class Session:
         self.capacity = capacity
         shares = fair_shares(self.tree, capacity, demand)
         self.q_fs = [shares[n].as_tuple() for n in self.queue_names]
-        root = shares[ROOT]
         total_demand = sum((d for d in demand.values()), Resources.ZERO)
-        # resources whose demand exceeds capacity: the only ones reclaim looks at
+        # resources whose demand exceeds capacity: the only ones reclaim looks at (GPU memory
+        # follows the GPUs and is not judged on its own)
         self.contended = tuple(
-            r for r in range(4) if total_demand.as_tuple()[r] > root.as_tuple()[r]
-            or total_demand.as_tuple()[r] > capacity.as_tuple()[r]
+            r for r in (0, 2, 3) if total_demand.as_tuple()[r] > capacity.as_tuple()[r]
         )
 
     # -- accounting --------------------------------------------------------------------------
@@ -207,9 +210,33 @@ class Session:
         del self.binds[view.idx]
         view.status, view.placements, view.acct, view.slots = prev
 
+    def evictable(self, view: JobView) -> bool:
+        """Running before this cycle, or placed by this cycle's allocate (not yet started)."""
+        return view.status == RUNNING or (view.status == BOUND and view.job.pending)
+
     def evict(self, view: JobView, action: str, reason: str, for_job: str | None) -> None:
-        """Release a running job's devices and record its eviction."""
+        """Release a job's devices: a running job is evicted (recorded in the plan); a job bound
+        earlier in this cycle simply goes back to pending, as nothing has started yet."""
+        if view.status == BOUND:
+            assert view.job.pending, "a job moved in this cycle cannot be evicted again"
+            self._release(view)
+            bind = self.binds.pop(view.idx)
+            prev = (view.status, view.placements, view.acct, view.slots)
+            view.status = PENDING
+            self.log.push(self._restore_bind, view, bind, prev)
+            self.reasons[view.idx] = PendingReason(
+                "DISPLACED", f"it was placed, then its room went to job {for_job} ({action})"
+            )
+            return
         assert view.status == RUNNING, "only jobs running before this cycle can be evicted"
+        nodes = self._release(view)
+        view.status = EVICTED
+        self.evictions[view.idx] = Eviction(view.job.id, action, reason, for_job)
+        self.epoch += 1
+        self.log.push(self._unevict, view, nodes)
+
+    def _release(self, view: JobView) -> set[int]:
+        """Give back a job's devices and accounting (devices logged; the caller logs the rest)."""
         cluster = self.cluster
         req = view.job.request
         nodes = set()
@@ -219,10 +246,20 @@ class Session:
         self._account(view, view.acct, -1)
         for n in nodes:
             self.node_jobs[n].discard(view.idx)
-        view.status = EVICTED
-        self.evictions[view.idx] = Eviction(view.job.id, action, reason, for_job)
-        self.epoch += 1
-        self.log.push(self._unevict, view, nodes)
+        return nodes
+
+    def _restore_bind(
+        self,
+        view: JobView,
+        bind: Bind,
+        prev: tuple[int, tuple[WorkerPlacement, ...], tuple[int, int, int, int], tuple[Slot, ...]],
+    ) -> None:
+        view.status, view.placements, view.acct, view.slots = prev
+        self._account(view, view.acct, 1)
+        for n, _ in view.slots:
+            self.node_jobs[n].add(view.idx)
+        self.binds[view.idx] = bind
+        self.reasons.pop(view.idx, None)
 
     def _unevict(self, view: JobView, nodes: set[int]) -> None:
         self._account(view, view.acct, 1)
@@ -247,11 +284,12 @@ class Session:
         """None if ``req`` fits under every level's quota (counting only non-preemptible use
         when asked), else the first queue index that it would exceed."""
         alloc = self.q_alloc_np if non_preemptible_only else self.q_alloc
+        checked = QUOTA_GPU if req[0] else QUOTA_HOST
         for q in view.path:
             a = alloc[q]
             quota = self.q_quota[q]
-            for r in range(4):
-                if req[r] and a[r] + req[r] > quota[r]:
+            for r in checked:
+                if a[r] + req[r] > quota[r]:
                     return q
         return None
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from fairpool.scheduler.placement import could_fit, place_gang
-from fairpool.scheduler.session import RUNNING, JobView, Session
+from fairpool.scheduler.session import BOUND, JobView, Session
 from fairpool.scheduler.statement import Statement
 
 #: takes a victim out of the way; returns False (having changed nothing) if it may not
@@ -21,33 +21,35 @@ Remove = Callable[[JobView], bool]
 
 
 def protected(session: Session, view: JobView) -> bool:
-    """True while a job is inside its minimum runtime (or cannot be evicted at all)."""
+    """True while a job is inside its minimum runtime (or cannot be evicted at all). A job
+    placed earlier in this cycle has not started, so only its preemptibility counts."""
     job = view.job
     if not job.preemptible:
         return True
-    if job.min_runtime_s <= 0:
+    if job.min_runtime_s <= 0 or view.status == BOUND:
         return False
     started = job.started_at if job.started_at is not None else session.now
     return session.now < started + job.min_runtime_s
 
 
 def group_by_node(session: Session, view: JobView, candidates: Sequence[JobView]) -> list[JobView]:
-    """Order candidates node by node: nodes where free room plus the candidates' GPUs is largest
-    first; within a node the callers' order is kept. Candidates on no node of the gang's domain
+    """Order candidates node by node: nodes with the most free GPU first, then those where the
+    candidates hold most; within a node the callers' order is kept. Candidates on no node of the gang's domain
     are dropped: evicting them would not help."""
     cs = session.cluster
     dom = cs.domain(view.job.selector)
     per_node: dict[int, list[JobView]] = {}
     room: dict[int, int] = {}
     for v in candidates:
-        if v.status != RUNNING:
+        if not session.evictable(v):
             continue
         for n, _ in v.slots:
             if n in dom.nodes:
                 per_node.setdefault(n, []).append(v)
                 room[n] = room.get(n, 0) + v.acct[0]
                 break
-    ordered = sorted(per_node, key=lambda n: -(room[n] + sum(cs.dev_free[n])))
+    # most free room first (fewest victims needed), then most room held by candidates
+    ordered = sorted(per_node, key=lambda n: (-sum(cs.dev_free[n]), -room[n]))
     return [v for n in ordered for v in per_node[n]]
 
 
@@ -69,7 +71,7 @@ def evict_to_fit(
         origin: dict[int, set[int]] = {}  # victim → the nodes it held before removal
         got = None
         for v in candidates:
-            if v.status != RUNNING:
+            if not session.evictable(v):
                 continue
             nodes = {n for n, _ in v.slots}
             if not remove(v):
@@ -103,7 +105,7 @@ def evict_to_fit(
                     return False
                 needed = taken
             taken = needed
-        waits = tuple(v.job.id for v in taken)
+        waits = tuple(v.job.id for v in taken if v.idx in session.evictions)
         session.bind(view, got[0], got[1], action, waits)
         st.commit()
         return True

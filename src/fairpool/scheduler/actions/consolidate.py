@@ -12,7 +12,7 @@ from fairpool.domain.resources import GPU_UNIT
 from fairpool.scheduler.admission import admission_block
 from fairpool.scheduler.ordering import JobOrder
 from fairpool.scheduler.placement import place_gang
-from fairpool.scheduler.session import PENDING, RUNNING, JobView, Session
+from fairpool.scheduler.session import PENDING, JobView, Session
 from fairpool.scheduler.statement import Statement
 from fairpool.scheduler.victims import evict_to_fit, group_by_node, protected
 
@@ -37,7 +37,7 @@ def consolidate(session: Session) -> None:
         return
     movable = [
         v for v in session.jobs
-        if v.status == RUNNING and v.job.workers == 1 and v.acct[0] > 0
+        if session.evictable(v) and v.job.workers == 1 and v.acct[0] > 0
         and not protected(session, v)
     ]
     if not movable:
@@ -72,7 +72,10 @@ def consolidate(session: Session) -> None:
                 got = place_gang(session, victim, exclude=old)
                 if got is None:
                     return False
-                session.bind(victim, got[0], got[1], "consolidate")
+                # a job placed earlier in this cycle is simply placed elsewhere
+                session.bind(victim, got[0], got[1],
+                             "allocate" if victim.job.pending else "consolidate")
+                session.reasons.pop(victim.idx, None)
                 box[0] += victim.acct[0]
                 session.log.push(undo_moved, victim.acct[0])
                 st.commit()

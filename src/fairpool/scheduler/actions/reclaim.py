@@ -11,7 +11,7 @@ from __future__ import annotations
 from fairpool.scheduler.admission import admission_block, below_fair_share, describe_share
 from fairpool.scheduler.ordering import JobOrder
 from fairpool.scheduler.plan import PendingReason
-from fairpool.scheduler.session import PENDING, RUNNING, JobView, Session
+from fairpool.scheduler.session import PENDING, JobView, Session
 from fairpool.scheduler.victims import evict_to_fit, group_by_node, protected
 
 
@@ -52,7 +52,7 @@ def reclaim(session: Session) -> None:
         return
     by_leaf: dict[int, list[JobView]] = {}
     for v in session.jobs:
-        if v.status == RUNNING and not protected(session, v):
+        if session.evictable(v) and not protected(session, v):
             by_leaf.setdefault(v.leaf, []).append(v)
     for jobs in by_leaf.values():  # lowest priority, then newest, go first
         jobs.sort(key=lambda v: (v.job.priority, -(v.job.started_at or 0.0), v.job.id))
