@@ -1,7 +1,8 @@
 """One scheduling cycle: snapshot in, plan out. Pure; no I/O.
 
 :func:`schedule` builds a session from the snapshot, computes fair shares, runs the actions in
-order (allocate → consolidate → reclaim → preempt) and returns the plan. :class:`Scheduler` adds
+order (allocate → consolidate → reclaim → preempt), again while a round evicts something, and
+returns the plan. :class:`Scheduler` adds
 the one piece of memory a long-running loop wants: if a snapshot has the same ``generation`` as
 the last one, the last plan changed nothing, and no minimum runtime has ended since, the cycle
 cannot decide anything new, so the previous plan is returned as is.
@@ -21,16 +22,27 @@ from fairpool.scheduler.session import PENDING, Session
 from fairpool.scheduler.snapshot import SchedulerConfig, Snapshot
 
 
+#: Rounds of the action sequence per cycle. A round that evicts something changes the picture
+#: (evicted jobs wait again, freed room may serve others), so the sequence runs again, up to
+#: this bound, until a round evicts nothing: then the next cycle, on this plan's result, has
+#: nothing left to evict either.
+MAX_ROUNDS = 4
+
+
 def schedule(snapshot: Snapshot, config: SchedulerConfig | None = None) -> Plan:
     session = Session(snapshot, config)
     cfg = session.config
-    allocate(session)
-    if cfg.consolidate:
-        consolidate(session)
-    if cfg.reclaim and cfg.lend_idle:
-        reclaim(session)
-    if cfg.preempt:
-        preempt(session)
+    for _ in range(MAX_ROUNDS):
+        evicted = len(session.evictions)
+        allocate(session)
+        if cfg.consolidate:
+            consolidate(session)
+        if cfg.reclaim and cfg.lend_idle:
+            reclaim(session)
+        if cfg.preempt:
+            preempt(session)
+        if len(session.evictions) == evicted:
+            break
     plan = session.to_plan()
     if any(v.status == PENDING for v in session.jobs):
         plan.valid_until = session.protection_ends()

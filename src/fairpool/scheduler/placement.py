@@ -186,7 +186,8 @@ def explain_failure(cs: ClusterState, dom: Domain, view: JobView) -> PlacementFa
         free = dom.free_whole()
         block = dom.largest_block()
         if req.gpus:
-            shape = f"{req.gpus} GPUs" if n == 1 else f"{n} workers × {req.gpus} GPUs"
+            each = f"{req.gpus} GPU" + ("s" if req.gpus > 1 else "")
+            shape = each if n == 1 else f"{n} workers × {each}"
             if job.same_node and n > 1:
                 shape += " on one node"
             return PlacementFailure(

@@ -308,8 +308,10 @@ class Session:
                 ratio = x
         return ratio
 
-    def pending_views(self) -> list[JobView]:
-        return [v for v in self.jobs if v.status == PENDING]
+    def waiting(self) -> list[JobView]:
+        """Jobs that want a place: pending ones, and those evicted earlier in this cycle (placing
+        one of those again turns its eviction into a move)."""
+        return [v for v in self.jobs if v.status == PENDING or v.status == EVICTED]
 
     def protection_ends(self) -> float:
         """Earliest future time a running job's minimum runtime ends (a no-change cycle may

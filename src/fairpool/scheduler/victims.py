@@ -1,23 +1,31 @@
 """Evict-to-fit: the search shared by reclaim, preempt and consolidate.
 
 Given a pending gang and candidate victims (already filtered and ordered by the calling action),
-victims are taken node by node — nodes where the gang would find the most room first — each one
-re-checked against the action's rule at the moment it would be evicted, until the gang fits. A
-second pass then keeps only the victims on the nodes the gang actually uses, so no job is evicted
-that did not make room. Everything happens in one statement: if the gang cannot be completed, the
-cluster is exactly as before.
+victims are taken by priority tier, node by node — nodes where the gang would find the most room
+first — each one re-checked against the action's rule at the moment it would be evicted, until the
+gang fits. A second pass then keeps only the victims on the devices the gang actually uses, so no
+job is evicted that did not make room. Everything happens in one statement: if the gang cannot be
+completed, the cluster is exactly as before.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from fairpool.domain.resources import GPU_UNIT
 from fairpool.scheduler.placement import could_fit, place_gang
 from fairpool.scheduler.session import BOUND, JobView, Session
 from fairpool.scheduler.statement import Statement
 
 #: takes a victim out of the way; returns False (having changed nothing) if it may not
 Remove = Callable[[JobView], bool]
+
+
+def _held(v: JobView) -> set[tuple[int, int]]:
+    """The (node, device) pairs a job holds; a worker without GPUs holds (node, -1)."""
+    out = {(n, d) for n, devs in v.slots for d in devs}
+    out |= {(n, -1) for n, devs in v.slots if not devs}
+    return out
 
 
 def protected(session: Session, view: JobView) -> bool:
@@ -33,24 +41,39 @@ def protected(session: Session, view: JobView) -> bool:
 
 
 def group_by_node(session: Session, view: JobView, candidates: Sequence[JobView]) -> list[JobView]:
-    """Order candidates node by node: nodes with the most free GPU first, then those where the
-    candidates hold most; within a node the callers' order is kept. Candidates on no node of the gang's domain
-    are dropped: evicting them would not help."""
+    """Order candidates by priority tier, lowest first, and inside a tier node by node: nodes
+    with the most free GPU first (fewest victims needed), then those where the candidates hold
+    most; within a node the caller's order is kept. Taking whole tiers first means no evicted
+    job ever outranks a job of its project that stayed, so it cannot preempt back. Candidates on
+    no node of the gang's domain are dropped: evicting them would not help."""
     cs = session.cluster
     dom = cs.domain(view.job.selector)
-    per_node: dict[int, list[JobView]] = {}
-    room: dict[int, int] = {}
+    tiers: dict[int, dict[int, list[JobView]]] = {}
+    room: dict[tuple[int, int], int] = {}
     for v in candidates:
         if not session.evictable(v):
             continue
         for n, _ in v.slots:
             if n in dom.nodes:
-                per_node.setdefault(n, []).append(v)
-                room[n] = room.get(n, 0) + v.acct[0]
+                prio = v.job.priority
+                tiers.setdefault(prio, {}).setdefault(n, []).append(v)
+                room[(prio, n)] = room.get((prio, n), 0) + v.acct[0]
                 break
-    # most free room first (fewest victims needed), then most room held by candidates
-    ordered = sorted(per_node, key=lambda n: (-sum(cs.dev_free[n]), -room[n]))
-    return [v for n in ordered for v in per_node[n]]
+    # whole-GPU gangs want whole devices back: victims that hold whole devices free one with a
+    # single eviction; fractional gangs are best served by evicting other fractions first
+    whole_first = bool(view.job.request.gpus)
+
+    def within_node(v: JobView) -> int:
+        holds_whole = all(p.share >= GPU_UNIT for p in v.placements) and v.acct[0] > 0
+        return 0 if holds_whole == whole_first else 1
+
+    out: list[JobView] = []
+    for prio in sorted(tiers):
+        per_node = tiers[prio]
+        ordered = sorted(per_node, key=lambda n: (-sum(cs.dev_free[n]), -room[(prio, n)]))
+        for n in ordered:
+            out.extend(sorted(per_node[n], key=within_node))  # stable: caller's order kept
+    return out
 
 
 def evict_to_fit(
@@ -73,11 +96,11 @@ def evict_to_fit(
         for v in candidates:
             if not session.evictable(v):
                 continue
-            nodes = {n for n, _ in v.slots}
+            held = _held(v)
             if not remove(v):
                 continue
             taken.append(v)
-            origin[v.idx] = nodes
+            origin[v.idx] = held
             if not could_fit(dom, job.request, job.workers, job.same_node) or not admits():
                 continue
             got = place_gang(session, view)
@@ -86,9 +109,11 @@ def evict_to_fit(
         if got is None:
             return False
         used = {n for n, _ in got[0]}
-        needed = [v for v in taken if origin[v.idx] & used]
+        used_devices = {(n, d) for n, devs in got[0] for d in devs}
+        used_devices |= {(n, -1) for n, devs in got[0] if not devs}
+        needed = [v for v in taken if origin[v.idx] & used_devices]
         if len(needed) < len(taken):
-            # second pass: only the victims on the nodes the gang uses
+            # second pass: only the victims on the devices the gang uses
             st.rollback()
             kept = [v for v in needed if remove(v)]
             if len(kept) == len(needed) and admits():

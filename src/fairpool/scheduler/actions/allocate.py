@@ -11,7 +11,7 @@ from fairpool.scheduler.admission import admission_block
 from fairpool.scheduler.ordering import JobOrder
 from fairpool.scheduler.placement import explain_failure, try_place
 from fairpool.scheduler.plan import PendingReason
-from fairpool.scheduler.session import PENDING, JobView, Session
+from fairpool.scheduler.session import JobView, Session
 
 ShapeKey = tuple[object, ...]
 
@@ -22,7 +22,7 @@ def shape_key(view: JobView) -> ShapeKey:
 
 
 def allocate(session: Session) -> None:
-    pending = [v for v in session.jobs if v.status == PENDING]
+    pending = session.waiting()
     order = JobOrder(session, pending)
     failed: dict[ShapeKey, tuple[int, PendingReason]] = {}
     reasons = session.reasons

@@ -12,7 +12,7 @@ from fairpool.domain.resources import GPU_UNIT
 from fairpool.scheduler.admission import admission_block
 from fairpool.scheduler.ordering import JobOrder
 from fairpool.scheduler.placement import place_gang
-from fairpool.scheduler.session import PENDING, JobView, Session
+from fairpool.scheduler.session import EVICTED, PENDING, JobView, Session
 from fairpool.scheduler.statement import Statement
 from fairpool.scheduler.victims import evict_to_fit, group_by_node, protected
 
@@ -32,7 +32,7 @@ def _fragmented(session: Session, view: JobView) -> bool:
 
 def consolidate(session: Session) -> None:
     budget = session.config.max_consolidations
-    pending = [v for v in session.jobs if v.status == PENDING]
+    pending = session.waiting()
     if not pending or budget <= 0:
         return
     movable = [
@@ -47,7 +47,7 @@ def consolidate(session: Session) -> None:
         if budget <= 0:
             break
         reason = session.reasons.get(view.idx)
-        if view.status != PENDING or reason is None or reason.code != "NO_CAPACITY":
+        if view.status not in (PENDING, EVICTED) or reason is None or reason.code != "NO_CAPACITY":
             continue
         if admission_block(session, view) is not None or not _fragmented(session, view):
             continue

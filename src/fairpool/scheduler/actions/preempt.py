@@ -1,4 +1,4 @@
-"""Preempt: inside one project, a higher-priority pending job evicts lower-priority preemptible
+"""Preempt: inside one project, a higher-priority waiting job evicts lower-priority preemptible
 jobs past their minimum runtime. Queue rules are re-checked with the victims gone, so a project at
 its limit can still swap low-priority work for high-priority work."""
 
@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from fairpool.scheduler.admission import admission_block
 from fairpool.scheduler.ordering import JobOrder
-from fairpool.scheduler.session import PENDING, JobView, Session
+from fairpool.scheduler.session import EVICTED, PENDING, JobView, Session
 from fairpool.scheduler.victims import evict_to_fit, group_by_node, protected
 
 
 def preempt(session: Session) -> None:
-    pending = [v for v in session.jobs if v.status == PENDING]
+    pending = session.waiting()
     if not pending:
         return
     by_leaf: dict[int, list[JobView]] = {}
@@ -25,7 +25,7 @@ def preempt(session: Session) -> None:
     for view in order:
         if session.search_budget <= 0:
             break
-        if view.status != PENDING:
+        if view.status not in (PENDING, EVICTED):
             continue
         prio = view.job.priority
         lower = [v for v in by_leaf.get(view.leaf, ()) if v.job.priority < prio]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from fairpool.scheduler.admission import admission_block, below_fair_share, describe_share
 from fairpool.scheduler.ordering import JobOrder
 from fairpool.scheduler.plan import PendingReason
-from fairpool.scheduler.session import PENDING, JobView, Session
+from fairpool.scheduler.session import EVICTED, PENDING, JobView, Session
 from fairpool.scheduler.victims import evict_to_fit, group_by_node, protected
 
 
@@ -47,7 +47,7 @@ def _over_share(session: Session, leaf: int) -> bool:
 def reclaim(session: Session) -> None:
     if not session.contended:
         return
-    pending = [v for v in session.jobs if v.status == PENDING]
+    pending = session.waiting()
     if not pending:
         return
     by_leaf: dict[int, list[JobView]] = {}
@@ -62,7 +62,7 @@ def reclaim(session: Session) -> None:
     for view in order:
         if session.search_budget <= 0:
             break
-        if view.status != PENDING or admission_block(session, view) is not None:
+        if view.status not in (PENDING, EVICTED) or admission_block(session, view) is not None:
             continue
         over = below_fair_share(session, view, view.path[-1:])
         if over is not None:
