@@ -21,7 +21,6 @@ from fairpool.scheduler.plan import Plan
 from fairpool.scheduler.session import PENDING, Session
 from fairpool.scheduler.snapshot import SchedulerConfig, Snapshot
 
-
 #: Rounds of the action sequence per cycle. A round that evicts something changes the picture
 #: (evicted jobs wait again, freed room may serve others), so the sequence runs again, up to
 #: this bound, until a round evicts nothing: then the next cycle, on this plan's result, has

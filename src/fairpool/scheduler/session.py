@@ -9,11 +9,11 @@ counts against its project and every ancestor up to the department.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 
 from fairpool.domain.job import Job, WorkerPlacement
-from fairpool.domain.queue import ROOT, QueueTree
-from fairpool.domain.resources import Resources
+from fairpool.domain.queue import QueueTree
+from fairpool.domain.resources import GPU_UNIT, Resources
 from fairpool.domain.states import ACTIVE_STATES, PENDING_STATES
 from fairpool.scheduler.cluster_state import ClusterState
 from fairpool.scheduler.fair_share import fair_shares
@@ -87,6 +87,7 @@ class Session:
         self.binds: dict[int, Bind] = {}
         self.evictions: dict[int, Eviction] = {}
         self.reasons: dict[int, PendingReason] = {}
+        self._selector_keys: dict[int, object] = {}
         self.ref_memory = max(
             (d.memory_mib for n in snapshot.nodes for d in n.devices), default=0
         )
@@ -211,18 +212,18 @@ class Session:
         view.status, view.placements, view.acct, view.slots = prev
 
     def evictable(self, view: JobView) -> bool:
-        """Running before this cycle, or placed by this cycle's allocate (not yet started)."""
-        return view.status == RUNNING or (view.status == BOUND and view.job.pending)
+        """Holding resources in this session: running before the cycle, or placed in it."""
+        return view.status == RUNNING or view.status == BOUND
 
     def evict(self, view: JobView, action: str, reason: str, for_job: str | None) -> None:
-        """Release a job's devices: a running job is evicted (recorded in the plan); a job bound
-        earlier in this cycle simply goes back to pending, as nothing has started yet."""
+        """Release a job's devices: a running job is evicted (recorded in the plan); a job placed
+        earlier in this cycle loses that placement and waits again (nothing has started yet;
+        a job moved in this cycle stays evicted)."""
         if view.status == BOUND:
-            assert view.job.pending, "a job moved in this cycle cannot be evicted again"
             self._release(view)
             bind = self.binds.pop(view.idx)
             prev = (view.status, view.placements, view.acct, view.slots)
-            view.status = PENDING
+            view.status = EVICTED if view.idx in self.evictions else PENDING
             self.log.push(self._restore_bind, view, bind, prev)
             self.reasons[view.idx] = PendingReason(
                 "DISPLACED", f"it was placed, then its room went to job {for_job} ({action})"
@@ -307,6 +308,21 @@ class Session:
             if x > ratio:
                 ratio = x
         return ratio
+
+    def shape(self, view: JobView) -> Hashable:
+        """What makes two jobs interchangeable for placement and queue rules."""
+        job = view.job
+        sel = job.selector
+        key = self._selector_keys.get(id(sel))
+        if key is None:
+            key = self._selector_keys[id(sel)] = sel.key()
+        return (job.request, job.workers, job.same_node, job.spread, job.preemptible, key)
+
+    def free_gpu(self, view: JobView) -> int:
+        """Free milli-GPUs on the nodes the job may use."""
+        dom = self.cluster.domain(view.job.selector)
+        partial = sum(f * len(devs) for f, devs in dom.partial.items())
+        return dom.free_whole() * GPU_UNIT + partial
 
     def waiting(self) -> list[JobView]:
         """Jobs that want a place: pending ones, and those evicted earlier in this cycle (placing

@@ -83,19 +83,30 @@ def evict_to_fit(
     candidates: Sequence[JobView],
     remove: Remove,
     admits: Callable[[], bool] = lambda: True,
+    max_candidates: int | None = None,
 ) -> bool:
     """Make room for ``view`` by removing candidates, bind it, and return True; or change nothing
-    and return False. ``admits`` re-checks the queue rules once victims are gone."""
+    and return False. ``admits`` re-checks the queue rules once victims are gone;
+    ``max_candidates`` bounds how many evictable candidates one attempt looks at."""
     job = view.job
     cs = session.cluster
     dom = cs.domain(job.selector)
     with Statement(session.log) as st:
+        got = place_gang(session, view) if admits() else None
+        if got is not None:  # room appeared earlier in this cycle: no victim needed
+            session.bind(view, got[0], got[1], action)
+            st.commit()
+            return True
         taken: list[JobView] = []
         origin: dict[int, set[int]] = {}  # victim → the nodes it held before removal
         got = None
+        looked = 0
         for v in candidates:
             if not session.evictable(v):
                 continue
+            looked += 1
+            if max_candidates is not None and looked > max_candidates:
+                break
             held = _held(v)
             if not remove(v):
                 continue

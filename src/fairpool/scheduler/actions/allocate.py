@@ -1,11 +1,14 @@
-"""Allocate: place pending gangs on free capacity, in fair order, all workers or none.
+"""Allocate: place waiting gangs on free capacity, in fair order, all workers or none.
 
 Queue rules (limit, in-quota for non-preemptible jobs, strict quotas) are checked first; then the
-gang is placed. A gang shape that did not fit keeps not fitting until capacity is released, so its
-reason is cached for the rest of the action and the next job of that shape is rejected at once.
+gang is placed. While allocate runs, free capacity only shrinks and allocations only grow, so a job
+that cannot be placed means no job of the same shape can: the reason is cached until capacity is
+released, and the rest of the job's group gets the same reason at once.
 """
 
 from __future__ import annotations
+
+from collections.abc import Hashable
 
 from fairpool.scheduler.admission import admission_block
 from fairpool.scheduler.ordering import JobOrder
@@ -13,34 +16,34 @@ from fairpool.scheduler.placement import explain_failure, try_place
 from fairpool.scheduler.plan import PendingReason
 from fairpool.scheduler.session import JobView, Session
 
-ShapeKey = tuple[object, ...]
 
-
-def shape_key(view: JobView) -> ShapeKey:
-    job = view.job
-    return (job.request, job.workers, job.same_node, job.spread, job.selector.key())
+def fail_group(order: JobOrder, session: Session, view: JobView, reason: PendingReason) -> None:
+    """Give ``reason`` to the job and, in group mode, to every job of its group after it."""
+    group = order.fail_group()
+    if group:
+        session.reasons.update(dict.fromkeys([v.idx for v in group], reason))
+    else:
+        session.reasons[view.idx] = reason
 
 
 def allocate(session: Session) -> None:
-    pending = session.waiting()
-    order = JobOrder(session, pending)
-    failed: dict[ShapeKey, tuple[int, PendingReason]] = {}
-    reasons = session.reasons
+    order = JobOrder(session, session.waiting())
+    failed: dict[Hashable, tuple[int, PendingReason]] = {}
     for view in order:
         block = admission_block(session, view)
         if block is not None:
-            reasons[view.idx] = block
+            fail_group(order, session, view, block)
             continue
-        key = shape_key(view)
+        key = session.shape(view)
         cached = failed.get(key)
         if cached is not None and cached[0] == session.epoch:
-            reasons[view.idx] = cached[1]
+            fail_group(order, session, view, cached[1])
             continue
         if try_place(session, view, "allocate"):
-            reasons.pop(view.idx, None)
+            session.reasons.pop(view.idx, None)
             order.placed()
             continue
         failure = explain_failure(session.cluster, session.cluster.domain(view.job.selector), view)
         reason = PendingReason(failure.code, failure.message)
         failed[key] = (session.epoch, reason)
-        reasons[view.idx] = reason
+        fail_group(order, session, view, reason)

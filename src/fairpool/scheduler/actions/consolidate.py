@@ -12,22 +12,19 @@ from fairpool.domain.resources import GPU_UNIT
 from fairpool.scheduler.admission import admission_block
 from fairpool.scheduler.ordering import JobOrder
 from fairpool.scheduler.placement import place_gang
-from fairpool.scheduler.session import EVICTED, PENDING, JobView, Session
+from fairpool.scheduler.session import JobView, Session
 from fairpool.scheduler.statement import Statement
 from fairpool.scheduler.victims import evict_to_fit, group_by_node, protected
 
 
 def _fragmented(session: Session, view: JobView) -> bool:
     """Enough GPU is free in the job's domain in total, just not in the right places."""
-    job = view.job
-    dom = session.cluster.domain(job.selector)
     need = session.request_total(view)[0]
     if need <= 0:
         return False
-    if job.request.gpus:
-        return dom.free_whole() * GPU_UNIT >= need
-    free = sum(session.cluster.dev_free[n][d] for s in dom.partial.values() for n, d in s)
-    return free + dom.free_whole() * GPU_UNIT >= need
+    if view.job.request.gpus:
+        return session.cluster.domain(view.job.selector).free_whole() * GPU_UNIT >= need
+    return session.free_gpu(view) >= need
 
 
 def consolidate(session: Session) -> None:
@@ -43,13 +40,15 @@ def consolidate(session: Session) -> None:
     if not movable:
         return
     movable.sort(key=lambda v: (v.acct[0], v.job.priority, v.job.id))  # small moves first
-    for view in JobOrder(session, pending):
+    order = JobOrder(session, pending)
+    for view in order:
         if budget <= 0:
             break
         reason = session.reasons.get(view.idx)
-        if view.status not in (PENDING, EVICTED) or reason is None or reason.code != "NO_CAPACITY":
-            continue
-        if admission_block(session, view) is not None or not _fragmented(session, view):
+        if (reason is None or reason.code != "NO_CAPACITY"
+                or admission_block(session, view) is not None
+                or not _fragmented(session, view)):
+            order.fail_group()
             continue
         budget -= 1
         allowance = session.request_total(view)[0]
@@ -84,3 +83,6 @@ def consolidate(session: Session) -> None:
         candidates = group_by_node(session, view, movable)
         if evict_to_fit(session, view, "consolidate", candidates, move):
             session.reasons.pop(view.idx, None)
+            order.placed()
+        else:
+            order.fail_group()

@@ -1,39 +1,39 @@
 """Preempt: inside one project, a higher-priority waiting job evicts lower-priority preemptible
 jobs past their minimum runtime. Queue rules are re-checked with the victims gone, so a project at
-its limit can still swap low-priority work for high-priority work."""
+its limit can still swap low-priority work for high-priority work. Jobs evicted earlier in this
+cycle wait again and may preempt too, so a reclaimed high-priority job displaces its project's
+low-priority work at once instead of one cycle later."""
 
 from __future__ import annotations
 
 from fairpool.scheduler.admission import admission_block
 from fairpool.scheduler.ordering import JobOrder
-from fairpool.scheduler.session import EVICTED, PENDING, JobView, Session
+from fairpool.scheduler.session import JobView, Session
 from fairpool.scheduler.victims import evict_to_fit, group_by_node, protected
 
 
 def preempt(session: Session) -> None:
-    pending = session.waiting()
-    if not pending:
+    waiting = session.waiting()
+    if not waiting:
         return
     by_leaf: dict[int, list[JobView]] = {}
     for v in session.jobs:
         if session.evictable(v) and not protected(session, v):
             by_leaf.setdefault(v.leaf, []).append(v)
-    for jobs in by_leaf.values():
+    lowest: dict[int, int] = {}
+    for leaf, jobs in by_leaf.items():
         jobs.sort(key=lambda v: (v.job.priority, -(v.job.started_at or 0.0), v.job.id))
-    failed: set[tuple[object, ...]] = set()
-    order = JobOrder(session, pending)
+        lowest[leaf] = jobs[0].job.priority
+    waiting = [v for v in waiting if v.leaf in lowest and v.job.priority > lowest[v.leaf]]
+    order = JobOrder(session, waiting)
     for view in order:
         if session.search_budget <= 0:
             break
-        if view.status not in (PENDING, EVICTED):
-            continue
         prio = view.job.priority
-        lower = [v for v in by_leaf.get(view.leaf, ()) if v.job.priority < prio]
+        lower = [v for v in by_leaf[view.leaf] if v.job.priority < prio
+                 and session.evictable(v)]
         if not lower:
-            continue
-        key = (view.leaf, prio, view.job.request, view.job.workers, view.job.same_node,
-               view.job.selector.key())
-        if key in failed:
+            order.fail_group()
             continue
         session.search_budget -= 1
         candidates = group_by_node(session, view, lower)
@@ -56,4 +56,4 @@ def preempt(session: Session) -> None:
             session.reasons.pop(view.idx, None)
             order.placed()
         else:
-            failed.add(key)
+            order.fail_group()

@@ -4,15 +4,24 @@ Only preemptible jobs past their minimum runtime are victims; a victim's queues 
 the point where the two paths meet) must stay at or above their fair share after the eviction, and
 the reclaimer's must stay at or below theirs after the bind, on every contended resource the job
 asks for. Together the two rules rule out ping-pong: after a reclaim neither side may reclaim back.
+
+The search is bounded: a cheap count of what over-share queues hold rejects hopeless attempts,
+candidates are ordered once per placement domain, each attempt looks at a bounded number of them,
+and each cycle makes at most ``max_reclaim_attempts`` attempts.
 """
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+
 from fairpool.scheduler.admission import admission_block, below_fair_share, describe_share
 from fairpool.scheduler.ordering import JobOrder
 from fairpool.scheduler.plan import PendingReason
-from fairpool.scheduler.session import EVICTED, PENDING, JobView, Session
+from fairpool.scheduler.session import JobView, Session
 from fairpool.scheduler.victims import evict_to_fit, group_by_node, protected
+
+#: Candidates one attempt may look at before giving up (they are ordered best node first).
+MAX_CANDIDATES_PER_ATTEMPT = 256
 
 
 def _diverging(a: tuple[int, ...], b: tuple[int, ...]) -> int:
@@ -38,17 +47,36 @@ def reclaim_allowed(session: Session, reclaimer: JobView, victim: JobView) -> bo
     return True
 
 
-def _over_share(session: Session, leaf: int) -> bool:
-    a = session.q_alloc[leaf]
-    fs = session.q_fs[leaf]
-    return any(a[r] > fs[r] for r in session.contended)
+def _excess(session: Session, leaf: int) -> int:
+    """GPU a leaf holds above its fair share (what reclaim could take from it at most)."""
+    return max(0, session.q_alloc[leaf][0] - session.q_fs[leaf][0])
+
+
+class _Notes:
+    """Appends why reclaim did not help to pending reasons, sharing one object per text."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.made: dict[tuple[int, str], PendingReason] = {}
+
+    def add(self, views: list[JobView], text: str) -> None:
+        reasons = self.session.reasons
+        for v in views:
+            base = reasons.get(v.idx)
+            if base is None or base.message.endswith(text):
+                continue
+            key = (id(base), text)
+            note = self.made.get(key)
+            if note is None:
+                note = self.made[key] = PendingReason(base.code, f"{base.message}; {text}")
+            reasons[v.idx] = note
 
 
 def reclaim(session: Session) -> None:
     if not session.contended:
         return
-    pending = session.waiting()
-    if not pending:
+    waiting = session.waiting()
+    if not waiting:
         return
     by_leaf: dict[int, list[JobView]] = {}
     for v in session.jobs:
@@ -56,30 +84,32 @@ def reclaim(session: Session) -> None:
             by_leaf.setdefault(v.leaf, []).append(v)
     for jobs in by_leaf.values():  # lowest priority, then newest, go first
         jobs.sort(key=lambda v: (v.job.priority, -(v.job.started_at or 0.0), v.job.id))
-    failed: set[tuple[int, object]] = set()
-    noted: set[int] = set()
-    order = JobOrder(session, pending)
+    notes = _Notes(session)
+    ordered: dict[Hashable, list[JobView]] = {}
+    order = JobOrder(session, waiting)
     for view in order:
         if session.search_budget <= 0:
             break
-        if view.status not in (PENDING, EVICTED) or admission_block(session, view) is not None:
+        if admission_block(session, view) is not None:
+            order.fail_group()
             continue
         over = below_fair_share(session, view, view.path[-1:])
         if over is not None:
-            _note(session, view, noted, f"{describe_share(session, over)}, so it cannot reclaim")
+            notes.add(order.fail_group() or [view],
+                      f"{describe_share(session, over)}, so it cannot reclaim")
             continue
-        key = (view.leaf, (view.job.request, view.job.workers, view.job.same_node,
-                           view.job.selector.key()))
-        if key in failed:
+        need = session.request_total(view)[0]
+        lenders = [q for q in by_leaf if q != view.leaf and _excess(session, q) > 0]
+        if sum(_excess(session, q) for q in lenders) + session.free_gpu(view) < need:
+            notes.add(order.fail_group() or [view],
+                      "projects above their fair share do not hold enough to reclaim")
             continue
-        leaves = sorted((leaf for leaf in by_leaf if leaf != view.leaf and
-                         _over_share(session, leaf)), key=lambda q: -session.share_ratio(q))
-        candidates = group_by_node(session, view, [v for q in leaves for v in by_leaf[q]])
-        if not candidates:
-            failed.add(key)
-            _note(session, view, noted, "no preemptible jobs of projects above their fair share "
-                  "can be reclaimed")
-            continue
+        dom_key = (view.job.selector.key(), bool(view.job.request.gpus))
+        candidates = ordered.get(dom_key)
+        if candidates is None:
+            lenders.sort(key=lambda q: -session.share_ratio(q))
+            candidates = group_by_node(session, view, [v for q in lenders for v in by_leaf[q]])
+            ordered[dom_key] = candidates
         session.search_budget -= 1
         project = session.queue_names[view.leaf]
 
@@ -95,21 +125,10 @@ def reclaim(session: Session) -> None:
             )
             return True
 
-        if evict_to_fit(session, view, "reclaim", candidates, remove):
+        if evict_to_fit(session, view, "reclaim", candidates, remove,
+                        max_candidates=MAX_CANDIDATES_PER_ATTEMPT):
             session.reasons.pop(view.idx, None)
             order.placed()
         else:
-            failed.add(key)
-            _note(session, view, noted, "reclaiming from projects above their fair share would "
-                  "not free a large enough block")
-
-
-def _note(session: Session, view: JobView, noted: set[int], text: str) -> None:
-    """Append why reclaim did not help to the job's pending reason (once)."""
-    if view.idx in noted:
-        return
-    noted.add(view.idx)
-    base = session.reasons.get(view.idx)
-    if base is None:
-        return
-    session.reasons[view.idx] = PendingReason(base.code, f"{base.message}; {text}")
+            notes.add(order.fail_group() or [view], "reclaiming from projects above their "
+                      "fair share would not free a large enough block")
