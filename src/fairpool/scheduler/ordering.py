@@ -9,7 +9,8 @@ Inside a queue, jobs with the same priority and the same shape (request, workers
 constraints) form a *group*, tried in submit order. Within one action, capacity only shrinks and a
 queue's allocation only grows, so when the head of a group cannot be placed, none of the others
 can: :meth:`JobOrder.fail_group` drops the whole group at once. With 100,000 waiting jobs this
-turns the cost of a cycle from one attempt per job into one per group.
+turns the cost of a cycle from one attempt per job into one per group. The groups are built once
+per cycle (the session keeps them; a job evicted during the cycle joins its group).
 
 FIFO, SJF and LAS order all jobs globally by a key (submit time, or a per-job key from the
 snapshot) and exist for the simulator's baselines; their groups hold one job each.
@@ -18,9 +19,9 @@ snapshot) and exist for the simulator's baselines; their groups hold one job eac
 from __future__ import annotations
 
 import heapq
-from collections.abc import Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 
-from fairpool.scheduler.session import JobView, Session
+from fairpool.scheduler.session import EVICTED, PENDING, JobView, Session
 from fairpool.scheduler.snapshot import QueueOrder
 
 JobKey = tuple[int, float, str]
@@ -31,73 +32,106 @@ def job_key(view: JobView) -> JobKey:
 
 
 class Group:
-    __slots__ = ("jobs", "pos")
+    """Waiting jobs of one queue with the same priority and shape, in submit order."""
 
-    def __init__(self, jobs: list[JobView]) -> None:
+    __slots__ = ("jobs", "leaf", "priority")
+
+    def __init__(self, leaf: int, priority: int, jobs: list[JobView]) -> None:
+        self.leaf = leaf
+        self.priority = priority
         self.jobs = jobs
-        self.pos = 0
 
-    @property
-    def head(self) -> JobView:
-        return self.jobs[self.pos]
+
+def build_groups(session: Session, views: list[JobView]) -> dict[Hashable, Group]:
+    groups: dict[Hashable, Group] = {}
+    for v in views:
+        key = (v.leaf, v.job.priority, session.shape(v))
+        g = groups.get(key)
+        if g is None:
+            groups[key] = Group(v.leaf, v.job.priority, [v])
+        else:
+            g.jobs.append(v)
+    for g in groups.values():
+        if len(g.jobs) > 1:
+            g.jobs.sort(key=job_key)
+    return groups
+
+
+def _waits(view: JobView) -> bool:
+    return view.status == PENDING or view.status == EVICTED
 
 
 class JobOrder:
     """Iterate waiting jobs in scheduling order. After each job the consumer may call
-    :meth:`placed` (the job was bound) or :meth:`fail_group` (no job like it fits now)."""
+    :meth:`placed` (the job was bound) or :meth:`fail_group` (no job like it fits now).
 
-    def __init__(self, session: Session, views: list[JobView]) -> None:
+    ``include`` filters whole groups (e.g. preempt only looks at groups that outrank someone)."""
+
+    def __init__(self, session: Session, include: Callable[[Group], bool] | None = None) -> None:
         self.session = session
         self._placed = False
         self._failed: list[JobView] | None = None
-        self._current: Group | None = None
+        self._current: tuple[Group, int] | None = None
         self.global_order: list[JobView] | None = None
         if session.config.order != QueueOrder.FAIR:
             keys = session.snapshot.order_keys
             self.global_order = sorted(
-                views,
+                session.waiting(),
                 key=lambda v: (keys.get(v.job.id, v.job.submit_time), v.job.submit_time,
                                v.job.id),
             )
             return
-        by_shape: dict[tuple[int, int, Hashable], list[JobView]] = {}
-        for v in views:
-            by_shape.setdefault((v.leaf, v.job.priority, session.shape(v)), []).append(v)
-        self.per_leaf: dict[int, list[tuple[JobKey, int, Group]]] = {}
-        for n, ((leaf, _, _), jobs) in enumerate(by_shape.items()):
-            if len(jobs) > 1:
-                jobs.sort(key=job_key)
-            self.per_leaf.setdefault(leaf, []).append((job_key(jobs[0]), n, Group(jobs)))
+        self.per_leaf: dict[int, list[tuple[JobKey, int, int]]] = {}
+        self.groups: list[Group] = []
+        self.pos: list[int] = []
+        for g in session.waiting_groups().values():
+            if include is not None and not include(g):
+                continue
+            i = self._skip(g, 0)
+            if i >= len(g.jobs):
+                continue
+            n = len(self.groups)
+            self.groups.append(g)
+            self.pos.append(i)
+            self.per_leaf.setdefault(g.leaf, []).append((job_key(g.jobs[i]), n, g.leaf))
         for heap in self.per_leaf.values():
             heapq.heapify(heap)
+
+    @staticmethod
+    def _skip(group: Group, i: int) -> int:
+        jobs = group.jobs
+        while i < len(jobs) and not _waits(jobs[i]):
+            i += 1
+        return i
 
     def placed(self) -> None:
         self._placed = True
 
     def fail_group(self) -> list[JobView]:
-        """Drop the current job's group; returns its jobs from the current one on."""
-        group = self._current
-        if group is None:
+        """Drop the current job's group; returns its waiting jobs from the current one on."""
+        if self._current is None:
             return []
-        self._failed = group.jobs[group.pos:]
+        group, i = self._current
+        self._failed = [v for v in group.jobs[i:] if _waits(v)]
         return self._failed
 
     def _leaf_key(self, leaf: int) -> tuple[object, ...]:
         s = self.session
-        groups = self.per_leaf[leaf]
-        head = groups[0][2].head
+        heap = self.per_leaf[leaf]
+        head_key, n, _ = heap[0]
         parts: list[object] = []
-        for q in head.path:
+        for q in self.groups[n].jobs[0].path:
             parts.append(-s.q_priority[q])
             parts.append(s.share_ratio(q))
-        parts.append(groups[0][0])
+        parts.append(head_key)
         return tuple(parts)
 
     def __iter__(self) -> Iterator[JobView]:
         if self.global_order is not None:
             for view in self.global_order:
                 self._current = None
-                yield view
+                if _waits(view):
+                    yield view
             return
         per_leaf = self.per_leaf
         heap = [(self._leaf_key(leaf), leaf) for leaf in per_leaf]
@@ -111,18 +145,24 @@ class JobOrder:
             groups = per_leaf[leaf]
             self._placed = False
             while groups:
-                _, n, group = groups[0]
-                self._current = group
+                _, n, _ = groups[0]
+                group = self.groups[n]
+                i = self._skip(group, self.pos[n])
+                if i >= len(group.jobs):
+                    heapq.heappop(groups)
+                    continue
+                self._current = (group, i)
                 self._failed = None
-                yield group.head
+                yield group.jobs[i]
                 if self._failed is not None:
                     heapq.heappop(groups)
                 else:
-                    group.pos += 1
-                    if group.pos >= len(group.jobs):
+                    i = self._skip(group, i + 1)
+                    self.pos[n] = i
+                    if i >= len(group.jobs):
                         heapq.heappop(groups)
                     else:
-                        heapq.heapreplace(groups, (job_key(group.head), n, group))
+                        heapq.heapreplace(groups, (job_key(group.jobs[i]), n, leaf))
                 if self._placed:
                     break
             if not groups:

@@ -9,7 +9,9 @@ counts against its project and every ancestor up to the department.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Hashable, Iterable
+from typing import TYPE_CHECKING
 
 from fairpool.domain.job import Job, WorkerPlacement
 from fairpool.domain.queue import QueueTree
@@ -20,6 +22,9 @@ from fairpool.scheduler.fair_share import fair_shares
 from fairpool.scheduler.plan import Bind, Eviction, PendingReason, Plan
 from fairpool.scheduler.snapshot import SchedulerConfig, Snapshot
 from fairpool.scheduler.statement import UndoLog
+
+if TYPE_CHECKING:
+    from fairpool.scheduler.ordering import Group
 
 PENDING, RUNNING, BOUND, EVICTED = 0, 1, 2, 3
 Vec = list[int]
@@ -33,7 +38,9 @@ QUOTA_HOST = (2, 3)
 class JobView:
     """A job inside one session: its status there, where it sits and what it is accounted."""
 
-    __slots__ = ("acct", "idx", "job", "leaf", "path", "placements", "slots", "status", "unit")
+    __slots__ = (
+        "acct", "idx", "job", "leaf", "path", "placements", "shape", "slots", "status", "unit"
+    )
 
     def __init__(self, job: Job, idx: int, leaf: int, path: tuple[int, ...]) -> None:
         self.job = job
@@ -45,6 +52,7 @@ class JobView:
         self.slots: tuple[Slot, ...] = ()  # (node position, device positions) per worker
         self.acct: tuple[int, int, int, int] = (0, 0, 0, 0)
         self.unit: tuple[int, int, int, int] = (0, 0, 0, 0)  # nominal per-worker request
+        self.shape: Hashable | None = None
 
 
 class UnknownProject(ValueError):
@@ -87,7 +95,8 @@ class Session:
         self.binds: dict[int, Bind] = {}
         self.evictions: dict[int, Eviction] = {}
         self.reasons: dict[int, PendingReason] = {}
-        self._selector_keys: dict[int, object] = {}
+        self._selector_keys: dict[int, Hashable] = {}
+        self._groups: dict[Hashable, Group] | None = None
         self.ref_memory = max(
             (d.memory_mib for n in snapshot.nodes for d in n.devices), default=0
         )
@@ -232,6 +241,7 @@ class Session:
         assert view.status == RUNNING, "only jobs running before this cycle can be evicted"
         nodes = self._release(view)
         view.status = EVICTED
+        self._join_group(view)
         self.evictions[view.idx] = Eviction(view.job.id, action, reason, for_job)
         self.epoch += 1
         self.log.push(self._unevict, view, nodes)
@@ -311,12 +321,36 @@ class Session:
 
     def shape(self, view: JobView) -> Hashable:
         """What makes two jobs interchangeable for placement and queue rules."""
+        if view.shape is not None:
+            return view.shape
         job = view.job
         sel = job.selector
         key = self._selector_keys.get(id(sel))
         if key is None:
             key = self._selector_keys[id(sel)] = sel.key()
-        return (job.request, job.workers, job.same_node, job.spread, job.preemptible, key)
+        view.shape = (job.request, job.workers, job.same_node, job.spread, job.preemptible, key)
+        return view.shape
+
+    def waiting_groups(self) -> dict[Hashable, Group]:
+        """Groups of interchangeable jobs (see :mod:`fairpool.scheduler.ordering`), built on first
+        use; a job evicted later joins its group."""
+        if self._groups is None:
+            from fairpool.scheduler.ordering import build_groups
+
+            self._groups = build_groups(self, self.waiting())
+        return self._groups
+
+    def _join_group(self, view: JobView) -> None:
+        if self._groups is None:
+            return
+        from fairpool.scheduler.ordering import Group, job_key
+
+        key = (view.leaf, view.job.priority, self.shape(view))
+        group = self._groups.get(key)
+        if group is None:
+            self._groups[key] = Group(view.leaf, view.job.priority, [view])
+        elif view not in group.jobs:
+            bisect.insort(group.jobs, view, key=job_key)
 
     def free_gpu(self, view: JobView) -> int:
         """Free milli-GPUs on the nodes the job may use."""

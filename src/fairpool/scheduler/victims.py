@@ -107,11 +107,11 @@ def evict_to_fit(
             looked += 1
             if max_candidates is not None and looked > max_candidates:
                 break
-            held = _held(v)
             if not remove(v):
                 continue
             taken.append(v)
-            origin[v.idx] = held
+            origin[v.idx] = _held(v)  # the eviction keeps the old slots; a move does not
+
             if not could_fit(dom, job.request, job.workers, job.same_node) or not admits():
                 continue
             got = place_gang(session, view)

@@ -27,7 +27,7 @@ def fail_group(order: JobOrder, session: Session, view: JobView, reason: Pending
 
 
 def allocate(session: Session) -> None:
-    order = JobOrder(session, session.waiting())
+    order = JobOrder(session)
     failed: dict[Hashable, tuple[int, PendingReason]] = {}
     for view in order:
         block = admission_block(session, view)

@@ -29,8 +29,7 @@ def _fragmented(session: Session, view: JobView) -> bool:
 
 def consolidate(session: Session) -> None:
     budget = session.config.max_consolidations
-    pending = session.waiting()
-    if not pending or budget <= 0:
+    if budget <= 0:
         return
     movable = [
         v for v in session.jobs
@@ -40,7 +39,7 @@ def consolidate(session: Session) -> None:
     if not movable:
         return
     movable.sort(key=lambda v: (v.acct[0], v.job.priority, v.job.id))  # small moves first
-    order = JobOrder(session, pending)
+    order = JobOrder(session)
     for view in order:
         if budget <= 0:
             break

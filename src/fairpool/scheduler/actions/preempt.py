@@ -13,9 +13,6 @@ from fairpool.scheduler.victims import evict_to_fit, group_by_node, protected
 
 
 def preempt(session: Session) -> None:
-    waiting = session.waiting()
-    if not waiting:
-        return
     by_leaf: dict[int, list[JobView]] = {}
     for v in session.jobs:
         if session.evictable(v) and not protected(session, v):
@@ -24,8 +21,9 @@ def preempt(session: Session) -> None:
     for leaf, jobs in by_leaf.items():
         jobs.sort(key=lambda v: (v.job.priority, -(v.job.started_at or 0.0), v.job.id))
         lowest[leaf] = jobs[0].job.priority
-    waiting = [v for v in waiting if v.leaf in lowest and v.job.priority > lowest[v.leaf]]
-    order = JobOrder(session, waiting)
+    if not lowest:
+        return
+    order = JobOrder(session, lambda g: g.leaf in lowest and g.priority > lowest[g.leaf])
     for view in order:
         if session.search_budget <= 0:
             break

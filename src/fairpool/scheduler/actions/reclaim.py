@@ -75,9 +75,6 @@ class _Notes:
 def reclaim(session: Session) -> None:
     if not session.contended:
         return
-    waiting = session.waiting()
-    if not waiting:
-        return
     by_leaf: dict[int, list[JobView]] = {}
     for v in session.jobs:
         if session.evictable(v) and not protected(session, v):
@@ -85,8 +82,10 @@ def reclaim(session: Session) -> None:
     for jobs in by_leaf.values():  # lowest priority, then newest, go first
         jobs.sort(key=lambda v: (v.job.priority, -(v.job.started_at or 0.0), v.job.id))
     notes = _Notes(session)
+    hopeless: set[tuple[tuple[int, ...], Hashable]] = set()
+    shares: dict[int, str] = {}
     ordered: dict[Hashable, list[JobView]] = {}
-    order = JobOrder(session, waiting)
+    order = JobOrder(session)
     for view in order:
         if session.search_budget <= 0:
             break
@@ -95,14 +94,22 @@ def reclaim(session: Session) -> None:
             continue
         over = below_fair_share(session, view, view.path[-1:])
         if over is not None:
-            notes.add(order.fail_group() or [view],
-                      f"{describe_share(session, over)}, so it cannot reclaim")
+            text = shares.get(over)
+            if text is None:  # allocations do not change while a queue is over its share
+                text = shares[over] = f"{describe_share(session, over)}, so it cannot reclaim"
+            notes.add(order.fail_group() or [view], text)
             continue
         need = session.request_total(view)[0]
         lenders = [q for q in by_leaf if q != view.leaf and _excess(session, q) > 0]
         if sum(_excess(session, q) for q in lenders) + session.free_gpu(view) < need:
             notes.add(order.fail_group() or [view],
                       "projects above their fair share do not hold enough to reclaim")
+            continue
+        # a shape that found no victims from one department finds none from another project
+        # of that department either, until some reclaim succeeds and changes the picture
+        tried = (view.path[:-1], session.shape(view))
+        if tried in hopeless:
+            order.fail_group()
             continue
         dom_key = (view.job.selector.key(), bool(view.job.request.gpus))
         candidates = ordered.get(dom_key)
@@ -129,6 +136,8 @@ def reclaim(session: Session) -> None:
                         max_candidates=MAX_CANDIDATES_PER_ATTEMPT):
             session.reasons.pop(view.idx, None)
             order.placed()
+            hopeless.clear()
         else:
+            hopeless.add(tried)
             notes.add(order.fail_group() or [view], "reclaiming from projects above their "
                       "fair share would not free a large enough block")
