@@ -73,11 +73,11 @@ class ClusterState:
         self.dev_mem_free = [list(m) for m in self.dev_mem_total]
         self.whole_free = [len(n.devices) for n in self.nodes]
         # None where device index == position (the common case), else index → position
-        self.dev_pos: list[dict[int, int] | None] = [
-            None if all(d.index == i for i, d in enumerate(n.devices))
-            else {d.index: i for i, d in enumerate(n.devices)}
-            for n in self.nodes
-        ]
+        self.dev_pos: list[dict[int, int] | None] = []
+        for node in self.nodes:
+            indexes = [d.index for d in node.devices]
+            identity = indexes == list(range(len(indexes)))
+            self.dev_pos.append(None if identity else {d: i for i, d in enumerate(indexes)})
         self.cpu_free = [n.cpu for n in self.nodes]
         self.mem_free = [n.memory for n in self.nodes]
         self.max_devices = max((len(n.devices) for n in self.nodes), default=0)
@@ -88,7 +88,7 @@ class ClusterState:
         """Device indexes of node ``n`` → positions in its device list."""
         index = self.dev_pos[n]
         if index is None:
-            if all(0 <= d < len(self.dev_free[n]) for d in devices):
+            if not devices or (min(devices) >= 0 and max(devices) < len(self.dev_free[n])):
                 return devices
             raise KeyError(f"node {self.nodes[n].name} has no devices {devices}")
         try:

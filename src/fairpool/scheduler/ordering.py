@@ -84,8 +84,11 @@ class JobOrder:
         self.per_leaf: dict[int, list[tuple[JobKey, int, int]]] = {}
         self.groups: list[Group] = []
         self.pos: list[int] = []
+        focus = session.focus
         for g in session.waiting_groups().values():
-            if include is not None and not include(g):
+            if (focus is not None and g.leaf not in focus) or (
+                include is not None and not include(g)
+            ):
                 continue
             i = self._skip(g, 0)
             if i >= len(g.jobs):

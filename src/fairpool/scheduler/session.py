@@ -97,6 +97,10 @@ class Session:
         self.reasons: dict[int, PendingReason] = {}
         self._selector_keys: dict[int, Hashable] = {}
         self._groups: dict[Hashable, Group] | None = None
+        #: leaves whose jobs were bound or evicted (see ``focus``)
+        self.touched: set[int] = set()
+        #: when set, actions only look at waiting jobs of these leaves (later rounds of a cycle)
+        self.focus: set[int] | None = None
         self.ref_memory = max(
             (d.memory_mib for n in snapshot.nodes for d in n.devices), default=0
         )
@@ -105,51 +109,74 @@ class Session:
 
     # -- construction ------------------------------------------------------------------------
     def _load_jobs(self, jobs: Iterable[Job]) -> None:
+        """One pass over the snapshot's jobs: views, device occupancy, accounting, and demand
+        per leaf (allocated plus pending) for fair share. This is the hot path of a cycle on a
+        large cluster, so it avoids building intermediate objects."""
         cluster = self.cluster
         node_index = cluster.node_index
+        paths = self.paths
+        nominal: dict[tuple[object, ...], tuple[int, int, int, int]] = {}
+        ref = self.ref_memory
+        views = self.jobs
+        by_id = self.by_id
+        node_jobs = self.node_jobs
+        demand = self.leaf_demand = [[0, 0, 0, 0] for _ in self.queue_names]
         for job in jobs:
             state = job.state
-            if state not in PENDING_STATES and state not in ACTIVE_STATES:
+            active = state in ACTIVE_STATES
+            if not active and state not in PENDING_STATES:
                 continue
-            leaf_name = job.project
-            if not self.tree.is_leaf(leaf_name):
-                raise UnknownProject(f"job {job.id}: {leaf_name!r} is not a project (leaf queue)")
-            path = self.paths[leaf_name]
-            view = JobView(job, len(self.jobs), path[-1], path)
-            view.unit = job.request.nominal(self.ref_memory).as_tuple()
-            if job.id in self.by_id:
+            path = paths.get(job.project)
+            if path is None or self.tree.children[job.project]:
+                raise UnknownProject(f"job {job.id}: {job.project!r} is not a project (leaf queue)")
+            idx = len(views)
+            view = JobView(job, idx, path[-1], path)
+            req = job.request
+            rkey = (req.gpus, req.gpu_fraction, req.gpu_memory_mib, req.cpu, req.memory)
+            unit = nominal.get(rkey)
+            if unit is None:
+                unit = nominal[rkey] = req.nominal(ref).as_tuple()
+            view.unit = unit
+            if by_id.setdefault(job.id, view) is not view:
                 raise ValueError(f"job id {job.id} appears twice in the snapshot")
-            self.jobs.append(view)
-            self.by_id[job.id] = view
-            if state in ACTIVE_STATES:
-                slots = []
-                for p in job.placements:
-                    n = node_index.get(p.node)
-                    if n is None:
-                        raise ValueError(f"job {job.id} runs on unknown node {p.node}")
-                    slots.append((n, cluster.positions(n, p.devices)))
-                for (n, devs), p in zip(slots, job.placements, strict=True):
-                    cluster._apply(n, devs, -p.share, -p.gpu_memory, -job.request.cpu,
-                                   -job.request.memory)
-                    self.node_jobs[n].add(view.idx)
-                view.slots = tuple(slots)
-                view.status = RUNNING
-                view.placements = job.placements
-                view.acct = accounted(job, job.placements)
-                self._account(view, view.acct, 1)
+            views.append(view)
+            d = demand[path[-1]]
+            if not active:
+                w = job.workers
+                d[0] += unit[0] * w
+                d[1] += unit[1] * w
+                d[2] += unit[2] * w
+                d[3] += unit[3] * w
+                continue
+            slots = []
+            gpu = gmem = 0
+            for p in job.placements:
+                n = node_index.get(p.node)
+                if n is None:
+                    raise ValueError(f"job {job.id} runs on unknown node {p.node}")
+                devs = cluster.positions(n, p.devices)
+                slots.append((n, devs))
+                cluster._apply(n, devs, -p.share, -p.gpu_memory, -req.cpu, -req.memory)
+                node_jobs[n].add(idx)
+                gpu += p.share * len(devs)
+                gmem += p.gpu_memory * len(devs)
+            count = len(slots)
+            acct = (gpu, gmem, req.cpu * count, req.memory * count)
+            view.slots = tuple(slots)
+            view.status = RUNNING
+            view.placements = job.placements
+            view.acct = acct
+            self._account(view, acct, 1)
+            d[0] += acct[0]
+            d[1] += acct[1]
+            d[2] += acct[2]
+            d[3] += acct[3]
 
     def _fair_share(self) -> None:
-        demand: dict[str, Resources] = {}
-        for view in self.jobs:
-            leaf = self.queue_names[view.leaf]
-            if view.status == RUNNING:
-                add = view.acct
-            else:
-                u = view.unit
-                w = view.job.workers
-                add = (u[0] * w, u[1] * w, u[2] * w, u[3] * w)
-            prev = demand.get(leaf)
-            demand[leaf] = Resources(*add) if prev is None else prev + Resources(*add)
+        names = self.queue_names
+        demand = {
+            names[q]: Resources(*d) for q, d in enumerate(self.leaf_demand) if any(d)
+        }
         self.demand = demand
         capacity = Resources.ZERO
         for node in self.snapshot.nodes:
@@ -157,13 +184,11 @@ class Session:
                 capacity = capacity + node.capacity
         self.capacity = capacity
         shares = fair_shares(self.tree, capacity, demand)
-        self.q_fs = [shares[n].as_tuple() for n in self.queue_names]
-        total_demand = sum((d for d in demand.values()), Resources.ZERO)
+        self.q_fs = [shares[n].as_tuple() for n in names]
+        total = [sum(d[r] for d in self.leaf_demand) for r in range(4)]
         # resources whose demand exceeds capacity: the only ones reclaim looks at (GPU memory
         # follows the GPUs and is not judged on its own)
-        self.contended = tuple(
-            r for r in (0, 2, 3) if total_demand.as_tuple()[r] > capacity.as_tuple()[r]
-        )
+        self.contended = tuple(r for r in (0, 2, 3) if total[r] > capacity.as_tuple()[r])
 
     # -- accounting --------------------------------------------------------------------------
     def _account(self, view: JobView, acct: tuple[int, int, int, int], sign: int) -> None:
@@ -206,6 +231,7 @@ class Session:
         for n in nodes:
             self.node_jobs[n].add(view.idx)
         self.binds[view.idx] = Bind(view.job.id, placements, action, waits_for)
+        self.touched.add(view.leaf)
         self.log.push(self._unbind, view, prev, nodes)
 
     def _unbind(
@@ -241,6 +267,7 @@ class Session:
         assert view.status == RUNNING, "only jobs running before this cycle can be evicted"
         nodes = self._release(view)
         view.status = EVICTED
+        self.touched.add(view.leaf)
         self._join_group(view)
         self.evictions[view.idx] = Eviction(view.job.id, action, reason, for_job)
         self.epoch += 1
@@ -328,7 +355,9 @@ class Session:
         key = self._selector_keys.get(id(sel))
         if key is None:
             key = self._selector_keys[id(sel)] = sel.key()
-        view.shape = (job.request, job.workers, job.same_node, job.spread, job.preemptible, key)
+        r = job.request
+        view.shape = (r.gpus, r.gpu_fraction, r.gpu_memory_mib, r.cpu, r.memory, job.workers,
+                      job.same_node, job.spread, job.preemptible, key)
         return view.shape
 
     def waiting_groups(self) -> dict[Hashable, Group]:

@@ -50,11 +50,16 @@ def group_by_node(session: Session, view: JobView, candidates: Sequence[JobView]
     dom = cs.domain(view.job.selector)
     tiers: dict[int, dict[int, list[JobView]]] = {}
     room: dict[tuple[int, int], int] = {}
+    chosen = {v.idx for v in candidates}
+    hosts: dict[int, bool] = {}
     for v in candidates:
         if not session.evictable(v):
             continue
         for n, _ in v.slots:
-            if n in dom.nodes:
+            ok = hosts.get(n)
+            if ok is None:
+                ok = hosts[n] = n in dom.nodes and _could_host(session, n, chosen, view)
+            if ok:
                 prio = v.job.priority
                 tiers.setdefault(prio, {}).setdefault(n, []).append(v)
                 room[(prio, n)] = room.get((prio, n), 0) + v.acct[0]
@@ -74,6 +79,32 @@ def group_by_node(session: Session, view: JobView, candidates: Sequence[JobView]
         for n in ordered:
             out.extend(sorted(per_node[n], key=within_node))  # stable: caller's order kept
     return out
+
+
+def _could_host(session: Session, n: int, chosen: set[int], view: JobView) -> bool:
+    """Could one worker of ``view`` fit on node ``n`` if every chosen candidate left it? Devices
+    held by anyone else stay held. Nodes that cannot are skipped: evicting there is waste."""
+    cs = session.cluster
+    held = [0] * len(cs.dev_free[n])
+    for j in session.node_jobs[n]:
+        if j in chosen:
+            continue
+        other = session.jobs[j]
+        for (m, devs), p in zip(other.slots, other.placements, strict=True):
+            if m == n:
+                for d in devs:
+                    held[d] += p.share
+    req = view.job.request
+    if req.gpus:
+        return sum(1 for h in held if h == 0) >= req.gpus
+    if req.fractional:
+        need = min(
+            req.fraction_milli if req.gpu_fraction is not None
+            else -(-req.gpu_memory_mib * GPU_UNIT // max(cs.dev_mem_total[n][d], 1))  # type: ignore[operator]
+            for d in range(len(held))
+        ) if held else GPU_UNIT + 1
+        return any(GPU_UNIT - h >= need for h in held)
+    return True
 
 
 def evict_to_fit(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from fairpool.scheduler.admission import admission_block
 from fairpool.scheduler.ordering import JobOrder
 from fairpool.scheduler.session import JobView, Session
+from fairpool.scheduler.actions.reclaim import candidate_bound
 from fairpool.scheduler.victims import evict_to_fit, group_by_node, protected
 
 
@@ -30,8 +31,10 @@ def preempt(session: Session) -> None:
         prio = view.job.priority
         lower = [v for v in by_leaf[view.leaf] if v.job.priority < prio
                  and session.evictable(v)]
-        if not lower:
-            order.fail_group()
+        if sum(v.acct[0] for v in lower) + session.free_gpu(view) < session.request_total(
+            view
+        )[0]:
+            order.fail_group()  # even evicting all of them would not free enough
             continue
         session.search_budget -= 1
         candidates = group_by_node(session, view, lower)
@@ -50,7 +53,8 @@ def preempt(session: Session) -> None:
         def admits(preemptor: JobView = view) -> bool:
             return admission_block(session, preemptor) is None
 
-        if evict_to_fit(session, view, "preempt", candidates, remove, admits):
+        if evict_to_fit(session, view, "preempt", candidates, remove, admits,
+                        max_candidates=candidate_bound(session, view)):
             session.reasons.pop(view.idx, None)
             order.placed()
         else:

@@ -14,14 +14,21 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
+from fairpool.domain.resources import GPU_UNIT
 from fairpool.scheduler.admission import admission_block, below_fair_share, describe_share
 from fairpool.scheduler.ordering import JobOrder
 from fairpool.scheduler.plan import PendingReason
 from fairpool.scheduler.session import JobView, Session
 from fairpool.scheduler.victims import evict_to_fit, group_by_node, protected
 
-#: Candidates one attempt may look at before giving up (they are ordered best node first).
-MAX_CANDIDATES_PER_ATTEMPT = 256
+#: Candidates one attempt may look at before giving up (they are ordered best node first):
+#: a base, plus a few per GPU asked for, since a large gang may need one victim per GPU.
+CANDIDATES_BASE = 64
+CANDIDATES_PER_GPU = 4
+
+
+def candidate_bound(session: Session, view: JobView) -> int:
+    return CANDIDATES_BASE + CANDIDATES_PER_GPU * -(-session.request_total(view)[0] // GPU_UNIT)
 
 
 def _diverging(a: tuple[int, ...], b: tuple[int, ...]) -> int:
@@ -83,6 +90,8 @@ def reclaim(session: Session) -> None:
         jobs.sort(key=lambda v: (v.job.priority, -(v.job.started_at or 0.0), v.job.id))
     notes = _Notes(session)
     hopeless: set[tuple[tuple[int, ...], Hashable]] = set()
+    excess: dict[int, int] | None = None
+    total_excess = 0
     shares: dict[int, str] = {}
     ordered: dict[Hashable, list[JobView]] = {}
     order = JobOrder(session)
@@ -100,28 +109,32 @@ def reclaim(session: Session) -> None:
             notes.add(order.fail_group() or [view], text)
             continue
         need = session.request_total(view)[0]
-        lenders = [q for q in by_leaf if q != view.leaf and _excess(session, q) > 0]
-        if sum(_excess(session, q) for q in lenders) + session.free_gpu(view) < need:
+        if excess is None:  # only evictions change it; recomputed after each success
+            excess = {q: e for q in by_leaf if (e := _excess(session, q)) > 0}
+            total_excess = sum(excess.values())
+        lendable = total_excess - excess.get(view.leaf, 0)
+        if lendable + session.free_gpu(view) < need:
             notes.add(order.fail_group() or [view],
                       "projects above their fair share do not hold enough to reclaim")
             continue
-        # a shape that found no victims from one department finds none from another project
-        # of that department either, until some reclaim succeeds and changes the picture
+        # a shape that found no victims from one department finds none from another project of
+        # that department either: a reclaim only ever lowers what lenders hold above their share
         tried = (view.path[:-1], session.shape(view))
         if tried in hopeless:
             order.fail_group()
             continue
-        dom_key = (view.job.selector.key(), bool(view.job.request.gpus))
+        r = view.job.request
+        dom_key = (view.job.selector.key(), r.gpus, r.gpu_fraction, r.gpu_memory_mib)
         candidates = ordered.get(dom_key)
         if candidates is None:
-            lenders.sort(key=lambda q: -session.share_ratio(q))
+            lenders = sorted(excess, key=lambda q: -session.share_ratio(q))
             candidates = group_by_node(session, view, [v for q in lenders for v in by_leaf[q]])
             ordered[dom_key] = candidates
         session.search_budget -= 1
         project = session.queue_names[view.leaf]
 
         def remove(victim: JobView, reclaimer: JobView = view, project: str = project) -> bool:
-            if not reclaim_allowed(session, reclaimer, victim):
+            if victim.leaf == reclaimer.leaf or not reclaim_allowed(session, reclaimer, victim):
                 return False
             session.evict(
                 victim,
@@ -133,9 +146,10 @@ def reclaim(session: Session) -> None:
             return True
 
         if evict_to_fit(session, view, "reclaim", candidates, remove,
-                        max_candidates=MAX_CANDIDATES_PER_ATTEMPT):
+                        max_candidates=candidate_bound(session, view)):
             session.reasons.pop(view.idx, None)
             order.placed()
+            excess = None
             hopeless.clear()
         else:
             hopeless.add(tried)
