@@ -25,8 +25,8 @@ from fairpool.scheduler.snapshot import SchedulerConfig, Snapshot
 #: Rounds of the action sequence per cycle. A round that evicts something changes the picture
 #: (evicted jobs wait again, freed room may serve others), so the sequence runs again, up to
 #: this bound, until a round evicts nothing: then the next cycle, on this plan's result, has
-#: nothing left to evict either. Later rounds only look at the projects whose jobs the previous
-#: round bound or evicted: nothing else changed for the others' own queue rules.
+#: nothing left to evict either. Later rounds only look at the projects with jobs that the
+#: previous round evicted or displaced: those are the jobs that wait anew.
 MAX_ROUNDS = 4
 
 

@@ -97,7 +97,7 @@ class Session:
         self.reasons: dict[int, PendingReason] = {}
         self._selector_keys: dict[int, Hashable] = {}
         self._groups: dict[Hashable, Group] | None = None
-        #: leaves whose jobs were bound or evicted (see ``focus``)
+        #: leaves with jobs that started waiting again in this cycle (see ``focus``)
         self.touched: set[int] = set()
         #: when set, actions only look at waiting jobs of these leaves (later rounds of a cycle)
         self.focus: set[int] | None = None
@@ -231,7 +231,6 @@ class Session:
         for n in nodes:
             self.node_jobs[n].add(view.idx)
         self.binds[view.idx] = Bind(view.job.id, placements, action, waits_for)
-        self.touched.add(view.leaf)
         self.log.push(self._unbind, view, prev, nodes)
 
     def _unbind(
@@ -259,6 +258,7 @@ class Session:
             bind = self.binds.pop(view.idx)
             prev = (view.status, view.placements, view.acct, view.slots)
             view.status = EVICTED if view.idx in self.evictions else PENDING
+            self.touched.add(view.leaf)
             self.log.push(self._restore_bind, view, bind, prev)
             self.reasons[view.idx] = PendingReason(
                 "DISPLACED", f"it was placed, then its room went to job {for_job} ({action})"

@@ -40,13 +40,19 @@ def consolidate(session: Session) -> None:
         return
     movable.sort(key=lambda v: (v.acct[0], v.job.priority, v.job.id))  # small moves first
     order = JobOrder(session)
+    fragmented: dict[tuple[object, int], bool] = {}  # (domain, GPUs needed) → enough free?
     for view in order:
         if budget <= 0:
             break
         reason = session.reasons.get(view.idx)
-        if (reason is None or reason.code != "NO_CAPACITY"
-                or admission_block(session, view) is not None
-                or not _fragmented(session, view)):
+        if reason is None or reason.code != "NO_CAPACITY":
+            order.fail_group()
+            continue
+        key = (view.job.selector.key(), session.request_total(view)[0])
+        scattered = fragmented.get(key)
+        if scattered is None:
+            scattered = fragmented[key] = _fragmented(session, view)
+        if not scattered or admission_block(session, view) is not None:
             order.fail_group()
             continue
         budget -= 1
@@ -83,5 +89,6 @@ def consolidate(session: Session) -> None:
         if evict_to_fit(session, view, "consolidate", candidates, move):
             session.reasons.pop(view.idx, None)
             order.placed()
+            fragmented.clear()
         else:
             order.fail_group()

@@ -134,7 +134,10 @@ def reclaim(session: Session) -> None:
         project = session.queue_names[view.leaf]
 
         def remove(victim: JobView, reclaimer: JobView = view, project: str = project) -> bool:
-            if victim.leaf == reclaimer.leaf or not reclaim_allowed(session, reclaimer, victim):
+            leaf = victim.leaf
+            if (leaf == reclaimer.leaf  # quick test of the leaf-level rule first
+                    or session.q_alloc[leaf][0] - victim.acct[0] < session.q_fs[leaf][0]
+                    or not reclaim_allowed(session, reclaimer, victim)):
                 return False
             session.evict(
                 victim,
