@@ -1,4 +1,4 @@
-"""fairpool: a GPU pool orchestrator with hierarchical quotas, fair share, gangs and fractional GPUs.
+"""fairpool: a GPU pool orchestrator (hierarchical quotas, fair share, gangs, fractional GPUs).
 
 The package is layered (dependencies point downward only): ``domain`` (pure dataclasses) and
 ``scheduler`` (the pure scheduling core: snapshot in, plan out) import nothing from the layers

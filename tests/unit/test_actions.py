@@ -102,7 +102,7 @@ def test_reclaim_respects_min_runtime():
     snap = borrowed_setup([job("b0", "b", g=2, t=50)], a_started=90.0, min_runtime=60.0)
     plan = schedule(snap)
     assert not plan.evictions
-    assert plan.valid_until == 150.0  # a0's protection ends first; then ends then; a no-change cycle must rerun
+    assert plan.valid_until == 150.0  # a0's protection ends first: a no-change cycle reruns
     later = replace(snap, now=151.0)
     assert len(schedule(later).evictions) == 2
 

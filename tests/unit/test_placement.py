@@ -1,4 +1,4 @@
-"""Placement: gangs all or nothing, whole GPUs, fractions, GPU memory, bin-pack/spread, selectors."""
+"""Placement: gangs all or nothing, whole GPUs, fractions, GPU memory, bin-pack, selectors."""
 
 from dataclasses import replace
 

@@ -30,7 +30,9 @@ class WorkerRequest:
     memory: int = 0  # MiB
 
     def __post_init__(self) -> None:
-        forms = (self.gpus > 0) + (self.gpu_fraction is not None) + (self.gpu_memory_mib is not None)
+        forms = sum(
+            (self.gpus > 0, self.gpu_fraction is not None, self.gpu_memory_mib is not None)
+        )
         if forms > 1:
             raise ValueError("ask for whole GPUs, a GPU fraction or GPU memory, not several")
         if self.gpus < 0 or self.gpus > MAX_GPUS_PER_WORKER:

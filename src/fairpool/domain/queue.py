@@ -1,9 +1,9 @@
 """The queue tree: departments → projects (a project is a leaf queue).
 
-Each queue has, per resource, a ``quota`` (deserved, guaranteed), a ``limit`` (hard cap, unlimited
-by default), an ``over_quota_weight`` (its share of idle surplus) and a ``priority`` (surplus goes to
-higher priorities first). Jobs are submitted to leaf queues only. The tree may be deeper than two
-levels; every algorithm here walks it generically.
+Each queue has, per resource, a ``quota`` (deserved, guaranteed), a ``limit`` (hard cap,
+unlimited by default), an ``over_quota_weight`` (its share of idle surplus) and a ``priority``
+(surplus goes to higher priorities first). Jobs are submitted to leaf queues only. The tree may
+be deeper than two levels; every algorithm here walks it generically.
 """
 
 from __future__ import annotations

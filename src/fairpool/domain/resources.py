@@ -82,7 +82,7 @@ class Resources:
 
     __rmul__ = __mul__
 
-    def __le__(self, other: Resources) -> bool:  # type: ignore[override]
+    def __le__(self, other: Resources) -> bool:
         """Component-wise: every resource of ``self`` fits in ``other``."""
         return (
             self.gpu <= other.gpu
@@ -91,13 +91,13 @@ class Resources:
             and self.memory <= other.memory
         )
 
-    def __ge__(self, other: Resources) -> bool:  # type: ignore[override]
+    def __ge__(self, other: Resources) -> bool:
         return other <= self
 
-    def __lt__(self, other: Resources) -> bool:  # type: ignore[override]
+    def __lt__(self, other: Resources) -> bool:
         return self <= other and self != other
 
-    def __gt__(self, other: Resources) -> bool:  # type: ignore[override]
+    def __gt__(self, other: Resources) -> bool:
         return other < self
 
     def fits_in(self, other: Resources) -> bool:

@@ -15,7 +15,7 @@ def _kind(session: Session, q: int) -> str:
     return "project" if session.tree.is_leaf(session.queue_names[q]) else "department"
 
 
-def _only(values: tuple[int, int, int, int] | list[int], req: tuple[int, int, int, int]) -> str:
+def _only(values: tuple[int, ...] | list[int], req: tuple[int, ...]) -> str:
     """Describe just the resources the job asks for."""
     masked = [v if req[r] else 0 for r, v in enumerate(values)]
     return Resources(*masked).describe()

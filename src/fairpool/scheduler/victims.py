@@ -97,13 +97,14 @@ def _could_host(session: Session, n: int, chosen: set[int], view: JobView) -> bo
     req = view.job.request
     if req.gpus:
         return sum(1 for h in held if h == 0) >= req.gpus
-    if req.fractional:
-        need = min(
-            req.fraction_milli if req.gpu_fraction is not None
-            else -(-req.gpu_memory_mib * GPU_UNIT // max(cs.dev_mem_total[n][d], 1))  # type: ignore[operator]
-            for d in range(len(held))
-        ) if held else GPU_UNIT + 1
-        return any(GPU_UNIT - h >= need for h in held)
+    if req.gpu_fraction is not None:
+        return any(GPU_UNIT - h >= req.fraction_milli for h in held)
+    if req.gpu_memory_mib is not None:
+        mem = req.gpu_memory_mib
+        return any(
+            GPU_UNIT - h >= -(-mem * GPU_UNIT // max(cs.dev_mem_total[n][d], 1))
+            for d, h in enumerate(held)
+        )
     return True
 
 
@@ -129,7 +130,7 @@ def evict_to_fit(
             st.commit()
             return True
         taken: list[JobView] = []
-        origin: dict[int, set[int]] = {}  # victim → the nodes it held before removal
+        origin: dict[int, set[tuple[int, int]]] = {}  # victim → the nodes it held before removal
         got = None
         looked = 0
         for v in candidates:
@@ -138,11 +139,11 @@ def evict_to_fit(
             looked += 1
             if max_candidates is not None and looked > max_candidates:
                 break
+            held = _held(v)  # before removal: a move changes the job's slots
             if not remove(v):
                 continue
             taken.append(v)
-            origin[v.idx] = _held(v)  # the eviction keeps the old slots; a move does not
-
+            origin[v.idx] = held
             if not could_fit(dom, job.request, job.workers, job.same_node) or not admits():
                 continue
             got = place_gang(session, view)

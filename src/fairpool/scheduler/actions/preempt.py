@@ -6,10 +6,10 @@ low-priority work at once instead of one cycle later."""
 
 from __future__ import annotations
 
+from fairpool.scheduler.actions.reclaim import candidate_bound
 from fairpool.scheduler.admission import admission_block
 from fairpool.scheduler.ordering import JobOrder
 from fairpool.scheduler.session import JobView, Session
-from fairpool.scheduler.actions.reclaim import candidate_bound
 from fairpool.scheduler.victims import evict_to_fit, group_by_node, protected
 
 
