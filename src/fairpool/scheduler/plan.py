@@ -7,6 +7,7 @@ that the listed evicted jobs still hold; it must start only once they have stopp
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from fairpool.domain.job import WorkerPlacement
@@ -37,11 +38,42 @@ class PendingReason:
     message: str
 
 
+class PendingReasons(Mapping[str, PendingReason]):
+    """Job id → reason, read lazily from the cycle's own tables (a large cluster has 100,000
+    waiting jobs; most consumers look up a few or write out only the ones that changed)."""
+
+    __slots__ = ("_by_idx", "_ids", "_index", "_waiting")
+
+    def __init__(
+        self,
+        by_idx: Mapping[int, PendingReason],
+        index: Callable[[str], int | None],
+        ids: Callable[[int], str],
+        waiting: Callable[[int], bool],
+    ) -> None:
+        self._by_idx = by_idx
+        self._index = index
+        self._ids = ids
+        self._waiting = waiting
+
+    def __getitem__(self, job_id: str) -> PendingReason:
+        idx = self._index(job_id)
+        if idx is None or idx not in self._by_idx or not self._waiting(idx):
+            raise KeyError(job_id)
+        return self._by_idx[idx]
+
+    def __iter__(self) -> Iterator[str]:
+        return (self._ids(i) for i in self._by_idx if self._waiting(i))
+
+    def __len__(self) -> int:
+        return sum(1 for i in self._by_idx if self._waiting(i))
+
+
 @dataclass(slots=True)
 class Plan:
     binds: list[Bind] = field(default_factory=list)
     evictions: list[Eviction] = field(default_factory=list)
-    pending: dict[str, PendingReason] = field(default_factory=dict)
+    pending: Mapping[str, PendingReason] = field(default_factory=dict)
     fair_shares: dict[str, Resources] = field(default_factory=dict)
     allocated: dict[str, Resources] = field(default_factory=dict)
     reused: bool = False  # True when a no-change cycle returned the previous plan

@@ -19,7 +19,7 @@ from fairpool.domain.resources import GPU_UNIT, Resources
 from fairpool.domain.states import ACTIVE_STATES, PENDING_STATES
 from fairpool.scheduler.cluster_state import ClusterState
 from fairpool.scheduler.fair_share import fair_shares
-from fairpool.scheduler.plan import Bind, Eviction, PendingReason, Plan
+from fairpool.scheduler.plan import Bind, Eviction, PendingReason, PendingReasons, Plan
 from fairpool.scheduler.snapshot import SchedulerConfig, Snapshot
 from fairpool.scheduler.statement import UndoLog
 
@@ -403,13 +403,22 @@ class Session:
         future = [t for t in ends if t > self.now]
         return min(future, default=float("inf"))
 
+    def _index_of(self, job_id: str) -> int | None:
+        view = self.by_id.get(job_id)
+        return None if view is None else view.idx
+
+    def _id_of(self, idx: int) -> str:
+        return self.jobs[idx].job.id
+
+    def _waits(self, idx: int) -> bool:
+        return self.jobs[idx].status == PENDING
+
     def to_plan(self) -> Plan:
         names = self.queue_names
         return Plan(
             binds=list(self.binds.values()),
             evictions=list(self.evictions.values()),
-            pending={self.jobs[i].job.id: r for i, r in self.reasons.items()
-                     if self.jobs[i].status == PENDING},
+            pending=PendingReasons(self.reasons, self._index_of, self._id_of, self._waits),
             fair_shares={names[q]: Resources(*self.q_fs[q]) for q in range(len(names))},
             allocated={names[q]: Resources(*self.q_alloc[q]) for q in range(len(names))},
         )

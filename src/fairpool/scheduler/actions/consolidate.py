@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from fairpool.domain.resources import GPU_UNIT
 from fairpool.scheduler.admission import admission_block
-from fairpool.scheduler.ordering import JobOrder
+from fairpool.scheduler.ordering import Group, JobOrder
 from fairpool.scheduler.placement import place_gang
 from fairpool.scheduler.session import JobView, Session
 from fairpool.scheduler.statement import Statement
@@ -39,7 +39,18 @@ def consolidate(session: Session) -> None:
     if not movable:
         return
     movable.sort(key=lambda v: (v.acct[0], v.job.priority, v.job.id))  # small moves first
-    order = JobOrder(session)
+    free = sum(sum(devs) for devs in session.cluster.dev_free)
+    if free <= 0:
+        return
+    reasons = session.reasons
+
+    def worth_a_look(group: Group) -> bool:
+        head = group.jobs[0]
+        reason = reasons.get(head.idx)
+        return reason is not None and reason.code == "NO_CAPACITY" and (
+            session.request_total(head)[0] <= free)
+
+    order = JobOrder(session, worth_a_look)
     fragmented: dict[tuple[object, int], bool] = {}  # (domain, GPUs needed) → enough free?
     for view in order:
         if budget <= 0:

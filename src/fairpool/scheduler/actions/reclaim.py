@@ -17,6 +17,7 @@ from collections.abc import Hashable
 from fairpool.domain.resources import GPU_UNIT
 from fairpool.scheduler.admission import admission_block, below_fair_share, describe_share
 from fairpool.scheduler.ordering import JobOrder
+from fairpool.scheduler.placement import try_place
 from fairpool.scheduler.plan import PendingReason
 from fairpool.scheduler.session import JobView, Session
 from fairpool.scheduler.victims import evict_to_fit, group_by_node, protected
@@ -59,6 +60,29 @@ def _excess(session: Session, leaf: int) -> int:
     return max(0, session.q_alloc[leaf][0] - session.q_fs[leaf][0])
 
 
+def _size_key(view: JobView) -> tuple[Hashable, tuple[int, int]]:
+    """(what must match, (size per worker, workers)): a gang at least as large in both, of the
+    same kind, on the same nodes, for the same project, is at least as hard to reclaim for
+    (another project could take the first one's jobs, so the project is part of the match)."""
+    job = view.job
+    r = job.request
+    per_worker = r.gpus * GPU_UNIT if r.gpus else (
+        r.fraction_milli if r.gpu_fraction is not None else r.gpu_memory_mib or 0)
+    kind = "whole" if r.gpus else ("fraction" if r.gpu_fraction is not None else "memory")
+    match = (view.leaf, kind, job.same_node, job.selector.key(), r.cpu, r.memory)
+    return match, (per_worker, job.workers)
+
+
+def _dominated(hopeless: dict[Hashable, list[tuple[int, int]]], view: JobView) -> bool:
+    match, (size, workers) = _size_key(view)
+    return any(size >= s and workers >= w for s, w in hopeless.get(match, ()))
+
+
+def _remember(hopeless: dict[Hashable, list[tuple[int, int]]], view: JobView) -> None:
+    match, size = _size_key(view)
+    hopeless.setdefault(match, []).append(size)
+
+
 class _Notes:
     """Appends why reclaim did not help to pending reasons, sharing one object per text."""
 
@@ -89,7 +113,7 @@ def reclaim(session: Session) -> None:
     for jobs in by_leaf.values():  # lowest priority, then newest, go first
         jobs.sort(key=lambda v: (v.job.priority, -(v.job.started_at or 0.0), v.job.id))
     notes = _Notes(session)
-    hopeless: set[tuple[tuple[int, ...], Hashable]] = set()
+    hopeless: dict[Hashable, list[tuple[int, int]]] = {}
     excess: dict[int, int] | None = None
     total_excess = 0
     shares: dict[int, str] = {}
@@ -117,10 +141,13 @@ def reclaim(session: Session) -> None:
             notes.add(order.fail_group() or [view],
                       "projects above their fair share do not hold enough to reclaim")
             continue
-        # a shape that found no victims from one department finds none from another project of
-        # that department either: a reclaim only ever lowers what lenders hold above their share
-        tried = (view.path[:-1], session.shape(view))
-        if tried in hopeless:
+        # a gang that found no victims finds none for a larger gang of the same project either:
+        # a reclaim only ever lowers what lenders hold above their share
+        if try_place(session, view, "reclaim"):  # room left over by earlier reclaims
+            session.reasons.pop(view.idx, None)
+            order.placed()
+            continue
+        if _dominated(hopeless, view):
             order.fail_group()
             continue
         r = view.job.request
@@ -128,7 +155,11 @@ def reclaim(session: Session) -> None:
         candidates = ordered.get(dom_key)
         if candidates is None:
             lenders = sorted(excess, key=lambda q: -session.share_ratio(q))
-            candidates = group_by_node(session, view, [v for q in lenders for v in by_leaf[q]])
+            # a job larger than its project's excess can never be taken without dropping the
+            # project below its fair share (and excess only shrinks during reclaim)
+            candidates = group_by_node(session, view, [
+                v for q in lenders for v in by_leaf[q] if v.acct[0] <= excess[q]
+            ])
             ordered[dom_key] = candidates
         session.search_budget -= 1
         project = session.queue_names[view.leaf]
@@ -155,6 +186,6 @@ def reclaim(session: Session) -> None:
             excess = None
             hopeless.clear()
         else:
-            hopeless.add(tried)
+            _remember(hopeless, view)
             notes.add(order.fail_group() or [view], "reclaiming from projects above their "
                       "fair share would not free a large enough block")
