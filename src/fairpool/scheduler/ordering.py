@@ -19,42 +19,11 @@ snapshot) and exist for the simulator's baselines; their groups hold one job eac
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Iterator
 
+from fairpool.scheduler.groups import Group, JobKey, job_key
 from fairpool.scheduler.session import EVICTED, PENDING, JobView, Session
 from fairpool.scheduler.snapshot import QueueOrder
-
-JobKey = tuple[int, float, str]
-
-
-def job_key(view: JobView) -> JobKey:
-    return (-view.job.priority, view.job.submit_time, view.job.id)
-
-
-class Group:
-    """Waiting jobs of one queue with the same priority and shape, in submit order."""
-
-    __slots__ = ("jobs", "leaf", "priority")
-
-    def __init__(self, leaf: int, priority: int, jobs: list[JobView]) -> None:
-        self.leaf = leaf
-        self.priority = priority
-        self.jobs = jobs
-
-
-def build_groups(session: Session, views: list[JobView]) -> dict[Hashable, Group]:
-    groups: dict[Hashable, Group] = {}
-    for v in views:
-        key = (v.leaf, v.job.priority, session.shape(v))
-        g = groups.get(key)
-        if g is None:
-            groups[key] = Group(v.leaf, v.job.priority, [v])
-        else:
-            g.jobs.append(v)
-    for g in groups.values():
-        if len(g.jobs) > 1:
-            g.jobs.sort(key=job_key)
-    return groups
 
 
 def _waits(view: JobView) -> bool:
@@ -85,10 +54,10 @@ class JobOrder:
         self.groups: list[Group] = []
         self.pos: list[int] = []
         focus = session.focus
-        for g in session.waiting_groups().values():
-            if (focus is not None and g.leaf not in focus) or (
-                include is not None and not include(g)
-            ):
+        by_leaf = session.leaf_groups
+        leaves = by_leaf if focus is None else [q for q in focus if q in by_leaf]
+        for g in (g for leaf in leaves for g in by_leaf[leaf]):
+            if include is not None and not include(g):
                 continue
             i = self._skip(g, 0)
             if i >= len(g.jobs):

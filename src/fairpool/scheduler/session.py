@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Hashable, Iterable
-from typing import TYPE_CHECKING
 
 from fairpool.domain.job import Job, WorkerPlacement
 from fairpool.domain.queue import QueueTree
@@ -19,12 +18,10 @@ from fairpool.domain.resources import GPU_UNIT, Resources
 from fairpool.domain.states import ACTIVE_STATES, PENDING_STATES
 from fairpool.scheduler.cluster_state import ClusterState
 from fairpool.scheduler.fair_share import fair_shares
+from fairpool.scheduler.groups import Group, GroupKey, job_key
 from fairpool.scheduler.plan import Bind, Eviction, PendingReason, PendingReasons, Plan
 from fairpool.scheduler.snapshot import SchedulerConfig, Snapshot
 from fairpool.scheduler.statement import UndoLog
-
-if TYPE_CHECKING:
-    from fairpool.scheduler.ordering import Group
 
 PENDING, RUNNING, BOUND, EVICTED = 0, 1, 2, 3
 Vec = list[int]
@@ -95,8 +92,11 @@ class Session:
         self.binds: dict[int, Bind] = {}
         self.evictions: dict[int, Eviction] = {}
         self.reasons: dict[int, PendingReason] = {}
+        self.running: list[JobView] = []  # jobs holding resources when the cycle began
         self._selector_keys: dict[int, Hashable] = {}
-        self._groups: dict[Hashable, Group] | None = None
+        #: waiting jobs in groups of interchangeable ones (see fairpool.scheduler.groups)
+        self.groups: dict[GroupKey, Group] = {}
+        self.leaf_groups: dict[int, list[Group]] = {}
         #: leaves with jobs that started waiting again in this cycle (see ``focus``)
         self.touched: set[int] = set()
         #: when set, actions only look at waiting jobs of these leaves (later rounds of a cycle)
@@ -105,6 +105,7 @@ class Session:
             (d.memory_mib for n in snapshot.nodes for d in n.devices), default=0
         )
         self._load_jobs(snapshot.jobs)
+        self._index_groups()
         self._fair_share()
 
     # -- construction ------------------------------------------------------------------------
@@ -121,6 +122,8 @@ class Session:
         by_id = self.by_id
         node_jobs = self.node_jobs
         demand = self.leaf_demand = [[0, 0, 0, 0] for _ in self.queue_names]
+        selector_keys = self._selector_keys
+        groups = self.groups
         for job in jobs:
             state = job.state
             active = state in ACTIVE_STATES
@@ -147,6 +150,17 @@ class Session:
                 d[1] += unit[1] * w
                 d[2] += unit[2] * w
                 d[3] += unit[3] * w
+                sel = job.selector
+                skey = selector_keys.get(id(sel))
+                if skey is None:
+                    skey = selector_keys[id(sel)] = sel.key()
+                shape = view.shape = (rkey, w, job.same_node, job.spread, job.preemptible, skey)
+                gkey = (path[-1], job.priority, shape)
+                group = groups.get(gkey)
+                if group is None:
+                    groups[gkey] = Group(path[-1], job.priority, [view])
+                else:
+                    group.jobs.append(view)
                 continue
             slots = []
             gpu = gmem = 0
@@ -163,6 +177,7 @@ class Session:
             count = len(slots)
             acct = (gpu, gmem, req.cpu * count, req.memory * count)
             view.slots = tuple(slots)
+            self.running.append(view)
             view.status = RUNNING
             view.placements = job.placements
             view.acct = acct
@@ -171,6 +186,12 @@ class Session:
             d[1] += acct[1]
             d[2] += acct[2]
             d[3] += acct[3]
+
+    def _index_groups(self) -> None:
+        for group in self.groups.values():
+            if len(group.jobs) > 1:
+                group.jobs.sort(key=job_key)
+            self.leaf_groups.setdefault(group.leaf, []).append(group)
 
     def _fair_share(self) -> None:
         names = self.queue_names
@@ -244,6 +265,12 @@ class Session:
             self.node_jobs[n].discard(view.idx)
         del self.binds[view.idx]
         view.status, view.placements, view.acct, view.slots = prev
+
+    def holders(self) -> list[JobView]:
+        """Jobs holding resources now: running before the cycle or placed in it."""
+        out = [v for v in self.running if v.status == RUNNING or v.status == BOUND]
+        out.extend(self.jobs[i] for i in self.binds if self.jobs[i].job.pending)
+        return out
 
     def evictable(self, view: JobView) -> bool:
         """Holding resources in this session: running before the cycle, or placed in it."""
@@ -356,28 +383,17 @@ class Session:
         if key is None:
             key = self._selector_keys[id(sel)] = sel.key()
         r = job.request
-        view.shape = (r.gpus, r.gpu_fraction, r.gpu_memory_mib, r.cpu, r.memory, job.workers,
-                      job.same_node, job.spread, job.preemptible, key)
+        rkey = (r.gpus, r.gpu_fraction, r.gpu_memory_mib, r.cpu, r.memory)
+        view.shape = (rkey, job.workers, job.same_node, job.spread, job.preemptible, key)
         return view.shape
 
-    def waiting_groups(self) -> dict[Hashable, Group]:
-        """Groups of interchangeable jobs (see :mod:`fairpool.scheduler.ordering`), built on first
-        use; a job evicted later joins its group."""
-        if self._groups is None:
-            from fairpool.scheduler.ordering import build_groups
-
-            self._groups = build_groups(self, self.waiting())
-        return self._groups
-
     def _join_group(self, view: JobView) -> None:
-        if self._groups is None:
-            return
-        from fairpool.scheduler.ordering import Group, job_key
-
+        """A job evicted in this cycle waits again: it joins its group (kept in submit order)."""
         key = (view.leaf, view.job.priority, self.shape(view))
-        group = self._groups.get(key)
+        group = self.groups.get(key)
         if group is None:
-            self._groups[key] = Group(view.leaf, view.job.priority, [view])
+            group = self.groups[key] = Group(view.leaf, view.job.priority, [view])
+            self.leaf_groups.setdefault(view.leaf, []).append(group)
         elif view not in group.jobs:
             bisect.insort(group.jobs, view, key=job_key)
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from fairpool.domain.resources import GPU_UNIT
 from fairpool.scheduler.admission import admission_block
-from fairpool.scheduler.ordering import Group, JobOrder
+from fairpool.scheduler.groups import Group
+from fairpool.scheduler.ordering import JobOrder
 from fairpool.scheduler.placement import place_gang
 from fairpool.scheduler.session import JobView, Session
 from fairpool.scheduler.statement import Statement
@@ -32,8 +33,8 @@ def consolidate(session: Session) -> None:
     if budget <= 0:
         return
     movable = [
-        v for v in session.jobs
-        if session.evictable(v) and v.job.workers == 1 and v.acct[0] > 0
+        v for v in session.holders()
+        if v.job.workers == 1 and v.acct[0] > 0
         and not protected(session, v)
     ]
     if not movable:

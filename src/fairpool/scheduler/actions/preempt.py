@@ -15,8 +15,8 @@ from fairpool.scheduler.victims import evict_to_fit, group_by_node, protected
 
 def preempt(session: Session) -> None:
     by_leaf: dict[int, list[JobView]] = {}
-    for v in session.jobs:
-        if session.evictable(v) and not protected(session, v):
+    for v in session.holders():
+        if not protected(session, v):
             by_leaf.setdefault(v.leaf, []).append(v)
     lowest: dict[int, int] = {}
     for leaf, jobs in by_leaf.items():

@@ -107,8 +107,8 @@ def reclaim(session: Session) -> None:
     if not session.contended:
         return
     by_leaf: dict[int, list[JobView]] = {}
-    for v in session.jobs:
-        if session.evictable(v) and not protected(session, v):
+    for v in session.holders():
+        if not protected(session, v):
             by_leaf.setdefault(v.leaf, []).append(v)
     for jobs in by_leaf.values():  # lowest priority, then newest, go first
         jobs.sort(key=lambda v: (v.job.priority, -(v.job.started_at or 0.0), v.job.id))

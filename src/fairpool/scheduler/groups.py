@@ -1,0 +1,31 @@
+"""Groups of interchangeable waiting jobs.
+
+A group holds the waiting jobs of one queue with the same priority and the same shape (request,
+workers, selector, constraints), in submit order. See :mod:`fairpool.scheduler.ordering` for why
+they exist: when the head of a group cannot be placed, none of the others can.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fairpool.scheduler.session import JobView
+
+GroupKey = tuple[int, int, Hashable]  # leaf, priority, shape
+JobKey = tuple[int, float, str]
+
+
+def job_key(view: JobView) -> JobKey:
+    """Order inside a queue: higher priority first, then earlier submit, then id."""
+    return (-view.job.priority, view.job.submit_time, view.job.id)
+
+
+class Group:
+    __slots__ = ("jobs", "leaf", "priority")
+
+    def __init__(self, leaf: int, priority: int, jobs: list[JobView]) -> None:
+        self.leaf = leaf
+        self.priority = priority
+        self.jobs = jobs
