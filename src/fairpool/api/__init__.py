@@ -1,0 +1,1 @@
+"""REST API (FastAPI): thin routers over the services; OpenAPI at /docs."""

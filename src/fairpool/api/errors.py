@@ -1,0 +1,51 @@
+"""Error responses: one JSON shape, ``{"error": "...what to fix..."}``, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from fairpool.services.errors import ServiceError
+
+log = logging.getLogger("fairpool.api")
+
+
+def _where(loc: tuple[object, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
+    return ".".join(parts) or "request"
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ServiceError)
+    async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
+        return JSONResponse({"error": exc.message}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for err in exc.errors():
+            if err.get("type") == "json_invalid":
+                problems.append("the body is not valid JSON: " + str(err.get("ctx", {}).get(
+                    "error", "syntax error")))
+                continue
+            msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+            if err.get("type") == "extra_forbidden":
+                msg = "unknown field; remove it (see /docs for the fields)"
+            problems.append(f"{_where(tuple(err.get('loc', ())))}: {msg}")
+        return JSONResponse({"error": "; ".join(problems), "details": json.loads(
+            json.dumps(exc.errors(), default=str))}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:  # pragma: no cover
+        log.exception("unexpected error", exc_info=exc)
+        return JSONResponse({"error": "internal error; the server log has the details"},
+                            status_code=500)

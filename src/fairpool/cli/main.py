@@ -1,0 +1,371 @@
+"""The ``fairpool`` command: start the pool, manage queues, submit and follow jobs."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic import ValidationError
+
+from fairpool.cli.output import console, emit_json, fail, gpus, table, when
+from fairpool.client import Client, FairpoolError
+from fairpool.scheduler.snapshot import Strategy
+from fairpool.services.specs import (
+    JobOut,
+    JobSubmit,
+    ProjectCreate,
+    QueueCreate,
+    QueueOut,
+    QueueUpdate,
+    ResourceSpec,
+)
+
+T = TypeVar("T")
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="fairpool: share GPUs among teams with quotas and fair share.")
+project_app = typer.Typer(no_args_is_help=True, help="Projects (leaf queues).")
+department_app = typer.Typer(no_args_is_help=True, help="Departments (groups of projects).")
+app.add_typer(project_app, name="project")
+app.add_typer(department_app, name="department")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+
+
+def _client() -> Client:
+    return Client()
+
+
+def _validation(exc: ValidationError) -> str:
+    parts = []
+    for e in exc.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "input"
+        parts.append(f"{where.replace('_', '-')}: {e['msg'].removeprefix('Value error, ')}")
+    return "; ".join(parts)
+
+
+def _limit(gpus_: float | None, cpus: float | None, memory: int | None) -> ResourceSpec | None:
+    if gpus_ is None and cpus is None and memory is None:
+        return None
+    big = 1_000_000
+    return ResourceSpec(gpus=big if gpus_ is None else gpus_, cpus=10_000_000 if cpus is None
+                        else cpus, memory_mib=(1 << 50) if memory is None else memory)
+
+
+@app.command()
+def up(
+    port: Annotated[int, typer.Option(help="port of the REST API")] = 8765,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    data_dir: Annotated[Path | None, typer.Option(help="database and logs")] = None,
+    db: Annotated[str | None, typer.Option(
+        help="database URL, e.g. postgresql+psycopg://user@host/db (default: SQLite)")] = None,
+    simulate_gpus: Annotated[int | None, typer.Option(
+        help="pretend this machine has N GPUs (shown as simulated)")] = None,
+    nodes_file: Annotated[Path | None, typer.Option(
+        help="TOML file describing several simulated nodes")] = None,
+    grace: Annotated[float, typer.Option(help="seconds between SIGTERM and SIGKILL")] = 10.0,
+    strategy: Annotated[Strategy, typer.Option(help="placement strategy")] = Strategy.BINPACK,
+) -> None:
+    """Start the pool: REST API, scheduler and local executor in one process."""
+    from fairpool.config import ServerSettings
+    from fairpool.server import serve
+
+    values: dict[str, object] = {"port": port, "host": host, "grace_s": grace,
+                                 "strategy": strategy}
+    for key, value in (("data_dir", data_dir), ("db", db), ("simulate_gpus", simulate_gpus),
+                       ("nodes_file", nodes_file)):
+        if value is not None:
+            values[key] = value
+    try:
+        settings = ServerSettings(**values)  # type: ignore[arg-type]
+        serve(settings)
+    except ValidationError as exc:
+        fail(_validation(exc))
+    except ValueError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot start: {exc}")
+
+
+@app.command()
+def submit(
+    command: Annotated[list[str], typer.Argument(help="the command, after --")],
+    project: Annotated[str, typer.Option("--project", "-p", help="project to charge")],
+    gpus_: Annotated[int, typer.Option("--gpus", help="whole GPUs per worker")] = 0,
+    gpu_fraction: Annotated[float | None, typer.Option(help="share of one GPU")] = None,
+    gpu_memory: Annotated[int | None, typer.Option(help="GPU memory in MiB")] = None,
+    workers: Annotated[int, typer.Option(help="workers in the gang")] = 1,
+    cpus: Annotated[float, typer.Option(help="CPUs per worker")] = 0,
+    memory: Annotated[int, typer.Option(help="memory per worker, MiB")] = 0,
+    priority: Annotated[str, typer.Option(help="train, build or inference")] = "train",
+    preemptible: Annotated[bool | None, typer.Option(
+        "--preemptible/--no-preemptible", help="default: from the priority class")] = None,
+    env: Annotated[list[str] | None, typer.Option(help="KEY=VALUE, repeatable")] = None,
+    name: Annotated[str, typer.Option(help="a name for the job")] = "",
+    node_pool: Annotated[str | None, typer.Option(help="run only in this node pool")] = None,
+    same_node: Annotated[bool, typer.Option(help="all workers on one node")] = False,
+    key: Annotated[str | None, typer.Option(help="idempotency key")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Submit a job: fairpool submit -p vision --gpus 1 -- python train.py"""
+    env_map: dict[str, str] = {}
+    for item in env or []:
+        k, sep, v = item.partition("=")
+        if not sep:
+            fail(f"--env {item!r}: write it as KEY=VALUE")
+        env_map[k] = v
+    try:
+        spec = JobSubmit(project=project, command=command, gpus=gpus_,
+                         gpu_fraction=gpu_fraction, gpu_memory_mib=gpu_memory, workers=workers,
+                         cpus=cpus, memory_mib=memory, priority=priority,
+                         preemptible=preemptible, env=env_map, name=name, node_pool=node_pool,
+                         same_node=same_node, client_key=key)
+    except ValidationError as exc:
+        fail(_validation(exc))
+    with _client() as c:
+        job = _call(lambda: c.submit(spec))
+    if as_json:
+        emit_json(job)
+    else:
+        console.print(f"submitted [bold]{job.id}[/bold] to {job.project} ({job.state})")
+
+
+def _call(fn: Callable[[], T]) -> T:
+    try:
+        return fn()
+    except FairpoolError as exc:
+        fail(exc.message)
+
+
+@app.command()
+def jobs(
+    project: Annotated[str | None, typer.Option("--project", "-p")] = None,
+    state: Annotated[str | None, typer.Option()] = None,
+    limit: Annotated[int, typer.Option()] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """List jobs, newest first."""
+    with _client() as c:
+        items = _call(lambda: c.jobs(project, state, limit))
+    if as_json:
+        emit_json(items)
+        return
+    table("jobs", ["id", "project", "state", "gpus", "workers", "submitted", "reason"], [
+        [j.id, j.project, j.state, _job_gpus(j), str(j.workers), when(j.submitted_at),
+         (j.reason or "")[:80]] for j in items])
+
+
+def _job_gpus(j: JobOut) -> str:
+    if j.gpus:
+        return str(j.gpus)
+    if j.gpu_fraction is not None:
+        return f"{j.gpu_fraction:g}"
+    if j.gpu_memory_mib is not None:
+        return f"{j.gpu_memory_mib}MiB"
+    return "0"
+
+
+@app.command()
+def job(job_id: str, as_json: JsonOpt = False) -> None:
+    """Show one job with its workers and events."""
+    with _client() as c:
+        item = _call(lambda: c.job(job_id))
+        evs = _call(lambda: c.events(job_id))
+    if as_json:
+        emit_json(item)
+        return
+    console.print(f"[bold]{item.id}[/bold] {item.name}  project {item.project}  "
+                  f"state [bold]{item.state}[/bold]  attempt {item.attempt}"
+                  + (f"  exit {item.exit_code}" if item.exit_code is not None else ""))
+    console.print(f"command: {' '.join(item.command)}", highlight=False)
+    if item.reason:
+        console.print(f"waiting: {item.reason}", highlight=False)
+    if item.placement:
+        table("workers", ["rank", "node", "devices", "share", "phase", "exit"], [
+            [str(w.rank), w.node, ",".join(map(str, w.devices)), f"{w.share:g}", w.phase,
+             "" if w.exit_code is None else str(w.exit_code)] for w in item.placement])
+    table("events", ["time", "kind", "message"],
+          [[when(e.at), e.kind, e.message] for e in evs])
+
+
+@app.command()
+def logs(
+    job_id: str,
+    follow: Annotated[bool, typer.Option("--follow", "-f")] = False,
+    rank: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Print a worker's output; -f follows it until the job ends."""
+    with _client() as c:
+        if not follow:
+            sys.stdout.write(_call(lambda: c.logs(job_id, rank)))
+            return
+        try:
+            for chunk in c.follow_logs(job_id, rank):
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.flush()
+        except FairpoolError as exc:
+            fail(exc.message)
+
+
+@app.command()
+def cancel(job_id: str, as_json: JsonOpt = False) -> None:
+    """Cancel a job (its workers get SIGTERM, then SIGKILL after the grace period)."""
+    with _client() as c:
+        item = _call(lambda: c.cancel(job_id))
+    if as_json:
+        emit_json(item)
+    else:
+        console.print(f"{item.id}: {item.state}"
+                      + (" (stopping)" if item.state not in ("cancelled",) else ""))
+
+
+@app.command()
+def explain(job_id: str, as_json: JsonOpt = False) -> None:
+    """Why a job waits (or what it is doing)."""
+    with _client() as c:
+        item = _call(lambda: c.explain(job_id))
+    if as_json:
+        emit_json(item)
+    else:
+        console.print(f"{item.job_id} {item.state}: {item.reason}", highlight=False)
+
+
+@app.command()
+def queues(as_json: JsonOpt = False) -> None:
+    """Departments and projects: quota, fair share, allocated, pending."""
+    with _client() as c:
+        items = _call(c.queues)
+    if as_json:
+        emit_json(items)
+        return
+    table("queues (GPUs)", ["queue", "kind", "quota", "limit", "weight", "fair share",
+                            "allocated", "pending", "jobs run/wait"], [
+        [q.name if q.parent is None else f"  {q.name}", q.kind, gpus(q.quota.gpus),
+         gpus(q.limit.gpus) if q.limit else "∞", str(q.over_quota_weight),
+         "" if q.fair_share is None else gpus(q.fair_share.gpus), gpus(q.allocated.gpus),
+         gpus(q.pending.gpus), f"{q.running_jobs}/{q.pending_jobs}"]
+        for q in _tree_order(items)])
+
+
+def _tree_order(items: list[QueueOut]) -> list[QueueOut]:
+    depts = [q for q in items if q.parent is None]
+    out: list[QueueOut] = []
+    for d in depts:
+        out.append(d)
+        out.extend(q for q in items if q.parent == d.name)
+    return out
+
+
+@app.command()
+def nodes(as_json: JsonOpt = False) -> None:
+    """Nodes and devices, with who holds what."""
+    with _client() as c:
+        items = _call(c.nodes)
+    if as_json:
+        emit_json(items)
+        return
+    rows = []
+    for n in items:
+        status = "ready" if n.ready and not n.cordoned else ("cordoned" if n.cordoned
+                                                           else "not ready")
+        for d in n.devices or []:
+            rows.append([n.name, n.pool, status, f"{d.index}", d.model + (" (simulated)"
+                         if n.simulated else ""), f"{d.used:g}", ", ".join(d.holders)])
+        if not n.devices:
+            rows.append([n.name, n.pool, status, "-", "no GPUs", "", ""])
+    table("nodes", ["node", "pool", "status", "gpu", "model", "used", "held by"], rows)
+
+
+def _queue_spec(name: str, qg: float, qc: float, qm: int, lg: float | None, lc: float | None,
+                lm: int | None, weight: int, priority: int) -> dict[str, Any]:
+    return {"name": name, "quota": ResourceSpec(gpus=qg, cpus=qc, memory_mib=qm),
+            "limit": _limit(lg, lc, lm), "over_quota_weight": weight, "priority": priority}
+
+
+QuotaG = Annotated[float, typer.Option("--quota-gpus", help="guaranteed GPUs")]
+QuotaC = Annotated[float, typer.Option("--quota-cpus", help="guaranteed CPUs")]
+QuotaM = Annotated[int, typer.Option("--quota-memory", help="guaranteed memory, MiB")]
+LimG = Annotated[float | None, typer.Option("--limit-gpus", help="hard cap on GPUs")]
+LimC = Annotated[float | None, typer.Option("--limit-cpus", help="hard cap on CPUs")]
+LimM = Annotated[int | None, typer.Option("--limit-memory", help="hard cap, MiB")]
+Weight = Annotated[int, typer.Option("--weight", help="share of idle GPUs beyond quota")]
+Prio = Annotated[int, typer.Option("--priority", help="higher gets surplus first")]
+
+
+@department_app.command("create")
+def department_create(name: str, quota_gpus: QuotaG = 0, quota_cpus: QuotaC = 0,
+                      quota_memory: QuotaM = 0, limit_gpus: LimG = None, limit_cpus: LimC = None,
+                      limit_memory: LimM = None, weight: Weight = 1, priority: Prio = 0) -> None:
+    """Create a department."""
+    try:
+        spec = QueueCreate(**_queue_spec(name, quota_gpus, quota_cpus, quota_memory,
+                                         limit_gpus, limit_cpus, limit_memory, weight, priority))
+    except ValidationError as exc:
+        fail(_validation(exc))
+    with _client() as c:
+        q = _call(lambda: c.create_department(spec))
+    console.print(f"department {q.name} created (quota {gpus(q.quota.gpus)} GPUs)")
+
+
+@project_app.command("create")
+def project_create(name: str,
+                   department: Annotated[str, typer.Option("--department", "-d")],
+                   quota_gpus: QuotaG = 0, quota_cpus: QuotaC = 0, quota_memory: QuotaM = 0,
+                   limit_gpus: LimG = None, limit_cpus: LimC = None, limit_memory: LimM = None,
+                   weight: Weight = 1, priority: Prio = 0) -> None:
+    """Create a project in a department."""
+    try:
+        spec = ProjectCreate(department=department, **_queue_spec(
+            name, quota_gpus, quota_cpus, quota_memory, limit_gpus, limit_cpus, limit_memory,
+            weight, priority))
+    except ValidationError as exc:
+        fail(_validation(exc))
+    with _client() as c:
+        q = _call(lambda: c.create_project(spec))
+    console.print(f"project {q.name} created in {q.parent} (quota {gpus(q.quota.gpus)} GPUs)")
+
+
+@project_app.command("set-quota")
+def project_set_quota(
+    name: str,
+    gpus_: Annotated[float | None, typer.Option("--gpus", help="guaranteed GPUs")] = None,
+    cpus: Annotated[float | None, typer.Option("--cpus")] = None,
+    memory: Annotated[int | None, typer.Option("--memory")] = None,
+    limit_gpus: LimG = None,
+    unlimited: Annotated[bool, typer.Option(help="remove the limit")] = False,
+    weight: Annotated[int | None, typer.Option("--weight")] = None,
+    priority: Annotated[int | None, typer.Option("--priority")] = None,
+) -> None:
+    """Change a queue's quota, limit, weight or priority (departments too)."""
+    with _client() as c:
+        current = next((q for q in _call(c.queues) if q.name == name), None)
+        if current is None:
+            fail(f"queue {name} does not exist")
+        quota = None
+        if gpus_ is not None or cpus is not None or memory is not None:
+            quota = ResourceSpec(
+                gpus=current.quota.gpus if gpus_ is None else gpus_,
+                cpus=current.quota.cpus if cpus is None else cpus,
+                memory_mib=current.quota.memory_mib if memory is None else memory)
+        try:
+            spec = QueueUpdate(quota=quota, limit=_limit(limit_gpus, None, None),
+                               unlimited=unlimited, over_quota_weight=weight, priority=priority)
+        except ValidationError as exc:
+            fail(_validation(exc))
+        q = _call(lambda: c.update_queue(name, spec))
+    console.print(f"{q.name}: quota {gpus(q.quota.gpus)} GPUs, limit "
+                  f"{gpus(q.limit.gpus) if q.limit else '∞'}, weight {q.over_quota_weight}")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":
+    main()

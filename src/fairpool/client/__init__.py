@@ -1,0 +1,5 @@
+"""Python SDK over the REST API."""
+
+from fairpool.client.api import Client, FairpoolError
+
+__all__ = ["Client", "FairpoolError"]

@@ -1,0 +1,142 @@
+"""The Python client: one method per REST operation, typed results, one error type.
+
+    from fairpool.client import Client
+    c = Client()                      # URL from FAIRPOOL_URL or the file `fairpool up` wrote
+    job = c.submit(project="vision", command=["python", "train.py"], gpus=1)
+    print(c.explain(job.id).reason)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, TypeAdapter
+
+from fairpool.config import client_url
+from fairpool.services.specs import (
+    EventOut,
+    ExplainOut,
+    JobOut,
+    JobSubmit,
+    NodeOut,
+    ProjectCreate,
+    QueueCreate,
+    QueueOut,
+    QueueUpdate,
+)
+
+T = TypeVar("T")
+
+
+class FairpoolError(Exception):
+    """A request failed; ``message`` says why in one line (from the server when it answered)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+class Client:
+    def __init__(self, url: str | None = None, timeout: float = 30.0) -> None:
+        self.url = (url or client_url()).rstrip("/")
+        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def _request(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        try:
+            resp = self._http.request(method, path, **kw)
+        except httpx.HTTPError as exc:
+            raise FairpoolError(f"cannot reach the fairpool server at {self.url} ({exc}); "
+                                f"is it running? start it with `fairpool up`") from None
+        if resp.status_code >= 400:
+            try:
+                message = resp.json().get("error") or resp.text
+            except ValueError:
+                message = resp.text or resp.reason_phrase
+            raise FairpoolError(str(message), resp.status_code)
+        return resp
+
+    def _get(self, path: str, kind: type[T] | Any, **kw: Any) -> T:
+        data = self._request("GET", path, **kw).json()
+        return TypeAdapter(kind).validate_python(data)  # type: ignore[no-any-return]
+
+    def _send(self, method: str, path: str, body: BaseModel | None, kind: type[T]) -> T:
+        payload = None if body is None else body.model_dump(mode="json", exclude_none=True)
+        data = self._request(method, path, json=payload).json()
+        return TypeAdapter(kind).validate_python(data)
+
+    # -- queues -----------------------------------------------------------------------------
+    def create_department(self, spec: QueueCreate) -> QueueOut:
+        return self._send("POST", "/api/v1/departments", spec, QueueOut)
+
+    def create_project(self, spec: ProjectCreate) -> QueueOut:
+        return self._send("POST", "/api/v1/projects", spec, QueueOut)
+
+    def update_queue(self, name: str, spec: QueueUpdate) -> QueueOut:
+        return self._send("PATCH", f"/api/v1/queues/{name}", spec, QueueOut)
+
+    def queues(self) -> list[QueueOut]:
+        return self._get("/api/v1/queues", list[QueueOut])
+
+    # -- jobs -------------------------------------------------------------------------------
+    def submit(self, spec: JobSubmit | None = None, **fields: Any) -> JobOut:
+        body = spec if spec is not None else JobSubmit(**fields)
+        return self._send("POST", "/api/v1/jobs", body, JobOut)
+
+    def jobs(self, project: str | None = None, state: str | None = None,
+             limit: int = 200) -> list[JobOut]:
+        params: dict[str, Any] = {"limit": limit}
+        if project:
+            params["project"] = project
+        if state:
+            params["state"] = state
+        return self._get("/api/v1/jobs", list[JobOut], params=params)
+
+    def job(self, job_id: str) -> JobOut:
+        return self._get(f"/api/v1/jobs/{job_id}", JobOut)
+
+    def cancel(self, job_id: str) -> JobOut:
+        return self._send("POST", f"/api/v1/jobs/{job_id}/cancel", None, JobOut)
+
+    def events(self, job_id: str) -> list[EventOut]:
+        return self._get(f"/api/v1/jobs/{job_id}/events", list[EventOut])
+
+    def explain(self, job_id: str) -> ExplainOut:
+        return self._get(f"/api/v1/jobs/{job_id}/explain", ExplainOut)
+
+    def logs(self, job_id: str, rank: int = 0, attempt: int | None = None) -> str:
+        params: dict[str, Any] = {"rank": rank}
+        if attempt is not None:
+            params["attempt"] = attempt
+        return self._request("GET", f"/api/v1/jobs/{job_id}/logs", params=params).text
+
+    def follow_logs(self, job_id: str, rank: int = 0) -> Iterator[bytes]:
+        params: dict[str, str | int] = {"rank": rank, "follow": "true"}
+        try:
+            with self._http.stream("GET", f"/api/v1/jobs/{job_id}/logs", params=params,
+                                   timeout=None) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise FairpoolError(resp.json().get("error", resp.text), resp.status_code)
+                yield from resp.iter_bytes()
+        except httpx.HTTPError as exc:
+            raise FairpoolError(f"log stream from {self.url} broke: {exc}") from None
+
+    # -- nodes ------------------------------------------------------------------------------
+    def nodes(self) -> list[NodeOut]:
+        return self._get("/api/v1/nodes", list[NodeOut])
+
+    def health(self) -> dict[str, str]:
+        return self._get("/health", dict[str, str])

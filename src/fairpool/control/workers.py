@@ -1,0 +1,67 @@
+"""Worker bookkeeping of a job's current attempt (the ``placement`` JSON of a job row) and the
+specs the executor receives."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+from fairpool.domain import GPU_UNIT
+from fairpool.executors.base import WorkerSpec
+from fairpool.scheduler.plan import Bind
+from fairpool.services.jobs import log_path
+from fairpool.store.models import JobRow
+
+
+def worker_id(job_id: str, attempt: int, rank: int) -> str:
+    return f"{job_id}.{attempt}.{rank}"
+
+
+def parse_worker_id(wid: str) -> tuple[str, int, int]:
+    job_id, attempt, rank = wid.rsplit(".", 2)
+    return job_id, int(attempt), int(rank)
+
+
+def placement_json(row: JobRow, bind: Bind) -> list[dict[str, Any]]:
+    return [
+        {
+            "rank": p.worker,
+            "worker_id": worker_id(row.id, row.attempt, p.worker),
+            "node": p.node,
+            "devices": list(p.devices),
+            "share": p.share,
+            "gpu_memory": p.gpu_memory,
+            "phase": "pending",
+            "exit_code": None,
+        }
+        for p in bind.placements
+    ]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def worker_specs(row: JobRow, addresses: dict[str, str], data_dir: Path) -> list[WorkerSpec]:
+    workers = sorted(row.placement or (), key=lambda w: w["rank"])
+    master = addresses.get(workers[0]["node"], "127.0.0.1") if workers else "127.0.0.1"
+    port = free_port()
+    per_node: dict[str, int] = {}
+    specs = []
+    for w in workers:
+        local_rank = per_node.get(w["node"], 0)
+        per_node[w["node"]] = local_rank + 1
+        fractional = w["share"] < GPU_UNIT and w["devices"]
+        specs.append(WorkerSpec(
+            worker_id=w["worker_id"], job_id=row.id, attempt=row.attempt, rank=w["rank"],
+            world_size=row.workers, local_rank=local_rank, node=w["node"],
+            devices=tuple(w["devices"]), command=tuple(row.command), env=dict(row.env),
+            master_addr=master, master_port=port,
+            log_path=str(log_path(data_dir, row.id, row.attempt, w["rank"])),
+            gpu_fraction=w["share"] / GPU_UNIT if fractional else None,
+            gpu_memory_mib=w["gpu_memory"] if fractional else None,
+        ))
+    return specs

@@ -1,0 +1,113 @@
+"""The executor protocol: what the control plane asks of whatever runs workers.
+
+Nomenclature: a *worker* is one process of a job on one node (rank ``rank`` of ``world_size``);
+its ``worker_id`` is unique per attempt (``{job_id}.{attempt}.{rank}``). ``start`` is idempotent on
+the worker id; ``stop`` sends SIGTERM now and SIGKILL once ``grace_s`` has passed without exit (the
+kill happens during a later ``poll``, so no call blocks); ``poll`` reports every worker it knows
+whose phase changed since the last poll, an exited worker exactly once. Executors never touch the
+database; the control loop turns their reports into job states.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    index: int
+    memory_mib: int
+    model: str
+    uuid: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    name: str
+    devices: tuple[DeviceInfo, ...]
+    cpu: int  # millicores
+    memory: int  # MiB
+    pool: str = "default"
+    labels: Mapping[str, str] = field(default_factory=dict)
+    simulated: bool = False
+    address: str = "127.0.0.1"  # where other ranks reach this node (MASTER_ADDR)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSpec:
+    worker_id: str
+    job_id: str
+    attempt: int
+    rank: int
+    world_size: int
+    local_rank: int
+    node: str
+    devices: tuple[int, ...]  # device indexes on ``node``; empty for CPU-only workers
+    command: tuple[str, ...]  # argv, executed without a shell
+    env: Mapping[str, str]
+    master_addr: str
+    master_port: int
+    log_path: str  # stdout and stderr of the worker are appended here
+    gpu_fraction: float | None = None  # share of each device for fractional workers
+    gpu_memory_mib: int | None = None  # GPU memory granted per device for fractional workers
+    workdir: str | None = None
+
+
+class WorkerPhase(StrEnum):
+    RUNNING = "running"
+    EXITED = "exited"
+    LOST = "lost"  # the executor can no longer see the worker (node gone, process vanished)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStatus:
+    worker_id: str
+    phase: WorkerPhase
+    exit_code: int | None = None  # for EXITED: the code, or -N when killed by signal N
+    detail: str = ""
+
+
+class Executor(Protocol):
+    def nodes(self) -> list[NodeInfo]:
+        """Inventory: nodes with their GPUs (NVML or simulated), CPU and memory."""
+        ...
+
+    def start(self, worker: WorkerSpec) -> None:
+        """Start the worker; a second call with the same worker id does nothing."""
+        ...
+
+    def stop(self, worker_id: str, grace_s: float) -> None:
+        """SIGTERM now, SIGKILL after ``grace_s``; unknown or finished workers are ignored."""
+        ...
+
+    def poll(self) -> list[WorkerStatus]:
+        """Workers whose phase changed since the last poll (each exit reported once)."""
+        ...
+
+    def close(self) -> None:
+        """Release the executor's resources; running workers are left alone."""
+        ...
+
+
+def worker_env(spec: WorkerSpec) -> dict[str, str]:
+    """The environment fairpool adds for a worker: its devices and the torch.distributed
+    rendezvous, so launchers work unchanged."""
+    env = {
+        "CUDA_VISIBLE_DEVICES": ",".join(str(d) for d in spec.devices),
+        "FAIRPOOL_JOB_ID": spec.job_id,
+        "FAIRPOOL_WORKER_ID": spec.worker_id,
+        "FAIRPOOL_ATTEMPT": str(spec.attempt),
+        "MASTER_ADDR": spec.master_addr,
+        "MASTER_PORT": str(spec.master_port),
+        "RANK": str(spec.rank),
+        "WORLD_SIZE": str(spec.world_size),
+        "LOCAL_RANK": str(spec.local_rank),
+    }
+    if spec.gpu_fraction is not None:
+        env["FAIRPOOL_GPU_FRACTION"] = f"{spec.gpu_fraction:g}"
+    if spec.gpu_memory_mib is not None:
+        env["FAIRPOOL_GPU_MEMORY_MIB"] = str(spec.gpu_memory_mib)
+    return env

@@ -1,0 +1,158 @@
+"""The local executor: workers are subprocesses of this machine.
+
+Every worker runs here whatever node its spec names, which is how several simulated nodes (see
+:func:`fairpool.executors.gpus.load_nodes_file`) are emulated on one box. Each worker gets its own
+session and process group, so ``stop`` signals the worker and everything it spawned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from fairpool.executors.base import (
+    NodeInfo,
+    WorkerPhase,
+    WorkerSpec,
+    WorkerStatus,
+    worker_env,
+)
+
+EXIT_NOT_FOUND = 127  # shell convention: command not found
+EXIT_CANNOT_EXECUTE = 126  # shell convention: found but not executable
+
+
+@dataclass(slots=True)
+class _Worker:
+    spec: WorkerSpec
+    proc: subprocess.Popen[bytes] | None  # None when the command could not be started
+    failed_code: int | None = None  # exit code reported for a worker that never started
+    detail: str = ""
+    reported_running: bool = False
+    term_sent: bool = False
+    kill_deadline: float | None = None  # monotonic time after which poll sends SIGKILL
+    killed: bool = False
+
+
+def _exit_detail(code: int, killed: bool) -> str:
+    if code >= 0:
+        return f"exited with code {code}"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    return f"killed by {name}" + (" after the stop grace period" if killed else "")
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    """Signal the worker's process group; the caller has checked that it is not reaped."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+class LocalExecutor:
+    """Runs workers as subprocesses of this machine; reports ``nodes`` as its inventory."""
+
+    def __init__(self, nodes: Sequence[NodeInfo]) -> None:
+        names = [n.name for n in nodes]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate node names in inventory: {sorted(names)}")
+        self._nodes = list(nodes)
+        self._node_names = frozenset(names)
+        self._workers: dict[str, _Worker] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def nodes(self) -> list[NodeInfo]:
+        return list(self._nodes)
+
+    def start(self, worker: WorkerSpec) -> None:
+        if worker.node not in self._node_names:
+            raise ValueError(
+                f"worker {worker.worker_id}: node {worker.node!r} is not in this executor's "
+                f"inventory ({', '.join(sorted(self._node_names)) or 'empty'})"
+            )
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("LocalExecutor is closed")
+            if worker.worker_id in self._workers:
+                return
+            self._workers[worker.worker_id] = self._spawn(worker)
+
+    def _spawn(self, spec: WorkerSpec) -> _Worker:
+        try:
+            log_path = Path(spec.log_path)
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            log = log_path.open("ab", buffering=0)
+        except OSError as exc:
+            return _Worker(spec, None, EXIT_CANNOT_EXECUTE,
+                           f"cannot open log file {spec.log_path}: {exc}")
+        with log:
+            try:
+                proc = subprocess.Popen(
+                    list(spec.command),
+                    env={**os.environ, **spec.env, **worker_env(spec)},
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    cwd=spec.workdir,
+                    start_new_session=True,
+                )
+            except (OSError, ValueError) as exc:  # ValueError: empty argv, NUL in an argument
+                code = EXIT_NOT_FOUND if isinstance(exc, FileNotFoundError) else (
+                    EXIT_CANNOT_EXECUTE)
+                detail = f"cannot start {list(spec.command)!r}: {exc}"
+                with contextlib.suppress(OSError):
+                    log.write(f"fairpool: worker {spec.worker_id}: {detail}\n".encode())
+                return _Worker(spec, None, code, detail)
+        return _Worker(spec, proc)
+
+    def stop(self, worker_id: str, grace_s: float) -> None:
+        with self._lock:
+            w = self._workers.get(worker_id)
+            if w is None or w.proc is None or w.proc.poll() is not None:
+                return  # unknown, never started, or exited (reported by the next poll)
+            deadline = time.monotonic() + max(grace_s, 0.0)
+            if w.kill_deadline is None or deadline < w.kill_deadline:
+                w.kill_deadline = deadline
+            if not w.term_sent:
+                w.term_sent = True
+                _signal_group(w.proc, signal.SIGTERM)
+
+    def poll(self) -> list[WorkerStatus]:
+        out: list[WorkerStatus] = []
+        now = time.monotonic()
+        with self._lock:
+            done: list[str] = []
+            for wid, w in self._workers.items():
+                if w.proc is None:
+                    out.append(WorkerStatus(wid, WorkerPhase.EXITED, w.failed_code, w.detail))
+                    done.append(wid)
+                    continue
+                if not w.reported_running:
+                    w.reported_running = True
+                    out.append(WorkerStatus(wid, WorkerPhase.RUNNING, detail=f"pid {w.proc.pid}"))
+                code = w.proc.poll()
+                if code is not None:
+                    detail = _exit_detail(code, w.killed)
+                    out.append(WorkerStatus(wid, WorkerPhase.EXITED, code, detail))
+                    done.append(wid)
+                elif w.kill_deadline is not None and now >= w.kill_deadline and not w.killed:
+                    w.killed = True
+                    _signal_group(w.proc, signal.SIGKILL)
+            for wid in done:
+                del self._workers[wid]
+        return out
+
+    def close(self) -> None:
+        """Forget every worker; running ones keep running (they have their own sessions)."""
+        with self._lock:
+            self._closed = True
+            self._workers.clear()

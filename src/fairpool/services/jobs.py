@@ -1,0 +1,242 @@
+"""Jobs: submit (idempotent with a client key), list, get, cancel, events, explain, logs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from fairpool.domain import JobState
+from fairpool.domain.priority import DEFAULT_PRIORITY_CLASSES, resolve_priority_class
+from fairpool.domain.resources import CPU_UNIT
+from fairpool.domain.states import TERMINAL_STATES, transition
+from fairpool.services.errors import Conflict, Invalid, NotFound
+from fairpool.services.specs import EventOut, ExplainOut, JobOut, JobSubmit
+from fairpool.store.convert import job_out
+from fairpool.store.db import Store
+from fairpool.store.models import JobEventRow, JobRow, NodeRow, QueueRow
+
+FINAL = {s.value for s in (*TERMINAL_STATES, JobState.FAILED)}
+WAITING = {JobState.QUEUED.value, JobState.REQUEUED.value}
+
+
+def add_event(s: Session, job_id: str, kind: str, message: str, at: float | None = None) -> None:
+    s.add(JobEventRow(job_id=job_id, at=time.time() if at is None else at, kind=kind,
+                      message=message))
+
+
+def _request_hash(spec: JobSubmit) -> str:
+    body = spec.model_dump(exclude={"client_key"})
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def _check_fits_somewhere(s: Session, spec: JobSubmit) -> None:
+    """Reject requests no node could ever hold, with the numbers."""
+    nodes = [n for n in s.execute(select(NodeRow)).scalars()
+             if spec.node_pool is None or n.pool == spec.node_pool]
+    if not nodes:
+        if spec.node_pool is not None:
+            raise Invalid(f"no node is in pool {spec.node_pool}")
+        return
+    per_worker = spec.gpus
+    if spec.same_node:
+        per_worker *= spec.workers
+    largest = max(len(n.devices) for n in nodes)
+    if per_worker > largest:
+        where = f"pool {spec.node_pool}" if spec.node_pool else "the pool"
+        raise Invalid(f"the job needs {per_worker} GPUs on one node but the largest node in "
+                      f"{where} has {largest}")
+    if (spec.gpu_fraction is not None or spec.gpu_memory_mib is not None) and largest == 0:
+        raise Invalid("the job asks for a GPU share but no node has GPUs")
+    if spec.gpu_memory_mib is not None:
+        biggest = max((d["memory_mib"] for n in nodes for d in n.devices), default=0)
+        if spec.gpu_memory_mib > biggest:
+            raise Invalid(f"the job needs {spec.gpu_memory_mib} MiB on one GPU but the largest "
+                          f"GPU has {biggest} MiB")
+    cpus = max(n.cpu for n in nodes) / CPU_UNIT
+    if spec.cpus * (spec.workers if spec.same_node else 1) > cpus:
+        raise Invalid(f"the job needs {spec.cpus:g} CPUs per worker but the largest node has "
+                      f"{cpus:g}")
+    memory = max(n.memory for n in nodes)
+    if spec.memory_mib > memory:
+        raise Invalid(f"the job needs {spec.memory_mib} MiB memory per worker but the largest "
+                      f"node has {memory} MiB")
+
+
+def submit(store: Store, spec: JobSubmit, wake: Callable[[], None] | None = None
+           ) -> tuple[JobOut, bool]:
+    """Queue a job; returns it and whether it was created (False: an idempotent replay)."""
+    try:
+        pclass = resolve_priority_class(spec.priority, DEFAULT_PRIORITY_CLASSES)
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
+    digest = _request_hash(spec)
+    now = time.time()
+    try:
+        with store.session() as s, s.begin():
+            project = s.get(QueueRow, spec.project)
+            if project is None or project.kind != "project":
+                raise NotFound(f"project {spec.project} does not exist; create it with "
+                               f"`fairpool project create {spec.project} --department D`")
+            if spec.client_key is not None:
+                existing = _by_key(s, spec.project, spec.client_key)
+                if existing is not None:
+                    return _replay(existing, digest), False
+            _check_fits_somewhere(s, spec)
+            preemptible = pclass.preemptible if spec.preemptible is None else spec.preemptible
+            row = JobRow(
+                id=uuid.uuid4().hex[:12], project=spec.project, name=spec.name,
+                command=list(spec.command), env=dict(spec.env), workers=spec.workers,
+                gpus=spec.gpus, gpu_fraction=spec.gpu_fraction,
+                gpu_memory_mib=spec.gpu_memory_mib, cpu=round(spec.cpus * CPU_UNIT),
+                memory=spec.memory_mib, priority_class=pclass.name, priority=pclass.value,
+                preemptible=preemptible, node_pool=spec.node_pool, labels=dict(spec.labels),
+                same_node=spec.same_node, min_runtime_s=spec.min_runtime_s,
+                state=JobState.QUEUED.value, attempt=0, submitted_at=now,
+                client_key=spec.client_key, request_hash=digest, version=0,
+            )
+            s.add(row)
+            s.flush()  # the job row must exist before its first event
+            add_event(s, row.id, "submitted", f"submitted to project {spec.project} "
+                      f"({_describe(spec)})", now)
+            Store.bump(s)
+            out = job_out(row)
+    except IntegrityError:
+        # a concurrent submit with the same client key won the race: return its job
+        with store.session() as s:
+            existing = _by_key(s, spec.project, spec.client_key or "")
+            if existing is None:
+                raise
+            return _replay(existing, digest), False
+    if wake is not None:
+        wake()
+    return out, True
+
+
+def _by_key(s: Session, project: str, key: str) -> JobRow | None:
+    return s.execute(
+        select(JobRow).where(JobRow.project == project, JobRow.client_key == key)
+    ).scalar_one_or_none()
+
+
+def _replay(existing: JobRow, digest: str) -> JobOut:
+    if existing.request_hash != digest:
+        raise Conflict(f"client key {existing.client_key} was already used for job "
+                       f"{existing.id} with a different request; use a new key")
+    return job_out(existing)
+
+
+def _describe(spec: JobSubmit) -> str:
+    if spec.gpus:
+        what = f"{spec.gpus} GPU" + ("s" if spec.gpus > 1 else "")
+    elif spec.gpu_fraction is not None:
+        what = f"{spec.gpu_fraction:g} of a GPU"
+    elif spec.gpu_memory_mib is not None:
+        what = f"{spec.gpu_memory_mib} MiB of GPU memory"
+    else:
+        what = "no GPU"
+    return f"{spec.workers} × {what}, priority {spec.priority}"
+
+
+def get_job(store: Store, job_id: str) -> JobOut:
+    with store.session() as s:
+        return job_out(_load(s, job_id))
+
+
+def _load(s: Session, job_id: str) -> JobRow:
+    row = s.get(JobRow, job_id)
+    if row is None:
+        raise NotFound(f"job {job_id} does not exist")
+    return row
+
+
+def list_jobs(store: Store, project: str | None = None, state: str | None = None,
+              limit: int = 200) -> list[JobOut]:
+    if state is not None and state not in {s.value for s in JobState}:
+        raise Invalid(f"unknown state {state!r}; states: {', '.join(s.value for s in JobState)}")
+    with store.session() as s:
+        query = select(JobRow).order_by(JobRow.submitted_at.desc()).limit(limit)
+        if project is not None:
+            query = query.where(JobRow.project == project)
+        if state is not None:
+            query = query.where(JobRow.state == state)
+        return [job_out(r) for r in s.execute(query).scalars()]
+
+
+def cancel(store: Store, job_id: str, wake: Callable[[], None] | None = None) -> JobOut:
+    with store.session() as s, s.begin():
+        row = _load(s, job_id)
+        state = JobState(row.state)
+        if row.state in FINAL:
+            raise Conflict(f"job {job_id} already finished ({row.state}); nothing to cancel")
+        if row.stop_reason == "cancel":
+            return job_out(row)
+        if state in (JobState.QUEUED, JobState.REQUEUED, JobState.ADMITTED, JobState.PREEMPTED,
+                     JobState.LOST):
+            # nothing runs yet: done at once
+            row.state = transition(state, JobState.CANCELLED).value
+            row.finished_at = time.time()
+            row.placement = None if state != JobState.ADMITTED else row.placement
+            add_event(s, job_id, "cancelled", "cancelled before it started")
+        else:
+            row.stop_reason = "cancel"
+            add_event(s, job_id, "cancelling", "cancel requested: stopping its workers")
+        row.version += 1
+        Store.bump(s)
+        out = job_out(row)
+    if wake is not None:
+        wake()
+    return out
+
+
+def events(store: Store, job_id: str) -> list[EventOut]:
+    with store.session() as s:
+        _load(s, job_id)
+        rows = s.execute(select(JobEventRow).where(JobEventRow.job_id == job_id)
+                         .order_by(JobEventRow.id)).scalars()
+        return [EventOut(at=r.at, kind=r.kind, message=r.message) for r in rows]
+
+
+def explain(store: Store, job_id: str) -> ExplainOut:
+    with store.session() as s:
+        row = _load(s, job_id)
+    state = row.state
+    if state in WAITING:
+        text = row.reason or "waiting for the next scheduling cycle"
+    elif state == JobState.ADMITTED.value and row.waits_for:
+        text = (f"placed; starts once the jobs it displaces have stopped: "
+                f"{', '.join(row.waits_for)}")
+    elif row.stop_reason is not None:
+        text = f"stopping ({row.stop_reason})"
+    elif state in (JobState.ADMITTED.value, JobState.STARTING.value, JobState.RUNNING.value):
+        nodes = sorted({w["node"] for w in row.placement or ()})
+        text = f"{state} on {', '.join(nodes)}"
+    else:
+        text = f"finished: {state}" + (f" with exit code {row.exit_code}"
+                                       if row.exit_code is not None else "")
+    return ExplainOut(job_id=job_id, state=state, code=row.reason_code if state in WAITING
+                      else None, reason=text)
+
+
+def log_path(data_dir: Path, job_id: str, attempt: int, rank: int) -> Path:
+    return data_dir / "logs" / job_id / f"attempt-{attempt}" / f"rank-{rank}.log"
+
+
+def log_file(store: Store, data_dir: Path, job_id: str, rank: int, attempt: int | None
+             ) -> tuple[Path, JobOut]:
+    with store.session() as s:
+        row = _load(s, job_id)
+        out = job_out(row)
+    if not 0 <= rank < row.workers:
+        raise Invalid(f"job {job_id} has ranks 0..{row.workers - 1}; rank {rank} does not exist")
+    use = row.attempt if attempt is None else attempt
+    if not 0 <= use <= row.attempt:
+        raise Invalid(f"job {job_id} has attempts 0..{row.attempt}")
+    return log_path(data_dir, job_id, use, rank), out

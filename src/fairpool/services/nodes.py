@@ -1,0 +1,41 @@
+"""Nodes and devices, with who holds what."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from fairpool.domain import GPU_UNIT, JobState
+from fairpool.domain.resources import CPU_UNIT
+from fairpool.services.specs import DeviceOut, NodeOut
+from fairpool.store.db import Store
+from fairpool.store.models import JobRow, NodeRow
+
+HOLDING = (JobState.ADMITTED.value, JobState.STARTING.value, JobState.RUNNING.value)
+
+
+def list_nodes(store: Store) -> list[NodeOut]:
+    with store.session() as s:
+        nodes = s.execute(select(NodeRow).order_by(NodeRow.name)).scalars().all()
+        jobs = s.execute(select(JobRow.id, JobRow.project, JobRow.placement)
+                         .where(JobRow.state.in_(HOLDING))).all()
+    held: dict[tuple[str, int], list[tuple[str, int]]] = {}
+    for job_id, project, placement in jobs:
+        for w in placement or ():
+            for d in w["devices"]:
+                held.setdefault((w["node"], d), []).append((f"{project}/{job_id}", w["share"]))
+    out = []
+    for n in nodes:
+        devices = []
+        for d in n.devices:
+            holders = held.get((n.name, d["index"]), [])
+            devices.append(DeviceOut(
+                index=d["index"], model=d["model"], memory_mib=d["memory_mib"],
+                used=sum(share for _, share in holders) / GPU_UNIT,
+                holders=[h for h, _ in holders],
+            ))
+        out.append(NodeOut(
+            name=n.name, pool=n.pool, labels=dict(n.labels), simulated=n.simulated,
+            ready=n.ready, cordoned=n.cordoned, cpus=n.cpu / CPU_UNIT, memory_mib=n.memory,
+            devices=devices,
+        ))
+    return out

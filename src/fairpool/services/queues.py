@@ -1,0 +1,139 @@
+"""Departments and projects: create, change quotas and limits, and read their status."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from fairpool.domain import GPU_UNIT, JobState
+from fairpool.domain.resources import CPU_UNIT
+from fairpool.services.errors import Conflict, Invalid, NotFound
+from fairpool.services.specs import ProjectCreate, QueueCreate, QueueOut, QueueUpdate, ResourceSpec
+from fairpool.services.status import StatusBoard
+from fairpool.store.convert import queue_out, resources_out
+from fairpool.store.db import Store
+from fairpool.store.models import JobRow, QueueRow
+
+ACTIVE = (JobState.ADMITTED, JobState.STARTING, JobState.RUNNING)
+WAITING = (JobState.QUEUED, JobState.REQUEUED)
+
+
+def _units(spec: ResourceSpec) -> tuple[int, int, int]:
+    return round(spec.gpus * GPU_UNIT), round(spec.cpus * CPU_UNIT), spec.memory_mib
+
+
+def _set(row: QueueRow, quota: ResourceSpec | None, limit: ResourceSpec | None,
+         unlimited: bool) -> None:
+    if quota is not None:
+        row.quota_gpu, row.quota_cpu, row.quota_memory = _units(quota)
+    if unlimited:
+        row.limit_gpu = row.limit_cpu = row.limit_memory = None
+    elif limit is not None:
+        row.limit_gpu, row.limit_cpu, row.limit_memory = _units(limit)
+    for what, q, lim in (("GPU", row.quota_gpu, row.limit_gpu), ("CPU", row.quota_cpu,
+                                                                  row.limit_cpu),
+                         ("memory", row.quota_memory, row.limit_memory)):
+        if lim is not None and q > lim:
+            raise Invalid(f"queue {row.name}: {what} quota is above its limit; "
+                          f"raise the limit or lower the quota")
+
+
+def _create(store: Store, spec: QueueCreate, kind: str, parent: str | None) -> QueueOut:
+    with store.session() as s, s.begin():
+        if s.get(QueueRow, spec.name) is not None:
+            raise Conflict(f"a queue named {spec.name} already exists; pick another name")
+        if parent is not None:
+            dept = s.get(QueueRow, parent)
+            if dept is None or dept.kind != "department":
+                raise NotFound(f"department {parent} does not exist; create it first with "
+                               f"`fairpool department create {parent}`")
+        row = QueueRow(name=spec.name, parent=parent, kind=kind,
+                       over_quota_weight=spec.over_quota_weight, priority=spec.priority,
+                       created_at=time.time(), quota_gpu=0, quota_cpu=0, quota_memory=0)
+        _set(row, spec.quota, spec.limit, unlimited=False)
+        s.add(row)
+        Store.bump(s)
+    return queue_status(store, None, spec.name)
+
+
+def create_department(store: Store, spec: QueueCreate) -> QueueOut:
+    return _create(store, spec, "department", None)
+
+
+def create_project(store: Store, spec: ProjectCreate) -> QueueOut:
+    return _create(store, spec, "project", spec.department)
+
+
+def update_queue(store: Store, name: str, spec: QueueUpdate) -> QueueOut:
+    with store.session() as s, s.begin():
+        row = s.get(QueueRow, name)
+        if row is None:
+            raise NotFound(f"queue {name} does not exist")
+        _set(row, spec.quota, spec.limit, spec.unlimited)
+        if spec.over_quota_weight is not None:
+            row.over_quota_weight = spec.over_quota_weight
+        if spec.priority is not None:
+            row.priority = spec.priority
+        Store.bump(s)
+    return queue_status(store, None, name)
+
+
+def _usage(s: Session) -> dict[tuple[str, str], tuple[int, int, int, int]]:
+    """(project, active|waiting) → (gpu, cpu, memory, jobs), GPU as nominal milli-GPUs."""
+    per_worker = JobRow.gpus * GPU_UNIT + func.coalesce(JobRow.gpu_fraction, 0) * GPU_UNIT
+    gpu = per_worker * JobRow.workers
+    rows = s.execute(
+        select(JobRow.project, JobRow.state, func.sum(gpu), func.sum(JobRow.cpu * JobRow.workers),
+               func.sum(JobRow.memory * JobRow.workers), func.count())
+        .where(JobRow.state.in_([*ACTIVE, *WAITING]))
+        .group_by(JobRow.project, JobRow.state)
+    ).all()
+    out: dict[tuple[str, str], tuple[int, int, int, int]] = {}
+    for project, state, g, c, m, n in rows:
+        key = (project, "active" if state in ACTIVE else "waiting")
+        prev = out.get(key, (0, 0, 0, 0))
+        out[key] = (prev[0] + int(g or 0), prev[1] + int(c or 0), prev[2] + int(m or 0),
+                    prev[3] + int(n))
+    return out
+
+
+def queue_status(store: Store, board: StatusBoard | None, name: str | None = None
+                 ) -> QueueOut:
+    items = list_queues(store, board, only=name)
+    if not items:
+        raise NotFound(f"queue {name} does not exist")
+    return items[0]
+
+
+def list_queues(store: Store, board: StatusBoard | None, only: str | None = None
+                ) -> list[QueueOut]:
+    with store.session() as s:
+        query = select(QueueRow).order_by(QueueRow.name)
+        if only is not None:
+            query = query.where(QueueRow.name == only)
+        rows = s.execute(query).scalars().all()
+        parents = {r.name: r.parent for r in s.execute(select(QueueRow)).scalars()}
+        usage = _usage(s)
+    totals: dict[tuple[str, str], list[int]] = {}
+    for (project, kind), values in usage.items():
+        node: str | None = project
+        while node is not None:  # a project's use counts for its department too
+            acc = totals.setdefault((node, kind), [0, 0, 0, 0])
+            for i, v in enumerate(values):
+                acc[i] += v
+            node = parents.get(node)
+    out = []
+    for row in rows:
+        act = totals.get((row.name, "active"), [0, 0, 0, 0])
+        wait = totals.get((row.name, "waiting"), [0, 0, 0, 0])
+        fs = board.fair_share(row.name) if board is not None else None
+        out.append(queue_out(
+            row,
+            fair_share=None if fs is None else resources_out(fs.gpu, fs.cpu, fs.memory),
+            allocated=resources_out(act[0], act[1], act[2]),
+            pending=resources_out(wait[0], wait[1], wait[2]),
+            running_jobs=act[3], pending_jobs=wait[3],
+        ))
+    return out

@@ -1,0 +1,207 @@
+"""Request and response models shared by the services, the REST API and the Python client.
+
+Inputs forbid unknown fields and bound every size, so bad input is rejected with a message that
+names the field and the rule, before anything is written.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+Name = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
+    ),
+]
+MAX_COMMAND_BYTES = 64 * 1024
+MAX_ENV_BYTES = 64 * 1024
+ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ResourceSpec(Input):
+    gpus: float = Field(0, ge=0, le=1_000_000, description="GPUs (may be fractional in quotas)")
+    cpus: float = Field(0, ge=0, le=10_000_000)
+    memory_mib: int = Field(0, ge=0, le=1 << 50)
+
+
+class QueueCreate(Input):
+    name: Name
+    quota: ResourceSpec = Field(default_factory=ResourceSpec)
+    limit: ResourceSpec | None = Field(None, description="hard cap; omitted means unlimited")
+    over_quota_weight: int = Field(1, ge=0, le=1000)
+    priority: int = Field(0, ge=-1000, le=1000)
+
+
+class ProjectCreate(QueueCreate):
+    department: Name
+
+
+class QueueUpdate(Input):
+    quota: ResourceSpec | None = None
+    limit: ResourceSpec | None = None
+    unlimited: bool = Field(False, description="remove the limit")
+    over_quota_weight: int | None = Field(None, ge=0, le=1000)
+    priority: int | None = Field(None, ge=-1000, le=1000)
+
+    @model_validator(mode="after")
+    def _one_limit(self) -> QueueUpdate:
+        if self.unlimited and self.limit is not None:
+            raise ValueError("give a limit or unlimited=true, not both")
+        return self
+
+
+class JobSubmit(Input):
+    project: Name
+    command: list[Annotated[str, StringConstraints(min_length=1, max_length=8192)]] = Field(
+        ..., min_length=1, max_length=1024, description="argv; run without a shell"
+    )
+    name: Annotated[str, StringConstraints(max_length=128)] = ""
+    workers: int = Field(1, ge=1, le=4096)
+    gpus: int = Field(0, ge=0, le=64, description="whole GPUs per worker")
+    gpu_fraction: float | None = Field(None, gt=0, lt=1, description="share of one GPU")
+    gpu_memory_mib: int | None = Field(None, gt=0, le=10_000_000)
+    cpus: float = Field(0, ge=0, le=4096)
+    memory_mib: int = Field(0, ge=0, le=1 << 44)
+    priority: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,62}$")] = "train"
+    preemptible: bool | None = Field(None, description="default: from the priority class")
+    env: dict[str, str] = Field(default_factory=dict, max_length=256)
+    node_pool: Name | None = None
+    labels: dict[str, str] = Field(default_factory=dict, max_length=32)
+    same_node: bool = False
+    min_runtime_s: float = Field(0, ge=0, le=30 * 86400)
+    client_key: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = Field(
+        None, description="idempotency key: a resubmit with the same key returns the same job"
+    )
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, argv: list[str]) -> list[str]:
+        if any("\x00" in a for a in argv):
+            raise ValueError("command arguments must not contain NUL characters")
+        if sum(len(a.encode()) for a in argv) > MAX_COMMAND_BYTES:
+            raise ValueError(f"command is longer than {MAX_COMMAND_BYTES} bytes")
+        return argv
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, env: dict[str, str]) -> dict[str, str]:
+        for key, value in env.items():
+            if not ENV_KEY.match(key):
+                raise ValueError(f"environment variable name {key!r} is not valid")
+            if "\x00" in value:
+                raise ValueError(f"environment variable {key} contains a NUL character")
+        if sum(len(k) + len(v) for k, v in env.items()) > MAX_ENV_BYTES:
+            raise ValueError(f"environment is larger than {MAX_ENV_BYTES} bytes")
+        return env
+
+    @model_validator(mode="after")
+    def _one_gpu_form(self) -> JobSubmit:
+        forms = sum((self.gpus > 0, self.gpu_fraction is not None,
+                     self.gpu_memory_mib is not None))
+        if forms > 1:
+            raise ValueError("ask for gpus, gpu_fraction or gpu_memory_mib, not several")
+        return self
+
+
+class ResourcesOut(BaseModel):
+    gpus: float
+    cpus: float
+    memory_mib: int
+
+
+class QueueOut(BaseModel):
+    name: str
+    kind: str
+    parent: str | None
+    quota: ResourcesOut
+    limit: ResourcesOut | None
+    over_quota_weight: int
+    priority: int
+    fair_share: ResourcesOut | None = None
+    allocated: ResourcesOut
+    pending: ResourcesOut
+    running_jobs: int
+    pending_jobs: int
+
+
+class WorkerOut(BaseModel):
+    rank: int
+    worker_id: str
+    node: str
+    devices: list[int]
+    share: float
+    phase: str
+    exit_code: int | None = None
+
+
+class JobOut(BaseModel):
+    id: str
+    name: str
+    project: str
+    state: str
+    command: list[str]
+    workers: int
+    gpus: int
+    gpu_fraction: float | None
+    gpu_memory_mib: int | None
+    cpus: float
+    memory_mib: int
+    priority: str
+    preemptible: bool
+    attempt: int
+    submitted_at: float
+    started_at: float | None
+    finished_at: float | None
+    exit_code: int | None
+    reason: str | None
+    reason_code: str | None
+    placement: list[WorkerOut]
+    client_key: str | None
+
+
+class EventOut(BaseModel):
+    at: float
+    kind: str
+    message: str
+
+
+class ExplainOut(BaseModel):
+    job_id: str
+    state: str
+    code: str | None
+    reason: str
+
+
+class DeviceOut(BaseModel):
+    index: int
+    model: str
+    memory_mib: int
+    used: float
+    holders: list[str]
+
+
+class NodeOut(BaseModel):
+    name: str
+    pool: str
+    labels: dict[str, str]
+    simulated: bool
+    ready: bool
+    cordoned: bool
+    cpus: float
+    memory_mib: int
+    devices: list[DeviceOut]

@@ -1,0 +1,125 @@
+"""Rows → domain objects (what the scheduler sees) and rows → API views."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fairpool.domain import (
+    GPU_UNIT,
+    UNLIMITED,
+    Device,
+    Job,
+    JobState,
+    Node,
+    Queue,
+    Resources,
+    WorkerPlacement,
+    WorkerRequest,
+)
+from fairpool.domain.job import NodeSelector
+from fairpool.domain.resources import CPU_UNIT
+from fairpool.services.specs import JobOut, QueueOut, ResourcesOut, WorkerOut
+from fairpool.store.models import JobRow, NodeRow, QueueRow
+
+
+def _lim(value: int | None) -> int:
+    return UNLIMITED if value is None else value
+
+
+def queue_domain(row: QueueRow) -> Queue:
+    return Queue(
+        name=row.name,
+        parent=row.parent,
+        quota=Resources(row.quota_gpu, 0, row.quota_cpu, row.quota_memory),
+        limit=Resources(_lim(row.limit_gpu), UNLIMITED, _lim(row.limit_cpu),
+                        _lim(row.limit_memory)),
+        over_quota_weight=row.over_quota_weight,
+        priority=row.priority,
+    )
+
+
+def node_domain(row: NodeRow) -> Node:
+    return Node(
+        name=row.name,
+        devices=tuple(Device(d["index"], d["memory_mib"], d["model"]) for d in row.devices),
+        cpu=row.cpu,
+        memory=row.memory,
+        pool=row.pool,
+        labels=dict(row.labels),
+        ready=row.ready,
+        cordoned=row.cordoned,
+        simulated=row.simulated,
+    )
+
+
+def placements(row: JobRow) -> tuple[WorkerPlacement, ...]:
+    return tuple(
+        WorkerPlacement(w["rank"], w["node"], tuple(w["devices"]), w["share"], w["gpu_memory"])
+        for w in (row.placement or ())
+    )
+
+
+def job_domain(row: JobRow) -> Job:
+    state = JobState(row.state)
+    stopping = row.stop_reason is not None
+    return Job(
+        id=row.id,
+        project=row.project,
+        request=WorkerRequest(
+            gpus=row.gpus, gpu_fraction=row.gpu_fraction, gpu_memory_mib=row.gpu_memory_mib,
+            cpu=row.cpu, memory=row.memory,
+        ),
+        workers=row.workers,
+        priority=row.priority,
+        priority_class=row.priority_class,
+        # a job already being stopped keeps its resources until it exits but is not a victim
+        preemptible=row.preemptible and not stopping,
+        submit_time=row.submitted_at,
+        selector=NodeSelector(row.node_pool, dict(row.labels)),
+        same_node=row.same_node,
+        min_runtime_s=row.min_runtime_s,
+        state=state,
+        placements=placements(row) if state in (
+            JobState.ADMITTED, JobState.STARTING, JobState.RUNNING) else (),
+        started_at=row.started_at if row.started_at is not None else row.admitted_at,
+    )
+
+
+def resources_out(gpu: int, cpu: int, memory: int) -> ResourcesOut:
+    return ResourcesOut(gpus=gpu / GPU_UNIT, cpus=cpu / CPU_UNIT, memory_mib=memory)
+
+
+def job_out(row: JobRow) -> JobOut:
+    return JobOut(
+        id=row.id, name=row.name, project=row.project, state=row.state,
+        command=list(row.command), workers=row.workers, gpus=row.gpus,
+        gpu_fraction=row.gpu_fraction, gpu_memory_mib=row.gpu_memory_mib,
+        cpus=row.cpu / CPU_UNIT, memory_mib=row.memory, priority=row.priority_class,
+        preemptible=row.preemptible, attempt=row.attempt, submitted_at=row.submitted_at,
+        started_at=row.started_at, finished_at=row.finished_at, exit_code=row.exit_code,
+        reason=row.reason, reason_code=row.reason_code,
+        placement=[worker_out(w) for w in (row.placement or ())],
+        client_key=row.client_key,
+    )
+
+
+def worker_out(w: dict[str, Any]) -> WorkerOut:
+    return WorkerOut(
+        rank=w["rank"], worker_id=w["worker_id"], node=w["node"], devices=list(w["devices"]),
+        share=w["share"] / GPU_UNIT, phase=w.get("phase", "pending"), exit_code=w.get("exit_code"),
+    )
+
+
+def queue_out(row: QueueRow, **extra: Any) -> QueueOut:
+    limit = None
+    if row.limit_gpu is not None or row.limit_cpu is not None or row.limit_memory is not None:
+        limit = ResourcesOut(  # -1: that resource has no limit
+            gpus=-1 if row.limit_gpu is None else row.limit_gpu / GPU_UNIT,
+            cpus=-1 if row.limit_cpu is None else row.limit_cpu / CPU_UNIT,
+            memory_mib=-1 if row.limit_memory is None else row.limit_memory,
+        )
+    return QueueOut(
+        name=row.name, kind=row.kind, parent=row.parent,
+        quota=resources_out(row.quota_gpu, row.quota_cpu, row.quota_memory), limit=limit,
+        over_quota_weight=row.over_quota_weight, priority=row.priority, **extra,
+    )

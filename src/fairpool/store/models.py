@@ -1,0 +1,122 @@
+"""SQLAlchemy models: queues, nodes, jobs, job events and the store's change counter.
+
+Times are seconds since the epoch (floats) so that SQLite and PostgreSQL behave the same.
+Resources are stored in the domain's integer base units (milli-GPUs, millicores, MiB); a NULL
+limit means unlimited. A job's workers (placement, worker ids, phases and exit codes of the
+current attempt) live in one JSON column: they are always read and written together.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class QueueRow(Base):
+    __tablename__ = "queues"
+
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    parent: Mapped[str | None] = mapped_column(ForeignKey("queues.name"), nullable=True)
+    kind: Mapped[str] = mapped_column(String(16))  # department | project
+    quota_gpu: Mapped[int] = mapped_column(BigInteger, default=0)
+    quota_cpu: Mapped[int] = mapped_column(BigInteger, default=0)
+    quota_memory: Mapped[int] = mapped_column(BigInteger, default=0)
+    limit_gpu: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    limit_cpu: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    limit_memory: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    over_quota_weight: Mapped[int] = mapped_column(Integer, default=1)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class NodeRow(Base):
+    __tablename__ = "nodes"
+
+    name: Mapped[str] = mapped_column(String(253), primary_key=True)
+    pool: Mapped[str] = mapped_column(String(63), default="default")
+    labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    devices: Mapped[list[Any]] = mapped_column(default=list)  # [{index, memory_mib, model, uuid}]
+    cpu: Mapped[int] = mapped_column(BigInteger)
+    memory: Mapped[int] = mapped_column(BigInteger)
+    simulated: Mapped[bool] = mapped_column(Boolean, default=False)
+    ready: Mapped[bool] = mapped_column(Boolean, default=True)
+    cordoned: Mapped[bool] = mapped_column(Boolean, default=False)
+    address: Mapped[str] = mapped_column(String(253), default="127.0.0.1")
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class JobRow(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        UniqueConstraint("project", "client_key", name="uq_jobs_project_client_key"),
+        Index("ix_jobs_state", "state"),
+        Index("ix_jobs_project_state", "project", "state"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    project: Mapped[str] = mapped_column(ForeignKey("queues.name"))
+    name: Mapped[str] = mapped_column(String(128), default="")
+    command: Mapped[list[Any]] = mapped_column()
+    env: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    workers: Mapped[int] = mapped_column(Integer, default=1)
+    gpus: Mapped[int] = mapped_column(Integer, default=0)
+    gpu_fraction: Mapped[float | None] = mapped_column(Float, nullable=True)
+    gpu_memory_mib: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    cpu: Mapped[int] = mapped_column(BigInteger, default=0)
+    memory: Mapped[int] = mapped_column(BigInteger, default=0)
+    priority_class: Mapped[str] = mapped_column(String(63), default="train")
+    priority: Mapped[int] = mapped_column(Integer, default=50)
+    preemptible: Mapped[bool] = mapped_column(Boolean, default=True)
+    node_pool: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    same_node: Mapped[bool] = mapped_column(Boolean, default=False)
+    min_runtime_s: Mapped[float] = mapped_column(Float, default=0.0)
+    state: Mapped[str] = mapped_column(String(16))
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    submitted_at: Mapped[float] = mapped_column(Float)
+    admitted_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    placement: Mapped[list[Any] | None] = mapped_column(nullable=True)  # workers of the attempt
+    waits_for: Mapped[list[Any] | None] = mapped_column(nullable=True)  # job ids being evicted
+    stop_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    reason_code: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    client_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class JobEventRow(Base):
+    __tablename__ = "job_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
+    at: Mapped[float] = mapped_column(Float)
+    kind: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(Text)
+
+
+class MetaRow(Base):
+    __tablename__ = "store_meta"
+
+    key: Mapped[str] = mapped_column(String(63), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)
