@@ -189,12 +189,14 @@ class ControlLoop:
                        now: float) -> None:
         workers = [dict(w) for w in row.placement or ()]
         by_id = {w["worker_id"]: w for w in workers}
+        started = False
         for st in reports:
             w = by_id.get(st.worker_id)
             if w is None:  # a worker of an earlier attempt
                 continue
             if st.phase == WorkerPhase.RUNNING:
                 w["phase"] = "running"
+                started = True
             elif st.phase == WorkerPhase.EXITED:
                 w["phase"], w["exit_code"] = "exited", st.exit_code
                 if st.exit_code != 0 and row.stop_reason is None:
@@ -210,7 +212,7 @@ class ControlLoop:
         row.placement = workers
         row.version += 1
         state = S(row.state)
-        if state == S.STARTING and any(w["phase"] == "running" for w in workers):
+        if state == S.STARTING and started:
             row.state = transition(state, S.RUNNING).value
             row.started_at = now
             add_event(s, row.id, "running", f"running on {_nodes(workers)}", now)

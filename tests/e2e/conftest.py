@@ -1,0 +1,119 @@
+"""A real ``fairpool up`` process per test module, with simulated GPUs, driven over REST."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from fairpool.client import Client
+
+BIN = Path(sys.executable).with_name("fairpool")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Pool:
+    url: str
+    data_dir: Path
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes]
+    client: Client
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        out = subprocess.run([str(BIN), *args], env=self.env, capture_output=True, text=True,
+                             timeout=60)
+        if check and out.returncode != 0:
+            raise AssertionError(f"fairpool {' '.join(args)} failed: {out.stderr}")
+        return out
+
+    def wait(self, job_id: str, states: set[str], timeout: float = 60.0) -> str:
+        deadline = time.time() + timeout
+        state = ""
+        while time.time() < deadline:
+            state = self.client.job(job_id).state
+            if state in states:
+                return state
+            time.sleep(0.1)
+        raise AssertionError(f"job {job_id} is {state}, not {states} after {timeout}s")
+
+    def until(self, check: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if check():
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"timed out waiting for {what or check}")
+
+
+def start_pool(tmp: Path, *extra: str, db: str | None = None) -> Pool:
+    port = free_port()
+    env = dict(os.environ)
+    env.update(XDG_CONFIG_HOME=str(tmp / "config"), XDG_DATA_HOME=str(tmp / "data"),
+               FAIRPOOL_URL=f"http://127.0.0.1:{port}", COLUMNS="200")
+    args = [str(BIN), "up", "--port", str(port), "--data-dir", str(tmp / "pool"),
+            "--grace", "3", *extra]
+    if db is not None:
+        args += ["--db", db]
+    log = (tmp / "server.log").open("wb")
+    proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited: {(tmp / 'server.log').read_text()}")
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    else:
+        raise AssertionError("server did not come up")
+    return Pool(url, tmp / "pool", env, proc, Client(url))
+
+
+def stop_pool(pool: Pool) -> None:
+    for job in pool.client.jobs(limit=10_000):
+        if job.state in ("queued", "requeued", "admitted", "starting", "running"):
+            try:
+                pool.client.cancel(job.id)
+            except Exception:
+                pass
+    deadline = time.time() + 15
+    while time.time() < deadline and any(
+        j.state in ("starting", "running") for j in pool.client.jobs(limit=10_000)
+    ):
+        time.sleep(0.1)
+    pool.client.close()
+    pool.proc.send_signal(signal.SIGINT)
+    try:
+        pool.proc.wait(15)
+    except subprocess.TimeoutExpired:
+        os.killpg(pool.proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pool]:
+    p = start_pool(tmp_path_factory.mktemp("pool"), "--simulate-gpus", "4")
+    try:
+        p.cli("department", "create", "research", "--quota-gpus", "4")
+        p.cli("project", "create", "vision", "-d", "research", "--quota-gpus", "2")
+        p.cli("project", "create", "nlp", "-d", "research", "--quota-gpus", "2")
+        yield p
+    finally:
+        stop_pool(p)
