@@ -201,6 +201,7 @@ class ControlLoop:
                 w["phase"], w["exit_code"] = "exited", st.exit_code
                 if st.exit_code != 0 and row.stop_reason is None:
                     row.stop_reason = "gang-failed" if row.workers > 1 else "failed"
+                    row.exit_code = st.exit_code  # the first failure is the one to report
                     add_event(s, row.id, "failed", f"rank {w['rank']} exited with code "
                               f"{st.exit_code}" + ("; stopping the other ranks"
                                                    if row.workers > 1 else ""), now)
@@ -242,7 +243,8 @@ class ControlLoop:
             return
         elif any(c != 0 for c in codes) or reason in ("failed", "gang-failed"):
             row.state = transition(state, S.FAILED).value
-            row.exit_code = next((c for c in codes if c != 0), None)
+            if row.exit_code is None:
+                row.exit_code = next((c for c in codes if c != 0), None)
             add_event(s, row.id, "finished", f"failed with exit code {row.exit_code}", now)
         else:
             row.state = transition(state, S.SUCCEEDED).value

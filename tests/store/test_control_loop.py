@@ -1,0 +1,124 @@
+"""The control loop on SQLite and PostgreSQL, with the fake executor: the full life of jobs,
+gang failure, reclaim with stop-then-start, and pending reasons."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fairpool.control.loop import ControlLoop
+from fairpool.executors.fake import FakeExecutor
+from fairpool.executors.gpus import local_node
+from fairpool.services import jobs, nodes, queues
+from fairpool.services.specs import JobSubmit, ProjectCreate, QueueCreate, ResourceSpec
+from fairpool.store.db import Store
+
+
+def make(store: Store, tmp_path: Path, gpus: int = 4) -> tuple[ControlLoop, FakeExecutor]:
+    queues.create_department(store, QueueCreate(name="research", quota=ResourceSpec(gpus=gpus)))
+    for name in ("vision", "nlp"):
+        queues.create_project(store, ProjectCreate(name=name, department="research",
+                                                   quota=ResourceSpec(gpus=gpus / 2)))
+    fake = FakeExecutor([local_node(gpus, name="node-a")])
+    loop = ControlLoop(store, fake, tmp_path, grace_s=5)
+    loop.sync_nodes()
+    return loop, fake
+
+
+def submit(store: Store, project: str, gpus: int = 1, workers: int = 1) -> str:
+    job, _ = jobs.submit(store, JobSubmit(project=project, command=["train"], gpus=gpus,
+                                          workers=workers))
+    return job.id
+
+
+def state(store: Store, job_id: str) -> str:
+    return jobs.get_job(store, job_id).state
+
+
+def test_job_lifecycle(store: Store, tmp_path: Path) -> None:
+    loop, fake = make(store, tmp_path)
+    job_id = submit(store, "vision", gpus=2)
+    loop.step()
+    assert state(store, job_id) == "starting"
+    (spec,) = fake.started.values()
+    assert spec.devices == (0, 1) and spec.world_size == 1 and spec.rank == 0
+    assert spec.log_path.endswith(f"{job_id}/attempt-0/rank-0.log")
+    loop.step()
+    assert state(store, job_id) == "running"
+    held = nodes.list_nodes(store)[0].devices
+    assert [d.holders for d in held[:2]] == [[f"vision/{job_id}"]] * 2
+    fake.finish(spec.worker_id, 0)
+    loop.step()
+    out = jobs.get_job(store, job_id)
+    assert out.state == "succeeded" and out.exit_code == 0
+    kinds = [e.kind for e in jobs.events(store, job_id)]
+    assert kinds == ["submitted", "admitted", "starting", "running", "finished"]
+
+
+def test_gang_failure_stops_the_other_ranks(store: Store, tmp_path: Path) -> None:
+    loop, fake = make(store, tmp_path)
+    job_id = submit(store, "vision", gpus=1, workers=2)
+    loop.step()
+    loop.step()
+    ranks = sorted(fake.started.values(), key=lambda s: s.rank)
+    assert [s.rank for s in ranks] == [0, 1] and {s.master_port for s in ranks} == {
+        ranks[0].master_port}
+    fake.finish(ranks[1].worker_id, 7)
+    loop.step()  # sees the failure, asks rank 0 to stop
+    assert [w for w, _ in fake.stopped] == [ranks[0].worker_id]
+    loop.step()  # rank 0 exits on SIGTERM
+    out = jobs.get_job(store, job_id)
+    assert out.state == "failed" and out.exit_code == 7
+
+
+def test_reclaim_stops_borrowers_before_starting_the_reclaimer(store: Store,
+                                                                 tmp_path: Path) -> None:
+    loop, fake = make(store, tmp_path)
+    borrowers = [submit(store, "vision") for _ in range(4)]
+    loop.step()
+    loop.step()
+    assert all(state(store, j) == "running" for j in borrowers)
+    fake.ignore_term.update(fake.started)  # they take a while to stop
+    claim = submit(store, "nlp", gpus=2)
+    loop.step()
+    assert state(store, claim) == "admitted"  # placed, waiting for the victims
+    victims = [w for w, _ in fake.stopped]
+    assert len(victims) == 2
+    assert not any(s.job_id == claim for s in fake.started.values())
+    loop.step()
+    assert state(store, claim) == "admitted"  # still waiting: victims ignore SIGTERM
+    for wid in victims:
+        fake.finish(wid, -9)
+    loop.step()
+    requeued = [j for j in borrowers if jobs.get_job(store, j).attempt == 1]
+    assert len(requeued) == 2 and all(state(store, j) == "requeued" for j in requeued)
+    loop.step()
+    assert state(store, claim) in ("starting", "running")
+    reason = jobs.explain(store, requeued[0]).reason
+    assert "needs 1 GPU" in reason and "cannot reclaim" in reason
+
+
+def test_cancel_of_a_running_job_stops_it(store: Store, tmp_path: Path) -> None:
+    loop, fake = make(store, tmp_path)
+    job_id = submit(store, "vision")
+    loop.step()
+    loop.step()
+    jobs.cancel(store, job_id)
+    loop.step()
+    assert fake.stopped and state(store, job_id) == "running"
+    loop.step()
+    assert state(store, job_id) == "cancelled"
+
+
+def test_lost_worker_requeues_the_job(store: Store, tmp_path: Path) -> None:
+    loop, fake = make(store, tmp_path)
+    job_id = submit(store, "vision")
+    loop.step()
+    loop.step()
+    (spec,) = fake.started.values()
+    fake.lose(spec.worker_id)
+    loop.step()
+    out = jobs.get_job(store, job_id)
+    assert out.attempt == 1 and out.state == "starting"  # requeued and placed again at once
+    kinds = [e.kind for e in jobs.events(store, job_id)]
+    assert kinds[-4:] == ["lost", "requeued", "admitted", "starting"]
+    assert any(s.attempt == 1 for s in fake.started.values())
