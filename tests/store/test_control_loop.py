@@ -41,7 +41,7 @@ def test_job_lifecycle(store: Store, tmp_path: Path) -> None:
     assert state(store, job_id) == "starting"
     (spec,) = fake.started.values()
     assert spec.devices == (0, 1) and spec.world_size == 1 and spec.rank == 0
-    assert spec.log_path.endswith(f"{job_id}/attempt-0/rank-0.log")
+    assert spec.log_path.endswith(f"logs/{job_id}.0.0.log")
     loop.step()
     assert state(store, job_id) == "running"
     held = nodes.list_nodes(store)[0].devices

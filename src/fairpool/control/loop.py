@@ -2,12 +2,13 @@
 
 One iteration (:meth:`ControlLoop.step`):
 1. *observe*: poll the executor and record worker phases and exits (one transaction);
-2. *decide*: build a snapshot from the store and run the scheduler (pure, no I/O);
-3. *record*: write binds (admitted), evictions (stop requested) and changed pending reasons
-   (one transaction);
+2. *decide*: bring the in-memory view of live jobs up to date (only jobs whose ``seq`` is newer
+   than the last one seen are read) and run the scheduler on the snapshot (pure, no I/O);
+3. *record*: write binds (admitted, or starting when nothing has to stop first), evictions (stop
+   requested) and changed pending reasons (one transaction);
 4. *act*, outside any transaction: stop the workers of jobs asked to stop, start the workers of
-   admitted jobs whose displaced jobs have stopped (marked starting first, so a crash between the
-   two never leaves a running worker the store does not know).
+   jobs marked starting (marked first, so a crash between the two never leaves a running worker
+   the store does not know about).
 Every state change goes through the job state machine and writes an event.
 """
 
@@ -23,7 +24,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from fairpool.domain import Job, JobState
+from fairpool.domain import Job, JobState, Node, Queue
 from fairpool.domain.states import transition
 from fairpool.executors.base import Executor, WorkerPhase, WorkerSpec, WorkerStatus
 from fairpool.scheduler import Plan, Scheduler, SchedulerConfig, Snapshot
@@ -39,6 +40,9 @@ log = logging.getLogger("fairpool.control")
 S = JobState
 LIVE = (S.QUEUED, S.REQUEUED, S.ADMITTED, S.STARTING, S.RUNNING)
 LIVE_VALUES = [s.value for s in LIVE]
+#: Pending reasons are written at most this often: with thousands of waiting jobs, comparing
+#: and writing them every iteration would cost more than scheduling them.
+REASONS_EVERY_S = 0.5
 
 
 class ControlLoop:
@@ -52,7 +56,7 @@ class ControlLoop:
         config: SchedulerConfig | None = None,
         grace_s: float = 10.0,
         idle_interval_s: float = 0.5,
-        busy_interval_s: float = 0.01,
+        busy_interval_s: float = 0.002,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -68,7 +72,13 @@ class ControlLoop:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._stop_sent: set[str] = set()  # worker ids already told to stop
-        self._cache: dict[str, tuple[int, Job]] = {}  # job id → (version, domain job)
+        self._live: dict[str, JobRow] = {}  # live jobs as of ``_seq`` (detached rows)
+        self._domain: dict[str, Job] = {}  # the same jobs as the scheduler sees them
+        self._reasons_at = 0.0
+        self._stopping: set[str] = set()  # live jobs asked to stop
+        self._admitted: set[str] = set()  # live jobs placed but not started
+        self._seq = -1
+        self._inventory: tuple[int, tuple[Node, ...], tuple[Queue, ...]] | None = None
         self.errors = 0
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -108,7 +118,7 @@ class ControlLoop:
     def sync_nodes(self) -> None:
         infos = {n.name: n for n in self.executor.nodes()}
         now = self.clock()
-        with self.store.session() as s, s.begin():
+        with self.store.writing() as s:
             changed = False
             rows = {r.name: r for r in s.execute(select(NodeRow)).scalars()}
             for name, info in infos.items():
@@ -140,37 +150,54 @@ class ControlLoop:
         statuses = self.executor.poll()
         if statuses:
             self._observe(statuses)
-        snapshot, rows = self._snapshot()
+        snapshot = self._snapshot()
         plan = self.scheduler.cycle(snapshot)
+        starts: list[WorkerSpec] = []
         if not plan.reused:
-            self.board.publish(plan.fair_shares)
-            self._record(plan, rows)
-        stops, starts = self._pending_effects()
+            if plan.fair_shares != self.board.fair_shares:
+                self.board.publish(plan.fair_shares)
+            starts = self._record(plan)
+        stops, ready = self._pending_effects()
+        starts += self._mark_starting(ready)
         self._act(stops, starts)
-        return bool(statuses or plan.changes or stops or starts or self._active(rows))
+        return bool(statuses or plan.changes or stops or starts or self._busy())
 
-    @staticmethod
-    def _active(rows: dict[str, JobRow]) -> bool:
-        return any(r.state in (S.STARTING.value, S.RUNNING.value) for r in rows.values())
+    def _busy(self) -> bool:
+        return any(r.state in (S.STARTING.value, S.RUNNING.value) for r in self._live.values())
 
-    def _snapshot(self) -> tuple[Snapshot, dict[str, JobRow]]:
+    def _snapshot(self) -> Snapshot:
         with self.store.session() as s:
             generation = self.store.generation(s)
-            queues = tuple(queue_domain(r) for r in s.execute(select(QueueRow)).scalars())
-            nodes = tuple(node_domain(r) for r in s.execute(select(NodeRow)).scalars())
-            rows = {r.id: r for r in s.execute(
-                select(JobRow).where(JobRow.state.in_(LIVE_VALUES))).scalars()}
-        jobs = []
-        cache = self._cache
-        for row in rows.values():
-            hit = cache.get(row.id)
-            if hit is None or hit[0] != row.version:
-                hit = cache[row.id] = (row.version, job_domain(row))
-            jobs.append(hit[1])
-        if len(cache) > 2 * len(rows) + 1000:
-            self._cache = {k: v for k, v in cache.items() if k in rows}
-        return Snapshot(nodes, queues, tuple(jobs), now=self.clock(),
-                        generation=generation), rows
+            if self._inventory is None or self._inventory[0] != generation:
+                nodes = tuple(node_domain(r) for r in s.execute(select(NodeRow)).scalars())
+                queues = tuple(queue_domain(r) for r in s.execute(select(QueueRow)).scalars())
+                self._inventory = (generation, nodes, queues)
+            if generation != self._seq:
+                self._refresh(s.execute(select(JobRow).where(JobRow.seq > self._seq))
+                              .scalars(), read=True)
+                self._seq = max(self._seq, generation)
+        _, nodes, queues = self._inventory
+        return Snapshot(nodes, queues, tuple(self._domain.values()), now=self.clock(),
+                        generation=self._seq)
+
+    def _refresh(self, rows: Iterable[JobRow], read: bool = False) -> None:
+        """Take changed rows into the in-memory view. Only rows *read* advance ``_seq``: after
+        our own write, another writer's earlier generation may still be unread."""
+        for row in rows:
+            if read:
+                self._seq = max(self._seq, row.seq)
+            if row.state in LIVE_VALUES:
+                self._live[row.id] = row
+                self._domain[row.id] = job_domain(row)
+            else:
+                self._live.pop(row.id, None)
+                self._domain.pop(row.id, None)
+            for subset, member in ((self._stopping, row.stop_reason is not None),
+                                   (self._admitted, row.state == S.ADMITTED.value)):
+                if member and row.id in self._live:
+                    subset.add(row.id)
+                else:
+                    subset.discard(row.id)
 
     # -- observe ------------------------------------------------------------------------------
     def _observe(self, statuses: Iterable[WorkerStatus]) -> None:
@@ -178,12 +205,17 @@ class ControlLoop:
         for st in statuses:
             by_job.setdefault(parse_worker_id(st.worker_id)[0], []).append(st)
         now = self.clock()
-        with self.store.session() as s, s.begin():
+        changed = []
+        with self.store.writing() as s:
+            seq = Store.bump(s)
+            rows = _load(s, by_job)
             for job_id, reports in by_job.items():
-                row = s.get(JobRow, job_id)
+                row = rows.get(job_id)
                 if row is not None:
                     self._apply_reports(s, row, reports, now)
-            Store.bump(s)
+                    row.seq = seq
+                    changed.append(row)
+        self._refresh(changed)
 
     def _apply_reports(self, s: Session, row: JobRow, reports: list[WorkerStatus],
                        now: float) -> None:
@@ -211,7 +243,6 @@ class ControlLoop:
                     row.stop_reason = "lost"
                     add_event(s, row.id, "lost", f"rank {w['rank']} was lost: {st.detail}", now)
         row.placement = workers
-        row.version += 1
         state = S(row.state)
         if state == S.STARTING and started:
             row.state = transition(state, S.RUNNING).value
@@ -254,14 +285,18 @@ class ControlLoop:
         row.stop_reason = None
 
     # -- record -------------------------------------------------------------------------------
-    def _record(self, plan: Plan, rows: dict[str, JobRow]) -> None:
-        evicted = {e.job_id: e for e in plan.evictions}
+    def _record(self, plan: Plan) -> list[WorkerSpec]:
+        """Write the plan; returns the workers to start (jobs bound with nothing to wait for)."""
+        evicted = {e.job_id for e in plan.evictions}
         now = self.clock()
-        with self.store.session() as s, s.begin():
-            changed = False
+        changed: list[JobRow] = []
+        specs: list[WorkerSpec] = []
+        with self.store.writing() as s:
+            seq = Store.bump(s) if plan.changes else 0
+            rows = _load(s, [e.job_id for e in plan.evictions] + [b.job_id for b in plan.binds])
             for e in plan.evictions:
-                row = s.get(JobRow, e.job_id)
-                if row is None or row.stop_reason is not None:
+                row = rows.get(e.job_id)
+                if row is None or row.stop_reason is not None or row.state not in LIVE_VALUES:
                     continue
                 state = S(row.state)
                 add_event(s, row.id, "evicted", f"{e.action}: {e.reason}", now)
@@ -270,12 +305,14 @@ class ControlLoop:
                     row.state, row.placement, row.waits_for = S.REQUEUED.value, None, None
                 else:
                     row.stop_reason = "preempt"
-                row.version += 1
-                changed = True
+                row.seq = seq
+                changed.append(row)
+            addresses = {n.name: n.address for n in s.execute(select(NodeRow)).scalars()} \
+                if plan.binds else {}
             for b in plan.binds:
                 if b.job_id in evicted:  # a move: it is requeued and placed again later
                     continue
-                row = s.get(JobRow, b.job_id)
+                row = rows.get(b.job_id)
                 if row is None or row.state not in (S.QUEUED.value, S.REQUEUED.value):
                     continue
                 row.state = transition(S(row.state), S.ADMITTED).value
@@ -283,65 +320,86 @@ class ControlLoop:
                 row.waits_for = list(b.waits_for) or None
                 row.admitted_at = now
                 row.reason = row.reason_code = None
-                row.version += 1
+                row.seq = seq
                 add_event(s, row.id, "admitted", f"{b.action}: placed on {_nodes(row.placement)}"
                           + (f"; waits for {', '.join(b.waits_for)} to stop"
                              if b.waits_for else ""), now)
-                changed = True
-            for job_id, reason in plan.pending.items():
-                row = rows.get(job_id)
-                if row is None or (row.reason == reason.message and
-                                   row.reason_code == reason.code):
+                if not b.waits_for:
+                    specs.extend(self._start_row(s, row, addresses, now))
+                changed.append(row)
+            reasons = []
+            fresh = now - self._reasons_at >= REASONS_EVERY_S
+            if fresh:
+                self._reasons_at = now
+            for job_id, reason in plan.pending.items() if fresh else ():
+                live = self._live.get(job_id)
+                if live is None or (live.reason == reason.message and
+                                    live.reason_code == reason.code):
                     continue
-                s.execute(update(JobRow).where(JobRow.id == job_id).values(
-                    reason=reason.message, reason_code=reason.code))
-            if changed:
-                Store.bump(s)
+                live.reason, live.reason_code = reason.message, reason.code
+                reasons.append({"id": job_id, "reason": reason.message,
+                                "reason_code": reason.code})
+            if reasons:  # one bulk UPDATE by primary key
+                s.execute(update(JobRow), reasons)
+        self._refresh(changed)
+        return specs
+
+    def _start_row(self, s: Session, row: JobRow, addresses: dict[str, str], now: float
+                   ) -> list[WorkerSpec]:
+        """Mark an admitted job starting (in the caller's transaction); its worker specs."""
+        row.state = transition(S(row.state), S.STARTING).value
+        row.placement = [dict(w, phase="starting") for w in row.placement or ()]
+        row.waits_for = None
+        add_event(s, row.id, "starting", f"starting attempt {row.attempt}", now)
+        return worker_specs(row, addresses, self.data_dir)
 
     # -- act ----------------------------------------------------------------------------------
-    def _pending_effects(self) -> tuple[list[str], list[JobRow]]:
-        """Workers to stop, and admitted jobs that may start now."""
-        with self.store.session() as s:
-            stopping = s.execute(select(JobRow).where(JobRow.stop_reason.is_not(None))).scalars()
-            stops = [w["worker_id"] for r in stopping for w in r.placement or ()
-                     if w["phase"] not in ("exited", "lost")
-                     and w["worker_id"] not in self._stop_sent]
-            admitted = s.execute(select(JobRow).where(JobRow.state == S.ADMITTED.value)
-                                 ).scalars().all()
-            blockers = {b for r in admitted for b in r.waits_for or ()}
-            still = set()
-            if blockers:
-                still = set(s.execute(select(JobRow.id).where(
-                    JobRow.id.in_(blockers), JobRow.state.in_(
-                        [S.ADMITTED.value, S.STARTING.value, S.RUNNING.value]))).scalars())
-            ready = [r for r in admitted if not set(r.waits_for or ()) & still]
+    def _pending_effects(self) -> tuple[list[str], list[str]]:
+        """Workers to stop, and admitted jobs whose displaced jobs have all stopped."""
+        live = self._live
+        stops = [w["worker_id"] for j in self._stopping for w in live[j].placement or ()
+                 if w["phase"] not in ("exited", "lost") and w["worker_id"] not in self._stop_sent]
+        holding = (S.ADMITTED.value, S.STARTING.value, S.RUNNING.value)
+        ready = [j for j in self._admitted if not any(
+            b in live and live[b].state in holding for b in live[j].waits_for or ())]
         return stops, ready
 
-    def _act(self, stops: list[str], ready: list[JobRow]) -> None:
+    def _mark_starting(self, ready: list[str]) -> list[WorkerSpec]:
+        if not ready:
+            return []
+        now = self.clock()
+        specs: list[WorkerSpec] = []
+        changed = []
+        with self.store.writing() as s:
+            seq = Store.bump(s)
+            addresses = {n.name: n.address for n in s.execute(select(NodeRow)).scalars()}
+            rows = _load(s, ready)
+            for job_id in ready:
+                row = rows.get(job_id)
+                if row is None or row.state != S.ADMITTED.value:
+                    continue
+                specs.extend(self._start_row(s, row, addresses, now))
+                row.seq = seq
+                changed.append(row)
+        self._refresh(changed)
+        return specs
+
+    def _act(self, stops: list[str], specs: list[WorkerSpec]) -> None:
         for wid in stops:
             self.executor.stop(wid, self.grace_s)
             self._stop_sent.add(wid)
-        if not ready:
-            return
-        with self.store.session() as s:
-            addresses = {n.name: n.address for n in s.execute(select(NodeRow)).scalars()}
-        specs: list[WorkerSpec] = []
-        now = self.clock()
-        with self.store.session() as s, s.begin():
-            for r in ready:
-                row = s.get(JobRow, r.id)
-                if row is None or row.state != S.ADMITTED.value:
-                    continue
-                row.state = transition(S.ADMITTED, S.STARTING).value
-                row.placement = [dict(w, phase="starting") for w in row.placement or ()]
-                row.waits_for = None
-                row.version += 1
-                specs.extend(worker_specs(row, addresses, self.data_dir))
-                add_event(s, row.id, "starting", f"starting attempt {row.attempt}", now)
-            Store.bump(s)
+        if specs:
+            (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
         for spec in specs:
-            Path(spec.log_path).parent.mkdir(parents=True, exist_ok=True)
             self.executor.start(spec)
+
+
+def _load(s: Session, ids: Iterable[str]) -> dict[str, JobRow]:
+    """Rows by id in one query (one at a time, each lookup would flush the changes so far)."""
+    wanted = list(dict.fromkeys(ids))
+    if not wanted:
+        return {}
+    return {r.id: r for r in s.execute(select(JobRow).where(JobRow.id.in_(wanted))).scalars()}
 
 
 def _nodes(workers: Iterable[dict[str, Any]]) -> str:

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -37,9 +37,21 @@ def _request_hash(spec: JobSubmit) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
-def _check_fits_somewhere(s: Session, spec: JobSubmit) -> None:
+NODES_TTL_S = 2.0
+
+
+def _inventory(store: Store, s: Session) -> list[NodeRow]:
+    """Nodes for the fit check, re-read at most every NODES_TTL_S (submit is a hot path)."""
+    at, rows = store.cache.get("nodes", (0.0, []))
+    if time.monotonic() - at > NODES_TTL_S:
+        rows = list(s.execute(select(NodeRow)).scalars())
+        store.cache["nodes"] = (time.monotonic(), rows)
+    return rows  # type: ignore[no-any-return]
+
+
+def _check_fits_somewhere(store: Store, s: Session, spec: JobSubmit) -> None:
     """Reject requests no node could ever hold, with the numbers."""
-    nodes = [n for n in s.execute(select(NodeRow)).scalars()
+    nodes = [n for n in _inventory(store, s)
              if spec.node_pool is None or n.pool == spec.node_pool]
     if not nodes:
         if spec.node_pool is not None:
@@ -79,35 +91,34 @@ def submit(store: Store, spec: JobSubmit, wake: Callable[[], None] | None = None
         raise Invalid(str(exc)) from None
     digest = _request_hash(spec)
     now = time.time()
+    with store.session() as s:  # checks read only, outside the write lock
+        project = s.get(QueueRow, spec.project)
+        if project is None or project.kind != "project":
+            raise NotFound(f"project {spec.project} does not exist; create it with "
+                           f"`fairpool project create {spec.project} --department D`")
+        if spec.client_key is not None:
+            existing = _by_key(s, spec.project, spec.client_key)
+            if existing is not None:
+                return _replay(existing, digest), False
+        _check_fits_somewhere(store, s, spec)
+    preemptible = pclass.preemptible if spec.preemptible is None else spec.preemptible
+    values = dict(
+        id=uuid.uuid4().hex[:12], project=spec.project, name=spec.name,
+        command=list(spec.command), env=dict(spec.env), workers=spec.workers,
+        gpus=spec.gpus, gpu_fraction=spec.gpu_fraction, gpu_memory_mib=spec.gpu_memory_mib,
+        cpu=round(spec.cpus * CPU_UNIT), memory=spec.memory_mib, priority_class=pclass.name,
+        priority=pclass.value, preemptible=preemptible, node_pool=spec.node_pool,
+        labels=dict(spec.labels), same_node=spec.same_node, min_runtime_s=spec.min_runtime_s,
+        state=JobState.QUEUED.value, attempt=0, submitted_at=now, client_key=spec.client_key,
+        request_hash=digest,
+    )
     try:
-        with store.session() as s, s.begin():
-            project = s.get(QueueRow, spec.project)
-            if project is None or project.kind != "project":
-                raise NotFound(f"project {spec.project} does not exist; create it with "
-                               f"`fairpool project create {spec.project} --department D`")
-            if spec.client_key is not None:
-                existing = _by_key(s, spec.project, spec.client_key)
-                if existing is not None:
-                    return _replay(existing, digest), False
-            _check_fits_somewhere(s, spec)
-            preemptible = pclass.preemptible if spec.preemptible is None else spec.preemptible
-            row = JobRow(
-                id=uuid.uuid4().hex[:12], project=spec.project, name=spec.name,
-                command=list(spec.command), env=dict(spec.env), workers=spec.workers,
-                gpus=spec.gpus, gpu_fraction=spec.gpu_fraction,
-                gpu_memory_mib=spec.gpu_memory_mib, cpu=round(spec.cpus * CPU_UNIT),
-                memory=spec.memory_mib, priority_class=pclass.name, priority=pclass.value,
-                preemptible=preemptible, node_pool=spec.node_pool, labels=dict(spec.labels),
-                same_node=spec.same_node, min_runtime_s=spec.min_runtime_s,
-                state=JobState.QUEUED.value, attempt=0, submitted_at=now,
-                client_key=spec.client_key, request_hash=digest, version=0,
-            )
-            s.add(row)
-            s.flush()  # the job row must exist before its first event
-            add_event(s, row.id, "submitted", f"submitted to project {spec.project} "
-                      f"({_describe(spec)})", now)
-            Store.bump(s)
-            out = job_out(row)
+        with store.writing() as s:  # the job and its first event, written directly
+            values["seq"] = Store.bump(s)
+            s.execute(insert(JobRow).values(**values))
+            s.execute(insert(JobEventRow).values(
+                job_id=values["id"], at=now, kind="submitted",
+                message=f"submitted to project {spec.project} ({_describe(spec)})"))
     except IntegrityError:
         # a concurrent submit with the same client key won the race: return its job
         with store.session() as s:
@@ -117,7 +128,7 @@ def submit(store: Store, spec: JobSubmit, wake: Callable[[], None] | None = None
             return _replay(existing, digest), False
     if wake is not None:
         wake()
-    return out, True
+    return job_out(JobRow(**values)), True
 
 
 def _by_key(s: Session, project: str, key: str) -> JobRow | None:
@@ -171,7 +182,7 @@ def list_jobs(store: Store, project: str | None = None, state: str | None = None
 
 
 def cancel(store: Store, job_id: str, wake: Callable[[], None] | None = None) -> JobOut:
-    with store.session() as s, s.begin():
+    with store.writing() as s:
         row = _load(s, job_id)
         state = JobState(row.state)
         if row.state in FINAL:
@@ -188,8 +199,7 @@ def cancel(store: Store, job_id: str, wake: Callable[[], None] | None = None) ->
         else:
             row.stop_reason = "cancel"
             add_event(s, job_id, "cancelling", "cancel requested: stopping its workers")
-        row.version += 1
-        Store.bump(s)
+        row.seq = Store.bump(s)
         out = job_out(row)
     if wake is not None:
         wake()
@@ -226,7 +236,8 @@ def explain(store: Store, job_id: str) -> ExplainOut:
 
 
 def log_path(data_dir: Path, job_id: str, attempt: int, rank: int) -> Path:
-    return data_dir / "logs" / job_id / f"attempt-{attempt}" / f"rank-{rank}.log"
+    """One flat directory of logs: no directory to create per job on the hot path."""
+    return data_dir / "logs" / f"{job_id}.{attempt}.{rank}.log"
 
 
 def log_file(store: Store, data_dir: Path, job_id: str, rank: int, attempt: int | None

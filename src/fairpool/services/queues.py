@@ -41,7 +41,7 @@ def _set(row: QueueRow, quota: ResourceSpec | None, limit: ResourceSpec | None,
 
 
 def _create(store: Store, spec: QueueCreate, kind: str, parent: str | None) -> QueueOut:
-    with store.session() as s, s.begin():
+    with store.writing() as s:
         if s.get(QueueRow, spec.name) is not None:
             raise Conflict(f"a queue named {spec.name} already exists; pick another name")
         if parent is not None:
@@ -67,7 +67,7 @@ def create_project(store: Store, spec: ProjectCreate) -> QueueOut:
 
 
 def update_queue(store: Store, name: str, spec: QueueUpdate) -> QueueOut:
-    with store.session() as s, s.begin():
+    with store.writing() as s:
         row = s.get(QueueRow, name)
         if row is None:
             raise NotFound(f"queue {name} does not exist")

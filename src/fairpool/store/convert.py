@@ -16,7 +16,7 @@ from fairpool.domain import (
     WorkerPlacement,
     WorkerRequest,
 )
-from fairpool.domain.job import NodeSelector
+from fairpool.domain.job import ANY_NODE, NodeSelector
 from fairpool.domain.resources import CPU_UNIT
 from fairpool.services.specs import JobOut, QueueOut, ResourcesOut, WorkerOut
 from fairpool.store.models import JobRow, NodeRow, QueueRow
@@ -75,7 +75,8 @@ def job_domain(row: JobRow) -> Job:
         # a job already being stopped keeps its resources until it exits but is not a victim
         preemptible=row.preemptible and not stopping,
         submit_time=row.submitted_at,
-        selector=NodeSelector(row.node_pool, dict(row.labels)),
+        selector=ANY_NODE if row.node_pool is None and not row.labels
+        else NodeSelector(row.node_pool, dict(row.labels)),
         same_node=row.same_node,
         min_runtime_s=row.min_runtime_s,
         state=state,

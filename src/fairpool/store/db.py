@@ -7,6 +7,9 @@ old database is brought to the current schema at start.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +62,10 @@ class Store:
         self.url = url
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.cache: dict[str, Any] = {}  # small read caches of services, per database
+        self._write_lock: AbstractContextManager[object] = (
+            threading.Lock() if url.startswith("sqlite") else nullcontext()
+        )
 
     def migrate(self) -> None:
         migrate(self.engine)
@@ -66,15 +73,25 @@ class Store:
     def session(self) -> Session:
         return self.sessions()
 
+    @contextmanager
+    def writing(self) -> Iterator[Session]:
+        """A write transaction. SQLite has one writer at a time; in-process writers queue on a
+        lock instead of spinning in SQLite's busy handler, which wastes most of the time."""
+        with self._write_lock, self.sessions() as s, s.begin():
+            yield s
+
     def close(self) -> None:
         self.engine.dispose()
 
     @staticmethod
-    def bump(session: Session) -> None:
-        """Count a change that the scheduler must see (snapshot generation)."""
-        session.execute(
-            update(MetaRow).where(MetaRow.key == "generation").values(value=MetaRow.value + 1)
-        )
+    def bump(session: Session) -> int:
+        """Count a change that the scheduler must see; returns the new generation, which the
+        transaction stamps on every job it changes (``JobRow.seq``). Writers serialise on this
+        row, so generations follow commit order."""
+        return int(session.execute(
+            update(MetaRow).where(MetaRow.key == "generation")
+            .values(value=MetaRow.value + 1).returning(MetaRow.value)
+        ).scalar_one())
 
     def generation(self, session: Session) -> int:
         value = session.execute(

@@ -102,7 +102,9 @@ class JobRow(Base):
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     client_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
     request_hash: Mapped[str] = mapped_column(String(64))
-    version: Mapped[int] = mapped_column(Integer, default=0)
+    #: the store generation of the last change the scheduler must see (see Store.bump); the
+    #: control loop reads only jobs whose seq is newer than what it already holds
+    seq: Mapped[int] = mapped_column(BigInteger, default=0, index=True)
 
 
 class JobEventRow(Base):

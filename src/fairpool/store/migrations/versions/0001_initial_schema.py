@@ -90,7 +90,7 @@ def upgrade() -> None:
         sa.Column("reason", sa.Text(), nullable=True),
         sa.Column("client_key", sa.String(length=128), nullable=True),
         sa.Column("request_hash", sa.String(length=64), nullable=False),
-        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("seq", sa.BigInteger(), nullable=False),
         sa.ForeignKeyConstraint(
             ["project"],
             ["queues.name"],
@@ -100,6 +100,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.create_index("ix_jobs_project_state", ["project", "state"], unique=False)
+        batch_op.create_index(batch_op.f("ix_jobs_seq"), ["seq"], unique=False)
         batch_op.create_index("ix_jobs_state", ["state"], unique=False)
 
     op.create_table(
@@ -131,6 +132,7 @@ def downgrade() -> None:
     op.drop_table("job_events")
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.drop_index("ix_jobs_state")
+        batch_op.drop_index(batch_op.f("ix_jobs_seq"))
         batch_op.drop_index("ix_jobs_project_state")
 
     op.drop_table("jobs")

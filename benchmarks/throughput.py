@@ -1,0 +1,180 @@
+"""End-to-end throughput: trivial jobs (``true``) through the REST API, the scheduler and the
+local executor, side by side with Slurm on the same machine.
+
+    python benchmarks/throughput.py [--jobs 2000] [--gpus 8] [--submitters 4] [--skip-slurm]
+
+fairpool: a fresh ``fairpool up --simulate-gpus 8`` (SQLite, local executor); ``--jobs`` 1-GPU
+jobs are submitted over REST by ``--submitters`` threads; the drain rate is jobs / (first submit
+→ last job finished). Submit → running latency is measured twice: for the drain (queueing
+included) and, the headline, with free capacity (jobs submitted one at a time on an idle pool).
+Slurm: ../shared/peers/slurm (slurmctld + slurmd, 8 fake GPUs), ``sbatch --gres=gpu:1 --wrap
+true`` for the same number of jobs. Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+SLURM = ROOT.parent / "shared" / "peers" / "slurm"
+FINAL = {"succeeded", "failed", "cancelled"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+class Server:
+    def __init__(self, gpus: int, workdir: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = dict(os.environ, XDG_CONFIG_HOME=str(workdir / "cfg"))
+        exe = Path(sys.executable).with_name("fairpool")
+        self.log = (workdir / "server.log").open("wb")
+        self.proc = subprocess.Popen(
+            [str(exe), "up", "--port", str(self.port), "--data-dir", str(workdir / "pool"),
+             "--simulate-gpus", str(gpus)], env=env, stdout=self.log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError("fairpool did not start; see " + str(workdir / "server.log"))
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+def run_fairpool(jobs: int, gpus: int, submitters: int, latency_jobs: int) -> dict[str, object]:
+    workdir = Path(tempfile.mkdtemp(prefix="fairpool-bench-"))
+    server = Server(gpus, workdir)
+    try:
+        http = httpx.Client(base_url=server.url, timeout=60)
+        http.post("/api/v1/departments", json={"name": "bench", "quota": {"gpus": gpus}})
+        http.post("/api/v1/projects", json={"name": "p", "department": "bench",
+                                            "quota": {"gpus": gpus}})
+        body = {"project": "p", "command": ["true"], "gpus": 1}
+
+        # 1. latency with free capacity: one job at a time on an idle pool
+        latencies = []
+        for _ in range(latency_jobs):
+            job = http.post("/api/v1/jobs", json=body).json()
+            while True:
+                got = http.get(f"/api/v1/jobs/{job['id']}").json()
+                if got["state"] in FINAL:
+                    break
+                time.sleep(0.002)
+            latencies.append((got["started_at"] - got["submitted_at"]) * 1000)
+
+        # 2. drain: submit everything, wait until all finished
+        def submit_many(n: int) -> list[str]:
+            with httpx.Client(base_url=server.url, timeout=60) as c:
+                return [c.post("/api/v1/jobs", json=body).json()["id"] for _ in range(n)]
+
+        start = time.time()
+        share = [jobs // submitters + (1 if i < jobs % submitters else 0)
+                 for i in range(submitters)]
+        with ThreadPoolExecutor(submitters) as pool:
+            ids = [i for part in pool.map(submit_many, share) for i in part]
+        submitted = time.time()
+        while True:
+            states = http.get("/api/v1/jobs", params={"project": "p", "limit": jobs + latency_jobs
+                                                      }).json()
+            mine = [j for j in states if j["id"] in set(ids)]
+            if all(j["state"] in FINAL for j in mine):
+                break
+            time.sleep(0.2)
+        end = max(j["finished_at"] for j in mine)
+        drained = [(j["started_at"] - j["submitted_at"]) * 1000 for j in mine
+                   if j["started_at"] is not None]
+        ok = sum(1 for j in mine if j["state"] == "succeeded")
+        return {
+            "fairpool_jobs": jobs,
+            "fairpool_succeeded": ok,
+            "fairpool_submit_s": round(submitted - start, 3),
+            "fairpool_total_s": round(end - start, 3),
+            "fairpool_jobs_per_s": round(jobs / (end - start), 1),
+            "submit_to_running_p50_ms": round(statistics.median(latencies), 1),
+            "submit_to_running_p99_ms": round(pct(latencies, 0.99), 1),
+            "drain_submit_to_running_p50_ms": round(pct(drained, 0.5), 1),
+            "drain_submit_to_running_p99_ms": round(pct(drained, 0.99), 1),
+        }
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run_slurm(jobs: int, gpus: int) -> dict[str, object]:
+    env = dict(os.environ, SLURM_GPUS_PER_NODE=str(gpus))
+    start = subprocess.run(["bash", str(SLURM / "start.sh")], capture_output=True, text=True,
+                           env=env, timeout=900)
+    if start.returncode != 0:
+        raise RuntimeError(f"slurm start failed: {start.stderr[-2000:]}")
+    for line in start.stdout.splitlines():  # start.sh prints `export VAR=...` lines
+        if line.startswith("export ") and "=" in line:
+            key, _, value = line[len("export "):].partition("=")
+            env[key] = value.strip("'\"")
+    try:
+        out = subprocess.run(["bash", str(SLURM / "bench.sh")], capture_output=True, text=True,
+                             env=dict(env, JOBS=str(jobs)), timeout=3600)
+        if out.returncode != 0:
+            raise RuntimeError(f"slurm bench failed: {out.stderr[-2000:]}")
+        data = json.loads(out.stdout.strip().splitlines()[-1])
+        return {"slurm_jobs_per_s": data["jobs_per_s"], "slurm_completed": data["completed"],
+                "slurm_total_s": data["total_s"]}
+    finally:
+        subprocess.run(["bash", str(SLURM / "stop.sh")], capture_output=True, env=env,
+                       timeout=300)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--jobs", type=int, default=2000)
+    ap.add_argument("--gpus", type=int, default=8)
+    ap.add_argument("--submitters", type=int, default=4)
+    ap.add_argument("--latency-jobs", type=int, default=100)
+    ap.add_argument("--skip-slurm", action="store_true")
+    args = ap.parse_args()
+    result: dict[str, object] = {"gpus": args.gpus, "simulated": True}
+    result.update(run_fairpool(args.jobs, args.gpus, args.submitters, args.latency_jobs))
+    if args.skip_slurm:
+        result.update(slurm_jobs_per_s=None, ratio=None)
+    else:
+        result.update(run_slurm(args.jobs, args.gpus))
+        result["ratio"] = round(float(result["fairpool_jobs_per_s"])  # type: ignore[arg-type]
+                                / float(result["slurm_jobs_per_s"]), 2)  # type: ignore[arg-type]
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
