@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -15,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fairpool.client import Client
+from fairpool.client import Client, FairpoolError
 
 BIN = Path(sys.executable).with_name("fairpool")
 
@@ -90,10 +91,8 @@ def start_pool(tmp: Path, *extra: str, db: str | None = None) -> Pool:
 def stop_pool(pool: Pool) -> None:
     for job in pool.client.jobs(limit=10_000):
         if job.state in ("queued", "requeued", "admitted", "starting", "running"):
-            try:
+            with contextlib.suppress(FairpoolError):  # it may finish meanwhile
                 pool.client.cancel(job.id)
-            except Exception:
-                pass
     deadline = time.time() + 15
     while time.time() < deadline and any(
         j.state in ("starting", "running") for j in pool.client.jobs(limit=10_000)

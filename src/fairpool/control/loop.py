@@ -75,6 +75,7 @@ class ControlLoop:
         self._live: dict[str, JobRow] = {}  # live jobs as of ``_seq`` (detached rows)
         self._domain: dict[str, Job] = {}  # the same jobs as the scheduler sees them
         self._reasons_at = 0.0
+        self._reasons_stale = False
         self._stopping: set[str] = set()  # live jobs asked to stop
         self._admitted: set[str] = set()  # live jobs placed but not started
         self._seq = -1
@@ -157,6 +158,10 @@ class ControlLoop:
             if plan.fair_shares != self.board.fair_shares:
                 self.board.publish(plan.fair_shares)
             starts = self._record(plan)
+            self._reasons_stale = True
+        if self._reasons_stale and self.clock() - self._reasons_at >= REASONS_EVERY_S:
+            self._write_reasons(plan)
+            self._reasons_at, self._reasons_stale = self.clock(), False
         stops, ready = self._pending_effects()
         starts += self._mark_starting(ready)
         self._act(stops, starts)
@@ -327,22 +332,22 @@ class ControlLoop:
                 if not b.waits_for:
                     specs.extend(self._start_row(s, row, addresses, now))
                 changed.append(row)
-            reasons = []
-            fresh = now - self._reasons_at >= REASONS_EVERY_S
-            if fresh:
-                self._reasons_at = now
-            for job_id, reason in plan.pending.items() if fresh else ():
-                live = self._live.get(job_id)
-                if live is None or (live.reason == reason.message and
-                                    live.reason_code == reason.code):
-                    continue
-                live.reason, live.reason_code = reason.message, reason.code
-                reasons.append({"id": job_id, "reason": reason.message,
-                                "reason_code": reason.code})
-            if reasons:  # one bulk UPDATE by primary key
-                s.execute(update(JobRow), reasons)
         self._refresh(changed)
         return specs
+
+    def _write_reasons(self, plan: Plan) -> None:
+        """Store why each waiting job waits (only the reasons that changed)."""
+        reasons = []
+        for job_id, reason in plan.pending.items():
+            live = self._live.get(job_id)
+            if live is None or (live.reason == reason.message and
+                                live.reason_code == reason.code):
+                continue
+            live.reason, live.reason_code = reason.message, reason.code
+            reasons.append({"id": job_id, "reason": reason.message, "reason_code": reason.code})
+        if reasons:
+            with self.store.writing() as s:  # one bulk UPDATE by primary key
+                s.execute(update(JobRow), reasons)
 
     def _start_row(self, s: Session, row: JobRow, addresses: dict[str, str], now: float
                    ) -> list[WorkerSpec]:
