@@ -19,7 +19,7 @@ def make(store: Store, tmp_path: Path, gpus: int = 4) -> tuple[ControlLoop, Fake
         queues.create_project(store, ProjectCreate(name=name, department="research",
                                                    quota=ResourceSpec(gpus=gpus / 2)))
     fake = FakeExecutor([local_node(gpus, name="node-a")])
-    loop = ControlLoop(store, fake, tmp_path, grace_s=5)
+    loop = ControlLoop(store, fake, tmp_path, grace_s=5, reasons_every_s=0)
     loop.sync_nodes()
     return loop, fake
 

@@ -57,6 +57,7 @@ class ControlLoop:
         grace_s: float = 10.0,
         idle_interval_s: float = 0.5,
         busy_interval_s: float = 0.002,
+        reasons_every_s: float = REASONS_EVERY_S,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -74,6 +75,7 @@ class ControlLoop:
         self._stop_sent: set[str] = set()  # worker ids already told to stop
         self._live: dict[str, JobRow] = {}  # live jobs as of ``_seq`` (detached rows)
         self._domain: dict[str, Job] = {}  # the same jobs as the scheduler sees them
+        self.reasons_every_s = reasons_every_s
         self._reasons_at = 0.0
         self._reasons_stale = False
         self._stopping: set[str] = set()  # live jobs asked to stop
@@ -159,7 +161,7 @@ class ControlLoop:
                 self.board.publish(plan.fair_shares)
             starts = self._record(plan)
             self._reasons_stale = True
-        if self._reasons_stale and self.clock() - self._reasons_at >= REASONS_EVERY_S:
+        if self._reasons_stale and self.clock() - self._reasons_at >= self.reasons_every_s:
             self._write_reasons(plan)
             self._reasons_at, self._reasons_stale = self.clock(), False
         stops, ready = self._pending_effects()

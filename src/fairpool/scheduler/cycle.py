@@ -25,8 +25,7 @@ from fairpool.scheduler.snapshot import SchedulerConfig, Snapshot
 #: Rounds of the action sequence per cycle. A round that evicts something changes the picture
 #: (evicted jobs wait again, freed room may serve others), so the sequence runs again, up to
 #: this bound, until a round evicts nothing: then the next cycle, on this plan's result, has
-#: nothing left to evict either. Later rounds only look at the projects with jobs that the
-#: previous round evicted or displaced: those are the jobs that wait anew.
+#: nothing left to evict either.
 MAX_ROUNDS = 4
 
 
@@ -47,7 +46,6 @@ def _schedule(snapshot: Snapshot, config: SchedulerConfig | None) -> Plan:
     cfg = session.config
     for _ in range(MAX_ROUNDS):
         evicted = len(session.evictions)
-        session.touched = set()
         allocate(session)
         if cfg.consolidate:
             consolidate(session)
@@ -57,7 +55,6 @@ def _schedule(snapshot: Snapshot, config: SchedulerConfig | None) -> Plan:
             preempt(session)
         if len(session.evictions) == evicted:
             break
-        session.focus = session.touched
     plan = session.to_plan()
     if any(v.status == PENDING for v in session.jobs):
         plan.valid_until = session.protection_ends()

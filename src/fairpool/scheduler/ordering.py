@@ -53,10 +53,7 @@ class JobOrder:
         self.per_leaf: dict[int, list[tuple[JobKey, int, int]]] = {}
         self.groups: list[Group] = []
         self.pos: list[int] = []
-        focus = session.focus
-        by_leaf = session.leaf_groups
-        leaves = by_leaf if focus is None else [q for q in focus if q in by_leaf]
-        for g in (g for leaf in leaves for g in by_leaf[leaf]):
+        for g in (g for groups in session.leaf_groups.values() for g in groups):
             if include is not None and not include(g):
                 continue
             i = self._skip(g, 0)

@@ -97,10 +97,6 @@ class Session:
         #: waiting jobs in groups of interchangeable ones (see fairpool.scheduler.groups)
         self.groups: dict[GroupKey, Group] = {}
         self.leaf_groups: dict[int, list[Group]] = {}
-        #: leaves with jobs that started waiting again in this cycle (see ``focus``)
-        self.touched: set[int] = set()
-        #: when set, actions only look at waiting jobs of these leaves (later rounds of a cycle)
-        self.focus: set[int] | None = None
         self.ref_memory = max(
             (d.memory_mib for n in snapshot.nodes for d in n.devices), default=0
         )
@@ -285,7 +281,6 @@ class Session:
             bind = self.binds.pop(view.idx)
             prev = (view.status, view.placements, view.acct, view.slots)
             view.status = EVICTED if view.idx in self.evictions else PENDING
-            self.touched.add(view.leaf)
             self.log.push(self._restore_bind, view, bind, prev)
             self.reasons[view.idx] = PendingReason(
                 "DISPLACED", f"it was placed, then its room went to job {for_job} ({action})"
@@ -294,7 +289,6 @@ class Session:
         assert view.status == RUNNING, "only jobs running before this cycle can be evicted"
         nodes = self._release(view)
         view.status = EVICTED
-        self.touched.add(view.leaf)
         self._join_group(view)
         self.evictions[view.idx] = Eviction(view.job.id, action, reason, for_job)
         self.epoch += 1

@@ -30,12 +30,15 @@ def _held(v: JobView) -> set[tuple[int, int]]:
 
 def protected(session: Session, view: JobView) -> bool:
     """True while a job is inside its minimum runtime (or cannot be evicted at all). A job
-    placed earlier in this cycle has not started, so only its preemptibility counts."""
+    placed earlier in this cycle would start now, so it is as protected as it will be then:
+    the next cycle must not find victims this one could not."""
     job = view.job
     if not job.preemptible:
         return True
-    if job.min_runtime_s <= 0 or view.status == BOUND:
+    if job.min_runtime_s <= 0:
         return False
+    if view.status == BOUND:
+        return True
     started = job.started_at if job.started_at is not None else session.now
     return session.now < started + job.min_runtime_s
 
@@ -108,6 +111,24 @@ def _could_host(session: Session, n: int, chosen: set[int], view: JobView) -> bo
     return True
 
 
+def _frees_a_device(session: Session, victim: JobView, chosen: set[int]) -> bool:
+    """Could some device the victim holds end up fully free, if the other candidates that share
+    it went too? (Devices it shares with anyone else stay busy.)"""
+    jobs = session.jobs
+    for (n, devs), _ in zip(victim.slots, victim.placements, strict=True):
+        for d in devs:
+            kept = False
+            for j in session.node_jobs[n]:
+                if j == victim.idx or (j in chosen and session.evictable(jobs[j])):
+                    continue
+                if any(m == n and d in ds for m, ds in jobs[j].slots):
+                    kept = True
+                    break
+            if not kept:
+                return True
+    return False
+
+
 def evict_to_fit(
     session: Session,
     view: JobView,
@@ -133,9 +154,12 @@ def evict_to_fit(
         origin: dict[int, set[tuple[int, int]]] = {}  # victim → the nodes it held before removal
         got = None
         looked = 0
+        chosen = {v.idx for v in candidates} if job.request.gpus else set()
         for v in candidates:
             if not session.evictable(v):
                 continue
+            if chosen and not _frees_a_device(session, v, chosen):
+                continue  # a whole-GPU gang gains nothing from a share of a device kept busy
             looked += 1
             if max_candidates is not None and looked > max_candidates:
                 break
