@@ -1,10 +1,18 @@
-"""``fairpool up``: one process serving the REST API, running the control loop and the local
-executor, on SQLite under the data directory (or the database URL given)."""
+"""``fairpool up``: the REST API in this process, the control loop (scheduler, reconciler and
+local executor) in a child process, both on the same database: SQLite under the data directory
+by default, or the database URL given.
+
+Two processes, because both sides are busy under load and each needs its own interpreter lock;
+they meet only in the database, and the API wakes the loop through a shared event when a job is
+submitted or cancelled, so a job on free GPUs starts within milliseconds.
+"""
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import threading
+from multiprocessing.synchronize import Event
 
 import uvicorn
 
@@ -16,7 +24,6 @@ from fairpool.executors.base import NodeInfo
 from fairpool.executors.gpus import load_nodes_file, local_node
 from fairpool.executors.local import LocalExecutor
 from fairpool.scheduler import SchedulerConfig
-from fairpool.services.status import StatusBoard
 from fairpool.store.db import Store
 
 log = logging.getLogger("fairpool.server")
@@ -28,21 +35,41 @@ def inventory(settings: ServerSettings) -> list[NodeInfo]:
     return [local_node(settings.simulate_gpus)]
 
 
+def _logging() -> None:
+    logging.basicConfig(level=logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+def run_loop(settings: ServerSettings, nodes: list[NodeInfo], wake: Event, stop: Event) -> None:
+    """The control-loop process."""
+    _logging()
+    store = Store(settings.database_url())
+    executor = LocalExecutor(nodes)
+    loop = ControlLoop(store, executor, settings.data_dir,
+                       config=SchedulerConfig(strategy=settings.strategy),
+                       grace_s=settings.grace_s, wake_event=wake, stop_event=stop)
+    try:
+        loop.sync_nodes()
+        loop.run()
+    finally:
+        executor.close()
+        store.close()
+
+
 def serve(settings: ServerSettings, ready: threading.Event | None = None) -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s "
-                        "%(message)s")
+    _logging()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    nodes = inventory(settings)
     store = Store(settings.database_url())
     store.migrate()
-    nodes = inventory(settings)
-    executor = LocalExecutor(nodes)
-    board = StatusBoard()
-    loop = ControlLoop(store, executor, settings.data_dir, board=board,
-                       config=SchedulerConfig(strategy=settings.strategy),
-                       grace_s=settings.grace_s)
-    app = create_app(AppContext(store=store, data_dir=settings.data_dir, board=board,
-                                wake=loop.wake))
-    loop.start()
+    store.close()
+    ctx = multiprocessing.get_context("fork")  # before any thread starts in this process
+    wake, stop = ctx.Event(), ctx.Event()
+    child = ctx.Process(target=run_loop, args=(settings, nodes, wake, stop),
+                        name="fairpool-control", daemon=True)
+    child.start()
+    store = Store(settings.database_url())
+    app = create_app(AppContext(store=store, data_dir=settings.data_dir, wake=wake.set))
     server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port,
                                            log_level="warning", access_log=False))
     if settings.write_client_config:
@@ -58,6 +85,9 @@ def serve(settings: ServerSettings, ready: threading.Event | None = None) -> Non
             ready.set()
         server.run()
     finally:
-        loop.stop()
-        executor.close()
+        stop.set()
+        wake.set()
+        child.join(15)
+        if child.is_alive():
+            child.terminate()
         store.close()

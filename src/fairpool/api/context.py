@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from fairpool.services.status import StatusBoard
 from fairpool.store.db import Store
 
 
@@ -14,5 +13,4 @@ from fairpool.store.db import Store
 class AppContext:
     store: Store
     data_dir: Path
-    board: StatusBoard = field(default_factory=StatusBoard)
     wake: Callable[[], None] = lambda: None

@@ -48,11 +48,11 @@ def router(ctx: AppContext) -> APIRouter:
 
     @api.get("/queues", response_model=list[QueueOut])
     def list_queues() -> list[QueueOut]:
-        return queues.list_queues(ctx.store, ctx.board)
+        return queues.list_queues(ctx.store)
 
     @api.get("/queues/{name}", response_model=QueueOut)
     def get_queue(name: QueueName) -> QueueOut:
-        return queues.queue_status(ctx.store, ctx.board, name)
+        return queues.queue_status(ctx.store, name)
 
     @api.post("/jobs", status_code=201, response_model=JobOut)
     def submit(spec: JobSubmit, response: Response) -> JobOut:

@@ -19,17 +19,16 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from fairpool.domain import Job, JobState, Node, Queue
+from fairpool.domain import Job, JobState, Node, Queue, Resources
 from fairpool.domain.states import transition
 from fairpool.executors.base import Executor, WorkerPhase, WorkerSpec, WorkerStatus
 from fairpool.scheduler import Plan, Scheduler, SchedulerConfig, Snapshot
 from fairpool.services.jobs import add_event
-from fairpool.services.status import StatusBoard
 from fairpool.store.convert import job_domain, node_domain, queue_domain
 from fairpool.store.db import Store
 from fairpool.store.models import JobRow, NodeRow, QueueRow
@@ -37,6 +36,15 @@ from fairpool.store.models import JobRow, NodeRow, QueueRow
 from .workers import parse_worker_id, placement_json, worker_specs
 
 log = logging.getLogger("fairpool.control")
+
+
+class Signal(Protocol):
+    """What the loop needs of an event (threading.Event and multiprocessing.Event both fit)."""
+
+    def set(self) -> None: ...
+    def clear(self) -> None: ...
+    def is_set(self) -> bool: ...
+    def wait(self, timeout: float | None = None) -> bool: ...
 S = JobState
 LIVE = (S.QUEUED, S.REQUEUED, S.ADMITTED, S.STARTING, S.RUNNING)
 LIVE_VALUES = [s.value for s in LIVE]
@@ -52,25 +60,27 @@ class ControlLoop:
         executor: Executor,
         data_dir: Path,
         *,
-        board: StatusBoard | None = None,
         config: SchedulerConfig | None = None,
         grace_s: float = 10.0,
         idle_interval_s: float = 0.5,
         busy_interval_s: float = 0.002,
         reasons_every_s: float = REASONS_EVERY_S,
         clock: Callable[[], float] = time.time,
+        wake_event: Signal | None = None,
+        stop_event: Signal | None = None,
     ) -> None:
         self.store = store
         self.executor = executor
         self.data_dir = data_dir
-        self.board = board or StatusBoard()
+        self._fair: dict[str, Resources] = {}
         self.scheduler = Scheduler(config)
         self.grace_s = grace_s
         self.idle_interval_s = idle_interval_s
         self.busy_interval_s = busy_interval_s
         self.clock = clock
-        self._wake = threading.Event()
-        self._stop = threading.Event()
+        # threading or multiprocessing events: the API may run in another process
+        self._wake: Signal = wake_event if wake_event is not None else threading.Event()
+        self._stop: Signal = stop_event if stop_event is not None else threading.Event()
         self._thread: threading.Thread | None = None
         self._stop_sent: set[str] = set()  # worker ids already told to stop
         self._live: dict[str, JobRow] = {}  # live jobs as of ``_seq`` (detached rows)
@@ -157,8 +167,8 @@ class ControlLoop:
         plan = self.scheduler.cycle(snapshot)
         starts: list[WorkerSpec] = []
         if not plan.reused:
-            if plan.fair_shares != self.board.fair_shares:
-                self.board.publish(plan.fair_shares)
+            if plan.fair_shares != self._fair:
+                self._publish(plan.fair_shares)
             starts = self._record(plan)
             self._reasons_stale = True
         if self._reasons_stale and self.clock() - self._reasons_at >= self.reasons_every_s:
@@ -168,6 +178,15 @@ class ControlLoop:
         starts += self._mark_starting(ready)
         self._act(stops, starts)
         return bool(statuses or plan.changes or stops or starts or self._busy())
+
+    def _publish(self, shares: dict[str, Resources]) -> None:
+        """Store the fair shares readers show (only those that changed)."""
+        changed = [{"name": q, "fair_gpu": r.gpu, "fair_cpu": r.cpu, "fair_memory": r.memory}
+                   for q, r in shares.items() if q and self._fair.get(q) != r]
+        if changed:
+            with self.store.writing() as s:
+                s.execute(update(QueueRow), changed)
+        self._fair = dict(shares)
 
     def _busy(self) -> bool:
         return any(r.state in (S.STARTING.value, S.RUNNING.value) for r in self._live.values())

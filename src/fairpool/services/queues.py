@@ -11,7 +11,6 @@ from fairpool.domain import GPU_UNIT, JobState
 from fairpool.domain.resources import CPU_UNIT
 from fairpool.services.errors import Conflict, Invalid, NotFound
 from fairpool.services.specs import ProjectCreate, QueueCreate, QueueOut, QueueUpdate, ResourceSpec
-from fairpool.services.status import StatusBoard
 from fairpool.store.convert import queue_out, resources_out
 from fairpool.store.db import Store
 from fairpool.store.models import JobRow, QueueRow
@@ -55,7 +54,7 @@ def _create(store: Store, spec: QueueCreate, kind: str, parent: str | None) -> Q
         _set(row, spec.quota, spec.limit, unlimited=False)
         s.add(row)
         Store.bump(s)
-    return queue_status(store, None, spec.name)
+    return queue_status(store, spec.name)
 
 
 def create_department(store: Store, spec: QueueCreate) -> QueueOut:
@@ -77,7 +76,7 @@ def update_queue(store: Store, name: str, spec: QueueUpdate) -> QueueOut:
         if spec.priority is not None:
             row.priority = spec.priority
         Store.bump(s)
-    return queue_status(store, None, name)
+    return queue_status(store, name)
 
 
 def _usage(s: Session) -> dict[tuple[str, str], tuple[int, int, int, int]]:
@@ -99,16 +98,14 @@ def _usage(s: Session) -> dict[tuple[str, str], tuple[int, int, int, int]]:
     return out
 
 
-def queue_status(store: Store, board: StatusBoard | None, name: str | None = None
-                 ) -> QueueOut:
-    items = list_queues(store, board, only=name)
+def queue_status(store: Store, name: str) -> QueueOut:
+    items = list_queues(store, only=name)
     if not items:
         raise NotFound(f"queue {name} does not exist")
     return items[0]
 
 
-def list_queues(store: Store, board: StatusBoard | None, only: str | None = None
-                ) -> list[QueueOut]:
+def list_queues(store: Store, only: str | None = None) -> list[QueueOut]:
     with store.session() as s:
         query = select(QueueRow).order_by(QueueRow.name)
         if only is not None:
@@ -128,10 +125,10 @@ def list_queues(store: Store, board: StatusBoard | None, only: str | None = None
     for row in rows:
         act = totals.get((row.name, "active"), [0, 0, 0, 0])
         wait = totals.get((row.name, "waiting"), [0, 0, 0, 0])
-        fs = board.fair_share(row.name) if board is not None else None
         out.append(queue_out(
             row,
-            fair_share=None if fs is None else resources_out(fs.gpu, fs.cpu, fs.memory),
+            fair_share=None if row.fair_gpu is None else resources_out(
+                row.fair_gpu, row.fair_cpu or 0, row.fair_memory or 0),
             allocated=resources_out(act[0], act[1], act[2]),
             pending=resources_out(wait[0], wait[1], wait[2]),
             running_jobs=act[3], pending_jobs=wait[3],

@@ -7,6 +7,8 @@ old database is brought to the current schema at start.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -66,6 +68,10 @@ class Store:
         self._write_lock: AbstractContextManager[object] = (
             threading.Lock() if url.startswith("sqlite") else nullcontext()
         )
+        self._lock_fd: int | None = None
+        path = self.engine.url.database if url.startswith("sqlite") else None
+        if path and path != ":memory:":
+            self._lock_fd = os.open(f"{path}.writelock", os.O_RDWR | os.O_CREAT, 0o600)
 
     def migrate(self) -> None:
         migrate(self.engine)
@@ -75,13 +81,28 @@ class Store:
 
     @contextmanager
     def writing(self) -> Iterator[Session]:
-        """A write transaction. SQLite has one writer at a time; in-process writers queue on a
-        lock instead of spinning in SQLite's busy handler, which wastes most of the time."""
-        with self._write_lock, self.sessions() as s, s.begin():
+        """A write transaction. SQLite has one writer at a time: writers of this process queue
+        on a lock, and processes on an advisory file lock, instead of spinning in SQLite's busy
+        handler, which wastes most of the time under load."""
+        with self._write_lock, self._file_lock(), self.sessions() as s, s.begin():
             yield s
+
+    @contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        if self._lock_fd is None:
+            yield
+            return
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
         self.engine.dispose()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     @staticmethod
     def bump(session: Session) -> int:

@@ -44,6 +44,10 @@ class QueueRow(Base):
     over_quota_weight: Mapped[int] = mapped_column(Integer, default=1)
     priority: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[float] = mapped_column(Float)
+    # the fair share the scheduler computed last (written by the control loop when it changes)
+    fair_gpu: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    fair_cpu: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    fair_memory: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class NodeRow(Base):

@@ -44,6 +44,9 @@ def upgrade() -> None:
         sa.Column("over_quota_weight", sa.Integer(), nullable=False),
         sa.Column("priority", sa.Integer(), nullable=False),
         sa.Column("created_at", sa.Float(), nullable=False),
+        sa.Column("fair_gpu", sa.BigInteger(), nullable=True),
+        sa.Column("fair_cpu", sa.BigInteger(), nullable=True),
+        sa.Column("fair_memory", sa.BigInteger(), nullable=True),
         sa.ForeignKeyConstraint(
             ["parent"],
             ["queues.name"],
