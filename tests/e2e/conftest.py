@@ -106,9 +106,9 @@ def stop_pool(pool: Pool) -> None:
         os.killpg(pool.proc.pid, signal.SIGKILL)
 
 
-@pytest.fixture(scope="module")
-def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pool]:
-    p = start_pool(tmp_path_factory.mktemp("pool"), "--simulate-gpus", "4")
+def research_pool(tmp: Path) -> Iterator[Pool]:
+    """4 simulated GPUs; department research (quota 4) with projects vision and nlp (2 each)."""
+    p = start_pool(tmp, "--simulate-gpus", "4")
     try:
         p.cli("department", "create", "research", "--quota-gpus", "4")
         p.cli("project", "create", "vision", "-d", "research", "--quota-gpus", "2")
@@ -116,3 +116,8 @@ def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pool]:
         yield p
     finally:
         stop_pool(p)
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pool]:
+    yield from research_pool(tmp_path_factory.mktemp("pool"))

@@ -8,20 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Pool, start_pool, stop_pool
+from tests.e2e.conftest import Pool, research_pool
 from tests.e2e.test_jobs import TRAP
 
 
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pool]:
-    p = start_pool(tmp_path_factory.mktemp("reclaim"), "--simulate-gpus", "4")
-    try:
-        p.cli("department", "create", "research", "--quota-gpus", "4")
-        p.cli("project", "create", "vision", "-d", "research", "--quota-gpus", "2")
-        p.cli("project", "create", "nlp", "-d", "research", "--quota-gpus", "2")
-        yield p
-    finally:
-        stop_pool(p)
+    """A pool of its own: the test needs every GPU free at the start."""
+    yield from research_pool(tmp_path_factory.mktemp("reclaim"))
 
 
 def test_borrow_then_reclaim(pool: Pool, tmp_path: Path) -> None:
