@@ -100,9 +100,6 @@ class Resources:
     def __gt__(self, other: Resources) -> bool:
         return other < self
 
-    def fits_in(self, other: Resources) -> bool:
-        return self <= other
-
     def min(self, other: Resources) -> Resources:
         return Resources(
             min(self.gpu, other.gpu),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import gc
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from fairpool.scheduler.actions.allocate import allocate
 from fairpool.scheduler.actions.consolidate import consolidate
@@ -66,7 +66,6 @@ class CycleStats:
     cycles: int = 0
     reused: int = 0
     last_duration_s: float = 0.0
-    durations: list[float] = field(default_factory=list)
 
 
 class Scheduler:

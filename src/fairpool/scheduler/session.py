@@ -159,7 +159,6 @@ class Session:
                     group.jobs.append(view)
                 continue
             slots = []
-            gpu = gmem = 0
             for p in job.placements:
                 n = node_index.get(p.node)
                 if n is None:
@@ -168,10 +167,7 @@ class Session:
                 slots.append((n, devs))
                 cluster._apply(n, devs, -p.share, -p.gpu_memory, -req.cpu, -req.memory)
                 node_jobs[n].add(idx)
-                gpu += p.share * len(devs)
-                gmem += p.gpu_memory * len(devs)
-            count = len(slots)
-            acct = (gpu, gmem, req.cpu * count, req.memory * count)
+            acct = accounted(job, job.placements)
             view.slots = tuple(slots)
             self.running.append(view)
             view.status = RUNNING
@@ -194,7 +190,6 @@ class Session:
         demand = {
             names[q]: Resources(*d) for q, d in enumerate(self.leaf_demand) if any(d)
         }
-        self.demand = demand
         capacity = Resources.ZERO
         for node in self.snapshot.nodes:
             if node.schedulable:

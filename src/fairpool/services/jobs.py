@@ -194,7 +194,7 @@ def cancel(store: Store, job_id: str, wake: Callable[[], None] | None = None) ->
             # nothing runs yet: done at once
             row.state = transition(state, JobState.CANCELLED).value
             row.finished_at = time.time()
-            row.placement = None if state != JobState.ADMITTED else row.placement
+            row.placement = row.waits_for = None
             add_event(s, job_id, "cancelled", "cancelled before it started")
         else:
             row.stop_reason = "cancel"
