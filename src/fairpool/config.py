@@ -12,7 +12,7 @@ import json
 import os
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fairpool.scheduler.snapshot import Strategy
@@ -40,6 +40,13 @@ class ServerSettings(BaseSettings):
     grace_s: float = Field(10.0, ge=0, le=3600)
     strategy: Strategy = Strategy.BINPACK
     write_client_config: bool = True
+
+    @field_validator("db")
+    @classmethod
+    def _known_database(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("sqlite", "postgresql")):
+            raise ValueError("use a sqlite:///… or postgresql+psycopg://… database URL")
+        return url
 
     def database_url(self) -> str:
         return self.db or f"sqlite:///{self.data_dir / 'fairpool.db'}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import socket
 import threading
 from multiprocessing.synchronize import Event
 
@@ -56,8 +57,20 @@ def run_loop(settings: ServerSettings, nodes: list[NodeInfo], wake: Event, stop:
         store.close()
 
 
+def _check_port(host: str, port: int) -> None:
+    """Fail before anything starts if the API's address is taken."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise OSError(f"{host}:{port} is not available ({exc.strerror}); is another "
+                          f"fairpool running? pick another address with --port") from None
+
+
 def serve(settings: ServerSettings, ready: threading.Event | None = None) -> None:
     _logging()
+    _check_port(settings.host, settings.port)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     nodes = inventory(settings)
     store = Store(settings.database_url())

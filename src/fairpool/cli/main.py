@@ -79,11 +79,20 @@ def up(
                        ("nodes_file", nodes_file)):
         if value is not None:
             values[key] = value
+    from sqlalchemy.exc import SQLAlchemyError
+
     try:
         settings = ServerSettings(**values)  # type: ignore[arg-type]
-        serve(settings)
     except ValidationError as exc:
         fail(_validation(exc))
+    try:
+        serve(settings)
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        fail(f"cannot use the database {settings.database_url()}: {reason}")
+    except ImportError as exc:
+        fail(f"the database driver {exc.name} is missing; for PostgreSQL install "
+             f"'fairpool[postgres]'")
     except ValueError as exc:
         fail(str(exc))
     except OSError as exc:
