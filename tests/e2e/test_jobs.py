@@ -92,6 +92,18 @@ def test_bad_input_gets_a_clear_4xx_and_changes_nothing(pool: Pool) -> None:
     bad_json = httpx.post(url, content=b'{"project": "vision", ', headers={
         "content-type": "application/json"})
     assert bad_json.status_code == 422 and "not valid JSON" in bad_json.json()["error"]
+    hostile = [  # values JSON can carry but a job must not: each a 422, never a 500
+        '{"project": "vision", "command": ["true"], "cpus": NaN}',
+        '{"project": "vision", "command": ["true"], "gpus": Infinity}',
+        '{"project": "vision", "command": ["\\ud800"]}',
+        '{"project": "vision", "command": ["true"], "name": "a\\u0000b"}',
+        '{"project": "vision", "command": ["true"], "env": {"\\ud800": "x"}}',
+    ]
+    for body in hostile:
+        resp = httpx.post(url, content=body.encode(), headers={
+            "content-type": "application/json"})
+        assert resp.status_code == 422, (body, resp.text)
+        assert resp.json()["error"]
     assert httpx.get(pool.url + "/api/v1/jobs/zzz").status_code == 422
     assert httpx.get(pool.url + "/api/v1/jobs/0123456789ab").status_code == 404
     assert len(pool.client.jobs(limit=10_000)) == before

@@ -122,3 +122,42 @@ def test_lost_worker_requeues_the_job(store: Store, tmp_path: Path) -> None:
     kinds = [e.kind for e in jobs.events(store, job_id)]
     assert kinds[-4:] == ["lost", "requeued", "admitted", "starting"]
     assert any(s.attempt == 1 for s in fake.started.values())
+
+
+def test_after_a_restart_workers_the_executor_does_not_know_are_lost(store: Store,
+                                                                      tmp_path: Path) -> None:
+    loop, _ = make(store, tmp_path)
+    running = submit(store, "vision")
+    cancelling = submit(store, "vision")
+    loop.step()
+    loop.step()
+    jobs.cancel(store, cancelling)  # asked to stop, but the server dies before it does
+    # a new server: a fresh executor that knows none of the old workers
+    fresh = FakeExecutor([local_node(4, name="node-a")])
+    again = ControlLoop(store, fresh, tmp_path, grace_s=5, reasons_every_s=0)
+    again.reconcile()
+    again.step()
+    out = jobs.get_job(store, running)
+    assert out.attempt == 1 and out.state in ("starting", "running")
+    assert any("unknown to the executor" in e.message for e in jobs.events(store, running))
+    assert state(store, cancelling) == "cancelled"
+
+
+def test_workers_on_vanished_devices_are_requeued(store: Store, tmp_path: Path) -> None:
+    loop, _ = make(store, tmp_path)
+    big = submit(store, "vision", gpus=4)
+    loop.step()
+    loop.step()
+    assert state(store, big) == "running"
+    # the pool restarts with fewer GPUs: the placement no longer exists
+    smaller = FakeExecutor([local_node(2, name="node-a")])
+    again = ControlLoop(store, smaller, tmp_path, grace_s=5, reasons_every_s=0)
+    again.sync_nodes()
+    assert again.step()  # reports the loss instead of failing the cycle
+    again.step()
+    out = jobs.get_job(store, big)
+    assert out.state == "requeued" and out.attempt == 1
+    assert "needs 4 GPUs" in (out.reason or "") or "largest node" in (out.reason or "")
+    small = submit(store, "nlp")
+    again.step()
+    assert state(store, small) == "starting"  # scheduling goes on

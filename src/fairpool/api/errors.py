@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 from fastapi import FastAPI, Request
@@ -15,8 +14,15 @@ from fairpool.services.errors import ServiceError
 log = logging.getLogger("fairpool.api")
 
 
+def _safe(value: object) -> str | int:
+    """Input echoed back (field names, messages) must always be encodable JSON text."""
+    if isinstance(value, int):
+        return value
+    return str(value).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _where(loc: tuple[object, ...]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
+    parts = [str(_safe(p)) for p in loc if p not in ("body", "query", "path")]
     return ".".join(parts) or "request"
 
 
@@ -37,8 +43,10 @@ def install(app: FastAPI) -> None:
             if err.get("type") == "extra_forbidden":
                 msg = "unknown field; remove it (see /docs for the fields)"
             problems.append(f"{_where(tuple(err.get('loc', ())))}: {msg}")
-        return JSONResponse({"error": "; ".join(problems), "details": json.loads(
-            json.dumps(exc.errors(), default=str))}, status_code=422)
+        details = [{"type": str(e.get("type")), "loc": [_safe(p) for p in e.get("loc", ())],
+                    "msg": _safe(e.get("msg", ""))} for e in exc.errors()]
+        return JSONResponse({"error": _safe("; ".join(problems)), "details": details},
+                            status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -100,6 +100,7 @@ def router(ctx: AppContext) -> APIRouter:
 
         async def stream() -> AsyncIterator[bytes]:
             offset = 0
+            done = False
             while True:
                 if await request.is_disconnected():
                     return
@@ -112,9 +113,12 @@ def router(ctx: AppContext) -> APIRouter:
                     offset += len(chunk)
                     yield chunk
                     continue
+                if done:  # the job ended and the file has been read to its end since
+                    return
                 state = await asyncio.to_thread(jobs.get_job, ctx.store, job_id)
                 if state.state in FINAL or (state.attempt != job.attempt and attempt is None):
-                    return
+                    done = True  # one more read: lines written just before the end
+                    continue
                 await asyncio.sleep(0.2)
 
         return StreamingResponse(stream(), media_type="text/plain; charset=utf-8")

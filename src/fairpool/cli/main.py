@@ -14,6 +14,9 @@ from fairpool.cli.output import console, emit_json, fail, gpus, table, when
 from fairpool.client import Client, FairpoolError
 from fairpool.scheduler.snapshot import Strategy
 from fairpool.services.specs import (
+    MAX_CPUS,
+    MAX_GPUS,
+    MAX_MEMORY_MIB,
     JobOut,
     JobSubmit,
     ProjectCreate,
@@ -50,9 +53,10 @@ def _validation(exc: ValidationError) -> str:
 def _limit(gpus_: float | None, cpus: float | None, memory: int | None) -> ResourceSpec | None:
     if gpus_ is None and cpus is None and memory is None:
         return None
-    big = 1_000_000
-    return ResourceSpec(gpus=big if gpus_ is None else gpus_, cpus=10_000_000 if cpus is None
-                        else cpus, memory_mib=(1 << 50) if memory is None else memory)
+    # a resource left out gets its maximum, which the server takes as "no limit on it"
+    return ResourceSpec(gpus=MAX_GPUS if gpus_ is None else gpus_,
+                        cpus=MAX_CPUS if cpus is None else cpus,
+                        memory_mib=MAX_MEMORY_MIB if memory is None else memory)
 
 
 @app.command()
@@ -69,7 +73,7 @@ def up(
     grace: Annotated[float, typer.Option(help="seconds between SIGTERM and SIGKILL")] = 10.0,
     strategy: Annotated[Strategy, typer.Option(help="placement strategy")] = Strategy.BINPACK,
 ) -> None:
-    """Start the pool: REST API, scheduler and local executor in one process."""
+    """Start the pool: the REST API, and the scheduler with the local executor beside it."""
     from fairpool.config import ServerSettings
     from fairpool.server import serve
 

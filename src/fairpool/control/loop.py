@@ -48,6 +48,7 @@ class Signal(Protocol):
 S = JobState
 LIVE = (S.QUEUED, S.REQUEUED, S.ADMITTED, S.STARTING, S.RUNNING)
 LIVE_VALUES = [s.value for s in LIVE]
+HOLDING = (S.ADMITTED.value, S.STARTING.value, S.RUNNING.value)
 #: Pending reasons are written at most this often: with thousands of waiting jobs, comparing
 #: and writing them every iteration would cost more than scheduling them.
 REASONS_EVERY_S = 0.5
@@ -83,6 +84,7 @@ class ControlLoop:
         self._stop: Signal = stop_event if stop_event is not None else threading.Event()
         self._thread: threading.Thread | None = None
         self._stop_sent: set[str] = set()  # worker ids already told to stop
+        self._unapplied: list[WorkerStatus] = []  # reports polled but not yet committed
         self._live: dict[str, JobRow] = {}  # live jobs as of ``_seq`` (detached rows)
         self._domain: dict[str, Job] = {}  # the same jobs as the scheduler sees them
         self.reasons_every_s = reasons_every_s
@@ -109,7 +111,22 @@ class ControlLoop:
     def wake(self) -> None:
         self._wake.set()
 
+    def reconcile(self) -> None:
+        """At start: workers the store says are starting or running but the executor does not
+        know (they died with an earlier server) are reported lost, so their jobs are requeued
+        (or end cancelled) instead of holding GPUs for ever."""
+        with self.store.session() as s:
+            rows = s.execute(select(JobRow).where(JobRow.state.in_(
+                [S.STARTING.value, S.RUNNING.value]))).scalars().all()
+        known = self.executor.known()
+        self._unapplied.extend(
+            WorkerStatus(w["worker_id"], WorkerPhase.LOST, detail="unknown to the executor "
+                         "after a restart")
+            for r in rows for w in r.placement or ()
+            if w["phase"] not in ("exited", "lost") and w["worker_id"] not in known)
+
     def run(self) -> None:
+        self.reconcile()
         backoff = self.idle_interval_s
         last_sync = self.clock()
         while not self._stop.is_set():
@@ -160,10 +177,15 @@ class ControlLoop:
 
     # -- one iteration ------------------------------------------------------------------------
     def step(self) -> bool:
-        statuses = self.executor.poll()
+        # reports stay buffered until the transaction that applies them commits
+        self._unapplied.extend(self.executor.poll())
+        statuses = self._unapplied
         if statuses:
             self._observe(statuses)
+            self._unapplied = []
         snapshot = self._snapshot()
+        if self._drop_stale(snapshot):
+            return True  # the next iteration applies the losses, then schedules
         plan = self.scheduler.cycle(snapshot)
         starts: list[WorkerSpec] = []
         if not plan.reused:
@@ -178,6 +200,24 @@ class ControlLoop:
         starts += self._mark_starting(ready)
         self._act(stops, starts)
         return bool(statuses or plan.changes or stops or starts or self._busy())
+
+    def _drop_stale(self, snapshot: Snapshot) -> bool:
+        """Jobs placed on nodes or devices the inventory no longer has (a node removed, fewer
+        GPUs after a restart) are reported lost now; the scheduler would reject them."""
+        devices = {n.name: {d.index for d in n.devices} for n in snapshot.nodes}
+        lost = [
+            WorkerStatus(w["worker_id"], WorkerPhase.LOST, detail=f"node {w['node']} or its "
+                         f"devices {w['devices']} are gone")
+            for r in self._live.values() if r.state in HOLDING
+            for w in r.placement or ()
+            if w["phase"] not in ("exited", "lost")
+            and (w["node"] not in devices or not set(w["devices"]) <= devices[w["node"]])
+        ]
+        for st in lost:
+            log.warning("worker %s: %s", st.worker_id, st.detail)
+            self.executor.stop(st.worker_id, 0)
+        self._unapplied.extend(lost)
+        return bool(lost)
 
     def _publish(self, shares: dict[str, Resources]) -> None:
         """Store the fair shares readers show (only those that changed)."""
@@ -245,7 +285,9 @@ class ControlLoop:
 
     def _apply_reports(self, s: Session, row: JobRow, reports: list[WorkerStatus],
                        now: float) -> None:
-        workers = [dict(w) for w in row.placement or ()]
+        if row.state not in (S.STARTING.value, S.RUNNING.value) or not row.placement:
+            return  # a late report for a job that is already finished, requeued or cancelled
+        workers = [dict(w) for w in row.placement]
         by_id = {w["worker_id"]: w for w in workers}
         started = False
         for st in reports:
@@ -274,7 +316,7 @@ class ControlLoop:
             row.state = transition(state, S.RUNNING).value
             row.started_at = now
             add_event(s, row.id, "running", f"running on {_nodes(workers)}", now)
-        if all(w["phase"] in ("exited", "lost") for w in workers):
+        if all(w["phase"] in ("exited", "lost") for w in workers):  # placement is not empty
             self._finish(s, row, workers, now)
 
     def _finish(self, s: Session, row: JobRow, workers: list[dict[str, Any]], now: float
@@ -385,9 +427,10 @@ class ControlLoop:
         live = self._live
         stops = [w["worker_id"] for j in self._stopping for w in live[j].placement or ()
                  if w["phase"] not in ("exited", "lost") and w["worker_id"] not in self._stop_sent]
-        holding = (S.ADMITTED.value, S.STARTING.value, S.RUNNING.value)
-        ready = [j for j in self._admitted if not any(
-            b in live and live[b].state in holding for b in live[j].waits_for or ())]
+        # a displaced job blocks only while its workers are being stopped: once stopped it may
+        # be placed again elsewhere, and that must not hold up the job that displaced it
+        ready = [j for j in self._admitted
+                 if not any(b in self._stopping for b in live[j].waits_for or ())]
         return stops, ready
 
     def _mark_starting(self, ready: list[str]) -> list[WorkerSpec]:
@@ -417,7 +460,14 @@ class ControlLoop:
         if specs:
             (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
         for spec in specs:
-            self.executor.start(spec)
+            try:
+                self.executor.start(spec)
+            except Exception as exc:  # the worker never ran: report it so the job ends
+                log.exception("starting worker %s failed", spec.worker_id)
+                self._unapplied.extend([
+                    WorkerStatus(spec.worker_id, WorkerPhase.RUNNING),
+                    WorkerStatus(spec.worker_id, WorkerPhase.EXITED, 126, f"start failed: {exc}"),
+                ])
 
 
 def _load(s: Session, ids: Iterable[str]) -> dict[str, JobRow]:

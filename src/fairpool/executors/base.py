@@ -83,6 +83,10 @@ class Executor(Protocol):
         """SIGTERM now, SIGKILL after ``grace_s``; unknown or finished workers are ignored."""
         ...
 
+    def known(self) -> set[str]:
+        """Ids of the workers this executor tracks (running, or exited and not yet reported)."""
+        ...
+
     def poll(self) -> list[WorkerStatus]:
         """Workers whose phase changed since the last poll (each exit reported once)."""
         ...

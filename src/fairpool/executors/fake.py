@@ -35,6 +35,9 @@ class FakeExecutor:
         """Workers started whose end has not been reported by poll yet."""
         return set(self._live)
 
+    def known(self) -> set[str]:
+        return set(self._live)
+
     def start(self, worker: WorkerSpec) -> None:
         if worker.worker_id in self._live:
             return

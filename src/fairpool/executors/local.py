@@ -126,6 +126,10 @@ class LocalExecutor:
                 w.term_sent = True
                 _signal_group(w.proc, signal.SIGTERM)
 
+    def known(self) -> set[str]:
+        with self._lock:
+            return set(self._workers)
+
     def poll(self) -> list[WorkerStatus]:
         out: list[WorkerStatus] = []
         now = time.monotonic()

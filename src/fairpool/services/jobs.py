@@ -183,6 +183,7 @@ def list_jobs(store: Store, project: str | None = None, state: str | None = None
 
 def cancel(store: Store, job_id: str, wake: Callable[[], None] | None = None) -> JobOut:
     with store.writing() as s:
+        seq = Store.bump(s)  # first, as every writer does: the counter row orders writers
         row = _load(s, job_id)
         state = JobState(row.state)
         if row.state in FINAL:
@@ -199,7 +200,7 @@ def cancel(store: Store, job_id: str, wake: Callable[[], None] | None = None) ->
         else:
             row.stop_reason = "cancel"
             add_event(s, job_id, "cancelling", "cancel requested: stopping its workers")
-        row.seq = Store.bump(s)
+        row.seq = seq
         out = job_out(row)
     if wake is not None:
         wake()

@@ -10,7 +10,16 @@ from sqlalchemy.orm import Session
 from fairpool.domain import GPU_UNIT, JobState
 from fairpool.domain.resources import CPU_UNIT
 from fairpool.services.errors import Conflict, Invalid, NotFound
-from fairpool.services.specs import ProjectCreate, QueueCreate, QueueOut, QueueUpdate, ResourceSpec
+from fairpool.services.specs import (
+    MAX_CPUS,
+    MAX_GPUS,
+    MAX_MEMORY_MIB,
+    ProjectCreate,
+    QueueCreate,
+    QueueOut,
+    QueueUpdate,
+    ResourceSpec,
+)
 from fairpool.store.convert import queue_out, resources_out
 from fairpool.store.db import Store
 from fairpool.store.models import JobRow, QueueRow
@@ -30,7 +39,11 @@ def _set(row: QueueRow, quota: ResourceSpec | None, limit: ResourceSpec | None,
     if unlimited:
         row.limit_gpu = row.limit_cpu = row.limit_memory = None
     elif limit is not None:
-        row.limit_gpu, row.limit_cpu, row.limit_memory = _units(limit)
+        # a resource given at its maximum has no limit (a limit on GPUs alone, say)
+        gpu, cpu, memory = _units(limit)
+        row.limit_gpu = None if limit.gpus >= MAX_GPUS else gpu
+        row.limit_cpu = None if limit.cpus >= MAX_CPUS else cpu
+        row.limit_memory = None if limit.memory_mib >= MAX_MEMORY_MIB else memory
     for what, q, lim in (("GPU", row.quota_gpu, row.limit_gpu), ("CPU", row.quota_cpu,
                                                                   row.limit_cpu),
                          ("memory", row.quota_memory, row.limit_memory)):

@@ -29,14 +29,40 @@ MAX_ENV_BYTES = 64 * 1024
 ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+def _no_nul(value: object) -> None:
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("text must not contain NUL characters")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _no_nul(k)
+            _no_nul(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            _no_nul(v)
+
+
 class Input(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_nul(cls, data: object) -> object:
+        _no_nul(data)
+        return data
+
+
+MAX_GPUS = 1_000_000
+MAX_CPUS = 10_000_000
+MAX_MEMORY_MIB = 1 << 50
+
 
 class ResourceSpec(Input):
-    gpus: float = Field(0, ge=0, le=1_000_000, description="GPUs (may be fractional in quotas)")
-    cpus: float = Field(0, ge=0, le=10_000_000)
-    memory_mib: int = Field(0, ge=0, le=1 << 50)
+    """Amounts of each resource; in a limit, a resource at its maximum means no limit on it."""
+
+    gpus: float = Field(0, ge=0, le=MAX_GPUS, description="GPUs (may be fractional in quotas)")
+    cpus: float = Field(0, ge=0, le=MAX_CPUS)
+    memory_mib: int = Field(0, ge=0, le=MAX_MEMORY_MIB)
 
 
 class QueueCreate(Input):
@@ -91,8 +117,6 @@ class JobSubmit(Input):
     @field_validator("command")
     @classmethod
     def _command(cls, argv: list[str]) -> list[str]:
-        if any("\x00" in a for a in argv):
-            raise ValueError("command arguments must not contain NUL characters")
         if sum(len(a.encode()) for a in argv) > MAX_COMMAND_BYTES:
             raise ValueError(f"command is longer than {MAX_COMMAND_BYTES} bytes")
         return argv
@@ -100,11 +124,9 @@ class JobSubmit(Input):
     @field_validator("env")
     @classmethod
     def _env(cls, env: dict[str, str]) -> dict[str, str]:
-        for key, value in env.items():
+        for key in env:
             if not ENV_KEY.match(key):
                 raise ValueError(f"environment variable name {key!r} is not valid")
-            if "\x00" in value:
-                raise ValueError(f"environment variable {key} contains a NUL character")
         if sum(len(k) + len(v) for k, v in env.items()) > MAX_ENV_BYTES:
             raise ValueError(f"environment is larger than {MAX_ENV_BYTES} bytes")
         return env

@@ -72,13 +72,13 @@ def job_domain(row: JobRow) -> Job:
         workers=row.workers,
         priority=row.priority,
         priority_class=row.priority_class,
-        # a job already being stopped keeps its resources until it exits but is not a victim
-        preemptible=row.preemptible and not stopping,
+        preemptible=row.preemptible,
         submit_time=row.submitted_at,
         selector=ANY_NODE if row.node_pool is None and not row.labels
         else NodeSelector(row.node_pool, dict(row.labels)),
         same_node=row.same_node,
-        min_runtime_s=row.min_runtime_s,
+        # a job already being stopped keeps its resources until it exits but is no victim
+        min_runtime_s=float("inf") if stopping else row.min_runtime_s,
         state=state,
         placements=placements(row) if state in (
             JobState.ADMITTED, JobState.STARTING, JobState.RUNNING) else (),
