@@ -11,6 +11,7 @@ from collections.abc import Hashable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from fairpool.scheduler.plan import PendingReason
     from fairpool.scheduler.session import JobView
 
 GroupKey = tuple[int, int, Hashable]  # leaf, priority, shape
@@ -23,9 +24,13 @@ def job_key(view: JobView) -> JobKey:
 
 
 class Group:
-    __slots__ = ("jobs", "leaf", "priority")
+    """``reason``: why the group's waiting jobs wait, set when its head could not be placed
+    (every job of the group after the head waits for the same reason, so it is kept once)."""
+
+    __slots__ = ("jobs", "leaf", "priority", "reason")
 
     def __init__(self, leaf: int, priority: int, jobs: list[JobView]) -> None:
         self.leaf = leaf
         self.priority = priority
         self.jobs = jobs
+        self.reason: PendingReason | None = None

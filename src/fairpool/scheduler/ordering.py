@@ -39,7 +39,7 @@ class JobOrder:
     def __init__(self, session: Session, include: Callable[[Group], bool] | None = None) -> None:
         self.session = session
         self._placed = False
-        self._failed: list[JobView] | None = None
+        self._failed = False
         self._current: tuple[Group, int] | None = None
         self.global_order: list[JobView] | None = None
         if session.config.order != QueueOrder.FAIR:
@@ -76,13 +76,12 @@ class JobOrder:
     def placed(self) -> None:
         self._placed = True
 
-    def fail_group(self) -> list[JobView]:
-        """Drop the current job's group; returns its waiting jobs from the current one on."""
+    def fail_group(self) -> Group | None:
+        """Drop the current job's group (none in the global orders: there a job is alone)."""
         if self._current is None:
-            return []
-        group, i = self._current
-        self._failed = [v for v in group.jobs[i:] if _waits(v)]
-        return self._failed
+            return None
+        self._failed = True
+        return self._current[0]
 
     def _leaf_key(self, leaf: int) -> tuple[object, ...]:
         s = self.session
@@ -121,9 +120,9 @@ class JobOrder:
                     heapq.heappop(groups)
                     continue
                 self._current = (group, i)
-                self._failed = None
+                self._failed = False
                 yield group.jobs[i]
-                if self._failed is not None:
+                if self._failed:
                     heapq.heappop(groups)
                 else:
                     i = self._skip(group, i + 1)

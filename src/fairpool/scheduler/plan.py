@@ -40,33 +40,35 @@ class PendingReason:
 
 class PendingReasons(Mapping[str, PendingReason]):
     """Job id → reason, read lazily from the cycle's own tables (a large cluster has 100,000
-    waiting jobs; most consumers look up a few or write out only the ones that changed)."""
+    waiting jobs, most sharing their group's reason; consumers look up a few, or write out
+    only the ones that changed)."""
 
-    __slots__ = ("_by_idx", "_ids", "_index", "_waiting")
+    __slots__ = ("_ids", "_index", "_reason_at", "_waiting")
 
     def __init__(
         self,
-        by_idx: Mapping[int, PendingReason],
+        reason_at: Callable[[int], PendingReason | None],
+        waiting: Callable[[], Iterator[int]],
         index: Callable[[str], int | None],
         ids: Callable[[int], str],
-        waiting: Callable[[int], bool],
     ) -> None:
-        self._by_idx = by_idx
+        self._reason_at = reason_at
+        self._waiting = waiting
         self._index = index
         self._ids = ids
-        self._waiting = waiting
 
     def __getitem__(self, job_id: str) -> PendingReason:
         idx = self._index(job_id)
-        if idx is None or idx not in self._by_idx or not self._waiting(idx):
+        reason = None if idx is None else self._reason_at(idx)
+        if reason is None:
             raise KeyError(job_id)
-        return self._by_idx[idx]
+        return reason
 
     def __iter__(self) -> Iterator[str]:
-        return (self._ids(i) for i in self._by_idx if self._waiting(i))
+        return (self._ids(i) for i in self._waiting())
 
     def __len__(self) -> int:
-        return sum(1 for i in self._by_idx if self._waiting(i))
+        return sum(1 for _ in self._waiting())
 
 
 @dataclass(slots=True)

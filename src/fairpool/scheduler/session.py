@@ -10,7 +10,7 @@ counts against its project and every ancestor up to the department.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Iterator
 
 from fairpool.domain.job import Job, WorkerPlacement
 from fairpool.domain.queue import QueueTree
@@ -36,7 +36,8 @@ class JobView:
     """A job inside one session: its status there, where it sits and what it is accounted."""
 
     __slots__ = (
-        "acct", "idx", "job", "leaf", "path", "placements", "shape", "slots", "status", "unit"
+        "acct", "group", "idx", "job", "leaf", "path", "placements", "shape", "slots", "status",
+        "unit",
     )
 
     def __init__(self, job: Job, idx: int, leaf: int, path: tuple[int, ...]) -> None:
@@ -50,6 +51,7 @@ class JobView:
         self.acct: tuple[int, int, int, int] = (0, 0, 0, 0)
         self.unit: tuple[int, int, int, int] = (0, 0, 0, 0)  # nominal per-worker request
         self.shape: Hashable | None = None
+        self.group: Group | None = None  # its group while it waits (see fairpool.scheduler.groups)
 
 
 class UnknownProject(ValueError):
@@ -154,9 +156,10 @@ class Session:
                 gkey = (path[-1], job.priority, shape)
                 group = groups.get(gkey)
                 if group is None:
-                    groups[gkey] = Group(path[-1], job.priority, [view])
+                    group = groups[gkey] = Group(path[-1], job.priority, [view])
                 else:
                     group.jobs.append(view)
+                view.group = group
                 continue
             slots = []
             for p in job.placements:
@@ -385,6 +388,7 @@ class Session:
             self.leaf_groups.setdefault(view.leaf, []).append(group)
         elif view not in group.jobs:
             bisect.insort(group.jobs, view, key=job_key)
+        view.group = group
 
     def free_gpu(self, view: JobView) -> int:
         """Free milli-GPUs on the nodes the job may use."""
@@ -418,12 +422,35 @@ class Session:
     def _waits(self, idx: int) -> bool:
         return self.jobs[idx].status == PENDING
 
+    def reason_of(self, view: JobView) -> PendingReason | None:
+        """Why a job waits: its own reason, else its group's."""
+        own = self.reasons.get(view.idx)
+        if own is not None:
+            return own
+        return view.group.reason if view.group is not None else None
+
+    def _reason_at(self, idx: int) -> PendingReason | None:
+        view = self.jobs[idx]
+        return self.reason_of(view) if view.status == PENDING else None
+
+    def _waiting_with_reasons(self) -> Iterator[int]:
+        for idx in self.reasons:
+            if self.jobs[idx].status == PENDING:
+                yield idx
+        for group in self.groups.values():
+            if group.reason is None:
+                continue
+            for view in group.jobs:
+                if view.status == PENDING and view.idx not in self.reasons:
+                    yield view.idx
+
     def to_plan(self) -> Plan:
         names = self.queue_names
         return Plan(
             binds=list(self.binds.values()),
             evictions=list(self.evictions.values()),
-            pending=PendingReasons(self.reasons, self._index_of, self._id_of, self._waits),
+            pending=PendingReasons(self._reason_at, self._waiting_with_reasons,
+                                   self._index_of, self._id_of),
             fair_shares={names[q]: Resources(*self.q_fs[q]) for q in range(len(names))},
             allocated={names[q]: Resources(*self.q_alloc[q]) for q in range(len(names))},
         )

@@ -20,8 +20,9 @@ from fairpool.scheduler.session import JobView, Session
 def fail_group(order: JobOrder, session: Session, view: JobView, reason: PendingReason) -> None:
     """Give ``reason`` to the job and, in group mode, to every job of its group after it."""
     group = order.fail_group()
-    if group:
-        session.reasons.update(dict.fromkeys([v.idx for v in group], reason))
+    session.reasons.pop(view.idx, None)
+    if group is not None:
+        group.reason = reason
     else:
         session.reasons[view.idx] = reason
 

@@ -43,11 +43,9 @@ def consolidate(session: Session) -> None:
     free = sum(sum(devs) for devs in session.cluster.dev_free)
     if free <= 0:
         return
-    reasons = session.reasons
-
     def worth_a_look(group: Group) -> bool:
         head = group.jobs[0]
-        reason = reasons.get(head.idx)
+        reason = session.reason_of(head)
         return reason is not None and reason.code == "NO_CAPACITY" and (
             session.request_total(head)[0] <= free)
 
@@ -56,7 +54,7 @@ def consolidate(session: Session) -> None:
     for view in order:
         if budget <= 0:
             break
-        reason = session.reasons.get(view.idx)
+        reason = session.reason_of(view)
         if reason is None or reason.code != "NO_CAPACITY":
             order.fail_group()
             continue

@@ -16,6 +16,7 @@ from collections.abc import Hashable
 
 from fairpool.domain.resources import GPU_UNIT
 from fairpool.scheduler.admission import admission_block, below_fair_share, describe_share
+from fairpool.scheduler.groups import Group
 from fairpool.scheduler.ordering import JobOrder
 from fairpool.scheduler.placement import try_place
 from fairpool.scheduler.plan import PendingReason
@@ -90,17 +91,19 @@ class _Notes:
         self.session = session
         self.made: dict[tuple[int, str], PendingReason] = {}
 
-    def add(self, views: list[JobView], text: str) -> None:
-        reasons = self.session.reasons
-        for v in views:
-            base = reasons.get(v.idx)
-            if base is None or base.message.endswith(text):
-                continue
-            key = (id(base), text)
-            note = self.made.get(key)
-            if note is None:
-                note = self.made[key] = PendingReason(base.code, f"{base.message}; {text}")
-            reasons[v.idx] = note
+    def add(self, group: Group | None, view: JobView, text: str) -> None:
+        """Note it on the group (its waiting jobs share the reason) or on the lone job."""
+        base = group.reason if group is not None else self.session.reasons.get(view.idx)
+        if base is None or base.message.endswith(text):
+            return
+        key = (id(base), text)
+        note = self.made.get(key)
+        if note is None:
+            note = self.made[key] = PendingReason(base.code, f"{base.message}; {text}")
+        if group is not None:
+            group.reason = note
+        else:
+            self.session.reasons[view.idx] = note
 
 
 def reclaim(session: Session) -> None:
@@ -130,7 +133,7 @@ def reclaim(session: Session) -> None:
             text = shares.get(over)
             if text is None:  # allocations do not change while a queue is over its share
                 text = shares[over] = f"{describe_share(session, over)}, so it cannot reclaim"
-            notes.add(order.fail_group() or [view], text)
+            notes.add(order.fail_group(), view, text)
             continue
         need = session.request_total(view)[0]
         if excess is None:  # only evictions change it; recomputed after each success
@@ -138,7 +141,7 @@ def reclaim(session: Session) -> None:
             total_excess = sum(excess.values())
         lendable = total_excess - excess.get(view.leaf, 0)
         if lendable + session.free_gpu(view) < need:
-            notes.add(order.fail_group() or [view],
+            notes.add(order.fail_group(), view,
                       "projects above their fair share do not hold enough to reclaim")
             continue
         # a gang that found no victims finds none for a larger gang of the same project either:
@@ -187,5 +190,5 @@ def reclaim(session: Session) -> None:
             hopeless.clear()
         else:
             _remember(hopeless, view)
-            notes.add(order.fail_group() or [view], "reclaiming from projects above their "
+            notes.add(order.fail_group(), view, "reclaiming from projects above their "
                       "fair share would not free a large enough block")
