@@ -358,7 +358,6 @@ class ControlLoop:
         evicted = {e.job_id for e in plan.evictions}
         now = self.clock()
         changed: list[JobRow] = []
-        specs: list[WorkerSpec] = []
         with self.store.writing() as s:
             seq = Store.bump(s) if plan.changes else 0
             rows = _load(s, [e.job_id for e in plan.evictions] + [b.job_id for b in plan.binds])
@@ -375,8 +374,7 @@ class ControlLoop:
                     row.stop_reason = "preempt"
                 row.seq = seq
                 changed.append(row)
-            addresses = {n.name: n.address for n in s.execute(select(NodeRow)).scalars()} \
-                if plan.binds else {}
+            starting: list[JobRow] = []
             for b in plan.binds:
                 if b.job_id in evicted:  # a move: it is requeued and placed again later
                     continue
@@ -393,10 +391,11 @@ class ControlLoop:
                           + (f"; waits for {', '.join(b.waits_for)} to stop"
                              if b.waits_for else ""), now)
                 if not b.waits_for:
-                    specs.extend(self._start_row(s, row, addresses, now))
+                    self._start_row(s, row, now)
+                    starting.append(row)
                 changed.append(row)
         self._refresh(changed)
-        return specs
+        return self._specs(starting)
 
     def _write_reasons(self, plan: Plan) -> None:
         """Store why each waiting job waits (only the reasons that changed)."""
@@ -412,14 +411,21 @@ class ControlLoop:
             with self.store.writing() as s:  # one bulk UPDATE by primary key
                 s.execute(update(JobRow), reasons)
 
-    def _start_row(self, s: Session, row: JobRow, addresses: dict[str, str], now: float
-                   ) -> list[WorkerSpec]:
-        """Mark an admitted job starting (in the caller's transaction); its worker specs."""
+    def _start_row(self, s: Session, row: JobRow, now: float) -> None:
+        """Mark an admitted job starting (in the caller's transaction)."""
         row.state = transition(S(row.state), S.STARTING).value
         row.placement = [dict(w, phase="starting") for w in row.placement or ()]
         row.waits_for = None
         add_event(s, row.id, "starting", f"starting attempt {row.attempt}", now)
-        return worker_specs(row, addresses, self.data_dir)
+
+    def _specs(self, rows: list[JobRow]) -> list[WorkerSpec]:
+        """Worker specs of jobs marked starting, built after the commit: choosing a rendezvous
+        port touches the network, which has no place inside a transaction."""
+        if not rows:
+            return []
+        with self.store.session() as s:
+            addresses = {n.name: n.address for n in s.execute(select(NodeRow)).scalars()}
+        return [spec for row in rows for spec in worker_specs(row, addresses, self.data_dir)]
 
     # -- act ----------------------------------------------------------------------------------
     def _pending_effects(self) -> tuple[list[str], list[str]]:
@@ -437,21 +443,19 @@ class ControlLoop:
         if not ready:
             return []
         now = self.clock()
-        specs: list[WorkerSpec] = []
         changed = []
         with self.store.writing() as s:
             seq = Store.bump(s)
-            addresses = {n.name: n.address for n in s.execute(select(NodeRow)).scalars()}
             rows = _load(s, ready)
             for job_id in ready:
                 row = rows.get(job_id)
                 if row is None or row.state != S.ADMITTED.value:
                     continue
-                specs.extend(self._start_row(s, row, addresses, now))
+                self._start_row(s, row, now)
                 row.seq = seq
                 changed.append(row)
         self._refresh(changed)
-        return specs
+        return self._specs(changed)
 
     def _act(self, stops: list[str], specs: list[WorkerSpec]) -> None:
         for wid in stops:

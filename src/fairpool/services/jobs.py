@@ -52,7 +52,7 @@ def _inventory(store: Store, s: Session) -> list[NodeRow]:
 def _check_fits_somewhere(store: Store, s: Session, spec: JobSubmit) -> None:
     """Reject requests no node could ever hold, with the numbers."""
     nodes = [n for n in _inventory(store, s)
-             if spec.node_pool is None or n.pool == spec.node_pool]
+             if n.ready and (spec.node_pool is None or n.pool == spec.node_pool)]
     if not nodes:
         if spec.node_pool is not None:
             raise Invalid(f"no node is in pool {spec.node_pool}")
@@ -77,7 +77,7 @@ def _check_fits_somewhere(store: Store, s: Session, spec: JobSubmit) -> None:
         raise Invalid(f"the job needs {spec.cpus:g} CPUs per worker but the largest node has "
                       f"{cpus:g}")
     memory = max(n.memory for n in nodes)
-    if spec.memory_mib > memory:
+    if spec.memory_mib * (spec.workers if spec.same_node else 1) > memory:
         raise Invalid(f"the job needs {spec.memory_mib} MiB memory per worker but the largest "
                       f"node has {memory} MiB")
 
