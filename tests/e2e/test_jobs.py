@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 
-from tests.e2e.conftest import Pool
+from tests.e2e.conftest import BIN, Pool
 
 TRAP = ("import signal, sys, time\n"
         "signal.signal(signal.SIGTERM, lambda *a: (print('got SIGTERM', flush=True), "
@@ -125,3 +127,17 @@ def test_read_commands_have_json(pool: Pool) -> None:
     assert isinstance(json.loads(pool.cli("jobs", "--json").stdout), list)
     docs = httpx.get(pool.url + "/openapi.json").json()
     assert "/api/v1/jobs" in docs["paths"]
+
+
+def test_workers_start_where_the_job_was_submitted(pool: Pool, tmp_path: Path) -> None:
+    (tmp_path / "hello.py").write_text("import os\nprint('cwd', os.getcwd())\n")
+    out = subprocess.run([str(BIN), "submit", "-p", "vision", "--json", "--", sys.executable,
+                          "hello.py"], cwd=tmp_path, env=pool.env, capture_output=True,
+                         text=True, timeout=60, check=True)
+    job = json.loads(out.stdout)
+    assert job["workdir"] == str(tmp_path.resolve())
+    assert pool.wait(job["id"], {"succeeded", "failed"}) == "succeeded"
+    assert f"cwd {tmp_path.resolve()}" in pool.client.logs(job["id"])
+    gone = pool.client.submit(project="vision", command=["true"], workdir="/nonexistent/dir")
+    assert pool.wait(gone.id, {"succeeded", "failed"}) == "failed"
+    assert "/nonexistent/dir" in pool.client.logs(gone.id)

@@ -121,6 +121,8 @@ def submit(
     node_pool: Annotated[str | None, typer.Option(help="run only in this node pool")] = None,
     same_node: Annotated[bool, typer.Option(help="all workers on one node")] = False,
     key: Annotated[str | None, typer.Option(help="idempotency key")] = None,
+    workdir: Annotated[Path | None, typer.Option(
+        help="directory the workers start in (default: this one)")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Submit a job: fairpool submit -p vision --gpus 1 -- python train.py"""
@@ -135,7 +137,8 @@ def submit(
                          gpu_fraction=gpu_fraction, gpu_memory_mib=gpu_memory, workers=workers,
                          cpus=cpus, memory_mib=memory, priority=priority,
                          preemptible=preemptible, env=env_map, name=name, node_pool=node_pool,
-                         same_node=same_node, client_key=key)
+                         same_node=same_node, client_key=key,
+                         workdir=str((workdir or Path.cwd()).resolve()))
     except ValidationError as exc:
         fail(_validation(exc))
     with _client() as c:

@@ -63,5 +63,6 @@ def worker_specs(row: JobRow, addresses: dict[str, str], data_dir: Path) -> list
             log_path=str(log_path(data_dir, row.id, row.attempt, w["rank"])),
             gpu_fraction=w["share"] / GPU_UNIT if fractional else None,
             gpu_memory_mib=w["gpu_memory"] if fractional else None,
+            workdir=row.workdir,
         ))
     return specs

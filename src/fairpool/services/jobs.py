@@ -104,7 +104,8 @@ def submit(store: Store, spec: JobSubmit, wake: Callable[[], None] | None = None
     preemptible = pclass.preemptible if spec.preemptible is None else spec.preemptible
     values = dict(
         id=uuid.uuid4().hex[:12], project=spec.project, name=spec.name,
-        command=list(spec.command), env=dict(spec.env), workers=spec.workers,
+        command=list(spec.command), env=dict(spec.env), workdir=spec.workdir,
+        workers=spec.workers,
         gpus=spec.gpus, gpu_fraction=spec.gpu_fraction, gpu_memory_mib=spec.gpu_memory_mib,
         cpu=round(spec.cpus * CPU_UNIT), memory=spec.memory_mib, priority_class=pclass.name,
         priority=pclass.value, preemptible=preemptible, node_pool=spec.node_pool,

@@ -97,6 +97,9 @@ class JobSubmit(Input):
         ..., min_length=1, max_length=1024, description="argv; run without a shell"
     )
     name: Annotated[str, StringConstraints(max_length=128)] = ""
+    workdir: Annotated[str, StringConstraints(pattern=r"^/", max_length=4096)] | None = Field(
+        None, description="absolute directory the workers start in (the CLI sends its own)"
+    )
     workers: int = Field(1, ge=1, le=4096)
     gpus: int = Field(0, ge=0, le=64, description="whole GPUs per worker")
     gpu_fraction: float | None = Field(None, gt=0, lt=1, description="share of one GPU")
@@ -177,6 +180,7 @@ class JobOut(BaseModel):
     project: str
     state: str
     command: list[str]
+    workdir: str | None
     workers: int
     gpus: int
     gpu_fraction: float | None

@@ -93,7 +93,7 @@ def resources_out(gpu: int, cpu: int, memory: int) -> ResourcesOut:
 def job_out(row: JobRow) -> JobOut:
     return JobOut(
         id=row.id, name=row.name, project=row.project, state=row.state,
-        command=list(row.command), workers=row.workers, gpus=row.gpus,
+        command=list(row.command), workdir=row.workdir, workers=row.workers, gpus=row.gpus,
         gpu_fraction=row.gpu_fraction, gpu_memory_mib=row.gpu_memory_mib,
         cpus=row.cpu / CPU_UNIT, memory_mib=row.memory, priority=row.priority_class,
         preemptible=row.preemptible, attempt=row.attempt, submitted_at=row.submitted_at,

@@ -79,6 +79,7 @@ class JobRow(Base):
     name: Mapped[str] = mapped_column(String(128), default="")
     command: Mapped[list[Any]] = mapped_column()
     env: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    workdir: Mapped[str | None] = mapped_column(String(4096), nullable=True)
     workers: Mapped[int] = mapped_column(Integer, default=1)
     gpus: Mapped[int] = mapped_column(Integer, default=0)
     gpu_fraction: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -66,6 +66,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=128), nullable=False),
         sa.Column("command", sa.JSON(), nullable=False),
         sa.Column("env", sa.JSON(), nullable=False),
+        sa.Column("workdir", sa.String(length=4096), nullable=True),
         sa.Column("workers", sa.Integer(), nullable=False),
         sa.Column("gpus", sa.Integer(), nullable=False),
         sa.Column("gpu_fraction", sa.Float(), nullable=True),
