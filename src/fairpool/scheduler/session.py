@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Hashable, Iterable, Iterator
+from typing import Any
 
 from fairpool.domain.job import Job, WorkerPlacement
 from fairpool.domain.queue import QueueTree
@@ -95,6 +96,7 @@ class Session:
         self.evictions: dict[int, Eviction] = {}
         self.reasons: dict[int, PendingReason] = {}
         self.running: list[JobView] = []  # jobs holding resources when the cycle began
+        self.scratch: dict[str, Any] = {}  # caches actions keep across the rounds of a cycle
         self._selector_keys: dict[int, Hashable] = {}
         #: waiting jobs in groups of interchangeable ones (see fairpool.scheduler.groups)
         self.groups: dict[GroupKey, Group] = {}

@@ -116,7 +116,9 @@ def reclaim(session: Session) -> None:
     for jobs in by_leaf.values():  # lowest priority, then newest, go first
         jobs.sort(key=lambda v: (v.job.priority, -(v.job.started_at or 0.0), v.job.id))
     notes = _Notes(session)
-    hopeless: dict[Hashable, list[tuple[int, int]]] = {}
+    # kept across the rounds of a cycle: what found no victims keeps finding none until a
+    # reclaim succeeds (which clears it)
+    hopeless: dict[Hashable, list[tuple[int, int]]] = session.scratch.setdefault("hopeless", {})
     excess: dict[int, int] | None = None
     total_excess = 0
     shares: dict[int, str] = {}
