@@ -84,19 +84,25 @@ def group_by_node(session: Session, view: JobView, candidates: Sequence[JobView]
     return out
 
 
-def _could_host(session: Session, n: int, chosen: set[int], view: JobView) -> bool:
-    """Could one worker of ``view`` fit on node ``n`` if every chosen candidate left it? Devices
-    held by anyone else stay held. Nodes that cannot are skipped: evicting there is waste."""
-    cs = session.cluster
-    held = [0] * len(cs.dev_free[n])
+def _kept(session: Session, n: int, leaving: set[int]) -> list[int]:
+    """Milli-GPUs each device of node ``n`` would still hold if the jobs in ``leaving`` went."""
+    held = [0] * len(session.cluster.dev_free[n])
     for j in session.node_jobs[n]:
-        if j in chosen:
+        if j in leaving:
             continue
         other = session.jobs[j]
         for (m, devs), p in zip(other.slots, other.placements, strict=True):
             if m == n:
                 for d in devs:
                     held[d] += p.share
+    return held
+
+
+def _could_host(session: Session, n: int, chosen: set[int], view: JobView) -> bool:
+    """Could one worker of ``view`` fit on node ``n`` if every chosen candidate left it? Devices
+    held by anyone else stay held. Nodes that cannot are skipped: evicting there is waste."""
+    cs = session.cluster
+    held = _kept(session, n, chosen)
     req = view.job.request
     if req.gpus:
         return sum(1 for h in held if h == 0) >= req.gpus
@@ -114,19 +120,29 @@ def _could_host(session: Session, n: int, chosen: set[int], view: JobView) -> bo
 def _frees_a_device(session: Session, victim: JobView, chosen: set[int]) -> bool:
     """Could some device the victim holds end up fully free, if the other candidates that share
     it went too? (Devices it shares with anyone else stay busy.)"""
+    # (checked device by device, stopping at the first holder: this runs for every candidate)
     jobs = session.jobs
-    for (n, devs), _ in zip(victim.slots, victim.placements, strict=True):
+    for n, devs in victim.slots:
         for d in devs:
-            kept = False
-            for j in session.node_jobs[n]:
-                if j == victim.idx or (j in chosen and session.evictable(jobs[j])):
-                    continue
-                if any(m == n and d in ds for m, ds in jobs[j].slots):
-                    kept = True
-                    break
-            if not kept:
+            if not any(
+                j != victim.idx and j not in chosen
+                and any(m == n and d in ds for m, ds in jobs[j].slots)
+                for j in session.node_jobs[n]
+            ):
                 return True
     return False
+
+
+def victims_by_leaf(session: Session) -> dict[int, list[JobView]]:
+    """Jobs that may be evicted now (holding resources, past their minimum runtime), per
+    project, lowest priority then newest first: the order in which they give way."""
+    by_leaf: dict[int, list[JobView]] = {}
+    for v in session.holders():
+        if not protected(session, v):
+            by_leaf.setdefault(v.leaf, []).append(v)
+    for jobs in by_leaf.values():
+        jobs.sort(key=lambda v: (v.job.priority, -(v.job.started_at or 0.0), v.job.id))
+    return by_leaf
 
 
 def evict_to_fit(

@@ -10,18 +10,12 @@ from fairpool.scheduler.actions.reclaim import candidate_bound
 from fairpool.scheduler.admission import admission_block
 from fairpool.scheduler.ordering import JobOrder
 from fairpool.scheduler.session import JobView, Session
-from fairpool.scheduler.victims import evict_to_fit, group_by_node, protected
+from fairpool.scheduler.victims import evict_to_fit, group_by_node, victims_by_leaf
 
 
 def preempt(session: Session) -> None:
-    by_leaf: dict[int, list[JobView]] = {}
-    for v in session.holders():
-        if not protected(session, v):
-            by_leaf.setdefault(v.leaf, []).append(v)
-    lowest: dict[int, int] = {}
-    for leaf, jobs in by_leaf.items():
-        jobs.sort(key=lambda v: (v.job.priority, -(v.job.started_at or 0.0), v.job.id))
-        lowest[leaf] = jobs[0].job.priority
+    by_leaf = victims_by_leaf(session)
+    lowest = {leaf: jobs[0].job.priority for leaf, jobs in by_leaf.items()}
     if not lowest:
         return
     order = JobOrder(session, lambda g: g.leaf in lowest and g.priority > lowest[g.leaf])

@@ -21,7 +21,7 @@ from fairpool.scheduler.ordering import JobOrder
 from fairpool.scheduler.placement import try_place
 from fairpool.scheduler.plan import PendingReason
 from fairpool.scheduler.session import JobView, Session
-from fairpool.scheduler.victims import evict_to_fit, group_by_node, protected
+from fairpool.scheduler.victims import evict_to_fit, group_by_node, victims_by_leaf
 
 #: Candidates one attempt may look at before giving up (they are ordered best node first):
 #: a base, plus a few per GPU asked for, since a large gang may need one victim per GPU.
@@ -109,12 +109,7 @@ class _Notes:
 def reclaim(session: Session) -> None:
     if not session.contended:
         return
-    by_leaf: dict[int, list[JobView]] = {}
-    for v in session.holders():
-        if not protected(session, v):
-            by_leaf.setdefault(v.leaf, []).append(v)
-    for jobs in by_leaf.values():  # lowest priority, then newest, go first
-        jobs.sort(key=lambda v: (v.job.priority, -(v.job.started_at or 0.0), v.job.id))
+    by_leaf = victims_by_leaf(session)
     notes = _Notes(session)
     # kept across the rounds of a cycle: what found no victims keeps finding none until a
     # reclaim succeeds (which clears it)
