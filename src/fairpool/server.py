@@ -1,6 +1,7 @@
 """``fairpool up``: the REST API in this process, the control loop (scheduler, reconciler and
-local executor) in a child process, both on the same database: SQLite under the data directory
-by default, or the database URL given.
+the local or Ray executor) in a child process, both on the same database: SQLite under the data
+directory by default, or the database URL given. The child reports whether its executor started
+(a Ray cluster may be unreachable or refuse our token) before the API serves anything.
 
 Two processes, because both sides are busy under load and each needs its own interpreter lock;
 they meet only in the database, and the API wakes the loop through a shared event when a job is
@@ -13,6 +14,9 @@ import logging
 import multiprocessing
 import socket
 import threading
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Event
 
 import uvicorn
@@ -21,7 +25,7 @@ from fairpool.api.app import create_app
 from fairpool.api.context import AppContext
 from fairpool.config import ServerSettings, write_client_config
 from fairpool.control.loop import ControlLoop
-from fairpool.executors.base import NodeInfo
+from fairpool.executors.base import Executor, NodeInfo
 from fairpool.executors.gpus import load_nodes_file, local_node
 from fairpool.executors.local import LocalExecutor
 from fairpool.scheduler import SchedulerConfig
@@ -41,20 +45,90 @@ def _logging() -> None:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
 
-def run_loop(settings: ServerSettings, nodes: list[NodeInfo], wake: Event, stop: Event) -> None:
-    """The control-loop process."""
-    _logging()
-    store = Store(settings.database_url())
-    executor = LocalExecutor(nodes)
-    loop = ControlLoop(store, executor, settings.data_dir,
-                       config=SchedulerConfig(strategy=settings.strategy),
-                       grace_s=settings.grace_s, wake_event=wake, stop_event=stop)
+Closer = Callable[[], None]
+
+
+def make_executor(settings: ServerSettings, nodes: list[NodeInfo]) -> tuple[Executor, Closer]:
+    """The executor the settings ask for, and how to release it."""
+    if settings.ray_address is None:
+        local = LocalExecutor(nodes)
+        return local, local.close
+    from fairpool.executors.ray import RaySettings, connect, disconnect
+    from fairpool.executors.ray.executor import RayExecutor
+
+    connect(RaySettings(address=settings.ray_address, token_file=settings.ray_token_file,
+                        gpu_resource=settings.ray_gpu_resource,
+                        connect_timeout_s=settings.ray_connect_timeout_s))
     try:
+        ray_executor = RayExecutor(settings.ray_gpu_resource)
+    except BaseException:
+        disconnect()
+        raise
+
+    def close() -> None:
+        ray_executor.close()
+        disconnect()
+
+    return ray_executor, close
+
+
+def run_loop(settings: ServerSettings, nodes: list[NodeInfo], wake: Event, stop: Event,
+             started: Connection) -> None:
+    """The control-loop process: builds the executor, tells the API process how that went
+    (``("ready", inventory)`` or ``("error", one line)``), then runs the loop."""
+    _logging()
+    try:
+        executor, close = make_executor(settings, nodes)
+    except Exception as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        started.send(("error", message))
+        started.close()
+        return
+    store = Store(settings.database_url())
+    try:
+        loop = ControlLoop(store, executor, settings.data_dir,
+                           config=SchedulerConfig(strategy=settings.strategy),
+                           grace_s=settings.grace_s, wake_event=wake, stop_event=stop,
+                           sync_every_s=30.0 if settings.ray_address is None else 1.0)
         loop.sync_nodes()
+        started.send(("ready", executor.nodes()))
+        started.close()
         loop.run()
     finally:
-        executor.close()
+        close()
         store.close()
+
+
+def _wait_started(child: BaseProcess, started: Connection, settings: ServerSettings
+                  ) -> list[NodeInfo]:
+    """The inventory the control loop started with, or a ValueError saying why it did not."""
+    timeout = 60.0 + (4 * settings.ray_connect_timeout_s if settings.ray_address else 0.0)
+    message = None
+    if not started.poll(timeout):
+        message = f"the control loop did not start within {timeout:g} s"
+        if settings.ray_address:
+            message += f" (is the Ray cluster at {settings.ray_address} healthy?)"
+    else:
+        try:
+            kind, payload = started.recv()
+        except EOFError:
+            kind, payload = "error", "the control loop exited while starting (see above)"
+        if kind == "ready":
+            return list(payload)
+        message = str(payload)
+    child.join(5)
+    if child.is_alive():
+        child.terminate()
+    raise ValueError(message)
+
+
+def _watch(child: BaseProcess, server: uvicorn.Server, stop: Event) -> None:
+    """Stop serving if the control loop dies: an API that accepts jobs nobody will run is worse
+    than no API."""
+    child.join()
+    if not stop.is_set():
+        log.error("the control loop exited (code %s); stopping the server", child.exitcode)
+        server.should_exit = True
 
 
 def _check_port(host: str, port: int) -> None:
@@ -72,27 +146,34 @@ def serve(settings: ServerSettings, ready: threading.Event | None = None) -> Non
     _logging()
     _check_port(settings.host, settings.port)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    nodes = inventory(settings)
+    nodes = inventory(settings) if settings.ray_address is None else []
     store = Store(settings.database_url())
     store.migrate()
     store.close()
     ctx = multiprocessing.get_context("fork")  # before any thread starts in this process
     wake, stop = ctx.Event(), ctx.Event()
-    child = ctx.Process(target=run_loop, args=(settings, nodes, wake, stop),
+    receiver, sender = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=run_loop, args=(settings, nodes, wake, stop, sender),
                         name="fairpool-control", daemon=True)
     child.start()
+    sender.close()
+    nodes = _wait_started(child, receiver, settings)
     store = Store(settings.database_url())
     app = create_app(AppContext(store=store, data_dir=settings.data_dir, wake=wake.set))
     server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port,
                                            log_level="warning", access_log=False))
+    threading.Thread(target=_watch, args=(child, server, stop), daemon=True).start()
     if settings.write_client_config:
         write_client_config(settings.url())
     gpus = sum(len(n.devices) for n in nodes)
     simulated = any(n.simulated for n in nodes)
+    where = f"  Ray: {settings.ray_address}" if settings.ray_address else ""
     print(f"fairpool {settings.url()}  nodes: {len(nodes)}  GPUs: {gpus}"
-          f"{' (simulated)' if simulated else ''}  data: {settings.data_dir}", flush=True)
+          f"{' (simulated)' if simulated else ''}{where}  data: {settings.data_dir}", flush=True)
     if gpus == 0:
-        print("no GPUs found; use --simulate-gpus N to try fairpool without GPUs", flush=True)
+        hint = ("give Ray nodes GPUs, or a GPU resource to simulate them (see the README)"
+                if settings.ray_address else "use --simulate-gpus N to try fairpool without GPUs")
+        print(f"no GPUs found; {hint}", flush=True)
     try:
         if ready is not None:
             ready.set()

@@ -45,8 +45,9 @@ def _client() -> Client:
 def _validation(exc: ValidationError) -> str:
     parts = []
     for e in exc.errors():
-        where = ".".join(str(p) for p in e["loc"]) or "input"
-        parts.append(f"{where.replace('_', '-')}: {e['msg'].removeprefix('Value error, ')}")
+        where = ".".join(str(p) for p in e["loc"])
+        message = e["msg"].removeprefix("Value error, ")
+        parts.append(f"{where.replace('_', '-')}: {message}" if where else message)
     return "; ".join(parts)
 
 
@@ -61,8 +62,9 @@ def _limit(gpus_: float | None, cpus: float | None, memory: int | None) -> Resou
 
 @app.command()
 def up(
-    port: Annotated[int, typer.Option(help="port of the REST API")] = 8765,
-    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int | None, typer.Option(help="port of the REST API [default: 8765]")] = None,
+    host: Annotated[str | None, typer.Option(
+        help="address to listen on [default: 127.0.0.1]")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="database and logs")] = None,
     db: Annotated[str | None, typer.Option(
         help="database URL, e.g. postgresql+psycopg://user@host/db (default: SQLite)")] = None,
@@ -70,33 +72,47 @@ def up(
         help="pretend this machine has N GPUs (shown as simulated)")] = None,
     nodes_file: Annotated[Path | None, typer.Option(
         help="TOML file describing several simulated nodes")] = None,
-    grace: Annotated[float, typer.Option(help="seconds between SIGTERM and SIGKILL")] = 10.0,
-    strategy: Annotated[Strategy, typer.Option(help="placement strategy")] = Strategy.BINPACK,
+    grace: Annotated[float | None, typer.Option(
+        help="seconds between SIGTERM and SIGKILL [default: 10]")] = None,
+    strategy: Annotated[Strategy | None, typer.Option(
+        help="placement strategy [default: binpack]")] = None,
+    ray_address: Annotated[str | None, typer.Option(
+        help="run workers on a Ray cluster: auto, host:port or ray://host:port")] = None,
+    ray_gpu_resource: Annotated[str | None, typer.Option(
+        help="the Ray resource counted as GPUs [default: GPU]")] = None,
+    ray_token_file: Annotated[Path | None, typer.Option(
+        help="file holding the Ray cluster's authentication token")] = None,
+    config: Annotated[Path | None, typer.Option(
+        help="TOML file of settings (flags and FAIRPOOL_* variables win over it)")] = None,
 ) -> None:
-    """Start the pool: the REST API, and the scheduler with the local executor beside it."""
-    from fairpool.config import ServerSettings
+    """Start the pool: the REST API, and the scheduler with the local or Ray executor."""
+    from fairpool.config import load_server_settings
     from fairpool.server import serve
 
-    values: dict[str, object] = {"port": port, "host": host, "grace_s": grace,
-                                 "strategy": strategy}
-    for key, value in (("data_dir", data_dir), ("db", db), ("simulate_gpus", simulate_gpus),
-                       ("nodes_file", nodes_file)):
+    values: dict[str, object] = {}
+    for key, value in (("port", port), ("host", host), ("grace_s", grace),
+                       ("strategy", strategy), ("data_dir", data_dir), ("db", db),
+                       ("simulate_gpus", simulate_gpus), ("nodes_file", nodes_file),
+                       ("ray_address", ray_address), ("ray_gpu_resource", ray_gpu_resource),
+                       ("ray_token_file", ray_token_file)):
         if value is not None:
             values[key] = value
     from sqlalchemy.exc import SQLAlchemyError
 
     try:
-        settings = ServerSettings(**values)  # type: ignore[arg-type]
+        settings = load_server_settings(values, config)
     except ValidationError as exc:
         fail(_validation(exc))
+    except ValueError as exc:
+        fail(str(exc))
     try:
         serve(settings)
     except SQLAlchemyError as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         fail(f"cannot use the database {settings.database_url()}: {reason}")
     except ImportError as exc:
-        fail(f"the database driver {exc.name} is missing; for PostgreSQL install "
-             f"'fairpool[postgres]'")
+        extra = "ray" if (exc.name or "").startswith("ray") else "postgres"
+        fail(f"the package {exc.name} is missing; install 'fairpool[{extra}]'")
     except ValueError as exc:
         fail(str(exc))
     except OSError as exc:

@@ -26,7 +26,13 @@ from sqlalchemy.orm import Session
 
 from fairpool.domain import Job, JobState, Node, Queue, Resources
 from fairpool.domain.states import transition
-from fairpool.executors.base import Executor, WorkerPhase, WorkerSpec, WorkerStatus
+from fairpool.executors.base import (
+    Executor,
+    NodeInfo,
+    WorkerPhase,
+    WorkerSpec,
+    WorkerStatus,
+)
 from fairpool.scheduler import Plan, Scheduler, SchedulerConfig, Snapshot
 from fairpool.services.jobs import add_event
 from fairpool.store.convert import job_domain, node_domain, queue_domain
@@ -69,6 +75,7 @@ class ControlLoop:
         clock: Callable[[], float] = time.time,
         wake_event: Signal | None = None,
         stop_event: Signal | None = None,
+        sync_every_s: float = 30.0,
     ) -> None:
         self.store = store
         self.executor = executor
@@ -94,6 +101,8 @@ class ControlLoop:
         self._admitted: set[str] = set()  # live jobs placed but not started
         self._seq = -1
         self._inventory: tuple[int, tuple[Node, ...], tuple[Queue, ...]] | None = None
+        self.sync_every_s = sync_every_s  # how often the executor's inventory is taken
+        self._synced: list[NodeInfo] | None = None  # the inventory last written
         self.errors = 0
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -133,7 +142,7 @@ class ControlLoop:
             try:
                 busy = self.step()
                 backoff = self.idle_interval_s
-                if self.clock() - last_sync > 30:
+                if self.clock() - last_sync >= self.sync_every_s:
                     self.sync_nodes()
                     last_sync = self.clock()
             except Exception:  # a bad iteration must not kill the loop: log, back off, retry
@@ -146,7 +155,12 @@ class ControlLoop:
 
     # -- inventory ----------------------------------------------------------------------------
     def sync_nodes(self) -> None:
-        infos = {n.name: n for n in self.executor.nodes()}
+        """Write the executor's inventory: new nodes, changed ones, and gone ones as not ready.
+        Nothing is written when it has not changed since the last call."""
+        current = self.executor.nodes()
+        if current == self._synced:
+            return
+        infos = {n.name: n for n in current}
         now = self.clock()
         with self.store.writing() as s:
             changed = False
@@ -174,6 +188,7 @@ class ControlLoop:
                     changed = True
             if changed:
                 Store.bump(s)
+        self._synced = current
 
     # -- one iteration ------------------------------------------------------------------------
     def step(self) -> bool:
@@ -425,7 +440,18 @@ class ControlLoop:
             return []
         with self.store.session() as s:
             addresses = {n.name: n.address for n in s.execute(select(NodeRow)).scalars()}
-        return [spec for row in rows for spec in worker_specs(row, addresses, self.data_dir)]
+        specs: list[WorkerSpec] = []
+        for row in rows:
+            try:
+                specs += worker_specs(row, addresses, self.data_dir,
+                                      self.executor.rendezvous_port)
+            except Exception as exc:  # e.g. rank 0's node left: requeue the job
+                log.warning("job %s: no rendezvous port: %s", row.id, exc)
+                self._unapplied.extend(
+                    WorkerStatus(w["worker_id"], WorkerPhase.LOST,
+                                 detail=f"no rendezvous port on node {w['node']}: {exc}")
+                    for w in row.placement or ())
+        return specs
 
     # -- act ----------------------------------------------------------------------------------
     def _pending_effects(self) -> tuple[list[str], list[str]]:

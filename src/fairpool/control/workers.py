@@ -3,7 +3,7 @@ specs the executor receives."""
 
 from __future__ import annotations
 
-import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,16 +39,13 @@ def placement_json(row: JobRow, bind: Bind) -> list[dict[str, Any]]:
     ]
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def worker_specs(row: JobRow, addresses: dict[str, str], data_dir: Path) -> list[WorkerSpec]:
+def worker_specs(row: JobRow, addresses: dict[str, str], data_dir: Path,
+                 port: Callable[[str], int]) -> list[WorkerSpec]:
+    """Specs of the job's workers; ``port(node)`` gives a free port on rank 0's node for a gang
+    (a single worker gets 0: its executor picks a port when it starts)."""
     workers = sorted(row.placement or (), key=lambda w: w["rank"])
     master = addresses.get(workers[0]["node"], "127.0.0.1") if workers else "127.0.0.1"
-    port = free_port()
+    master_port = port(workers[0]["node"]) if len(workers) > 1 else 0
     per_node: dict[str, int] = {}
     specs = []
     for w in workers:
@@ -59,7 +56,7 @@ def worker_specs(row: JobRow, addresses: dict[str, str], data_dir: Path) -> list
             worker_id=w["worker_id"], job_id=row.id, attempt=row.attempt, rank=w["rank"],
             world_size=row.workers, local_rank=local_rank, node=w["node"],
             devices=tuple(w["devices"]), command=tuple(row.command), env=dict(row.env),
-            master_addr=master, master_port=port,
+            master_addr=master, master_port=master_port,
             log_path=str(log_path(data_dir, row.id, row.attempt, w["rank"])),
             gpu_fraction=w["share"] / GPU_UNIT if fractional else None,
             gpu_memory_mib=w["gpu_memory"] if fractional else None,

@@ -10,6 +10,7 @@ database; the control loop turns their reports into job states.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -49,7 +50,7 @@ class WorkerSpec:
     command: tuple[str, ...]  # argv, executed without a shell
     env: Mapping[str, str]
     master_addr: str
-    master_port: int
+    master_port: int  # 0: the executor picks a free port on the node when the worker starts
     log_path: str  # stdout and stderr of the worker are appended here
     gpu_fraction: float | None = None  # share of each device for fractional workers
     gpu_memory_mib: int | None = None  # GPU memory granted per device for fractional workers
@@ -91,6 +92,10 @@ class Executor(Protocol):
         """Workers whose phase changed since the last poll (each exit reported once)."""
         ...
 
+    def rendezvous_port(self, node: str) -> int:
+        """A TCP port free on ``node`` now, for the rank 0 of a gang placed there."""
+        ...
+
     def close(self) -> None:
         """Release the executor's resources; running workers are left alone."""
         ...
@@ -115,3 +120,10 @@ def worker_env(spec: WorkerSpec) -> dict[str, str]:
     if spec.gpu_memory_mib is not None:
         env["FAIRPOOL_GPU_MEMORY_MIB"] = str(spec.gpu_memory_mib)
     return env
+
+
+def free_port() -> int:
+    """A TCP port free on this machine now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("", 0))
+        return int(s.getsockname()[1])

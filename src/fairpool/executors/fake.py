@@ -23,12 +23,17 @@ class FakeExecutor:
         self.stopped: list[tuple[str, float]] = []  # every stop call, in order
         self.ignore_term: set[str] = set()  # workers that survive stop (until finish/lose)
         self.closed = False
+        self._ports = 0
         self._live: set[str] = set()  # started, end not yet reported
         self._unreported: list[str] = []  # started, RUNNING not yet reported
         self._ends: dict[str, WorkerStatus] = {}  # ends the next poll reports
 
     def nodes(self) -> list[NodeInfo]:
         return list(self._nodes)
+
+    def rendezvous_port(self, node: str) -> int:
+        self._ports += 1
+        return 29500 + self._ports
 
     @property
     def running(self) -> set[str]:

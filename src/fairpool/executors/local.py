@@ -22,6 +22,7 @@ from fairpool.executors.base import (
     WorkerPhase,
     WorkerSpec,
     WorkerStatus,
+    free_port,
     worker_env,
 )
 
@@ -41,7 +42,7 @@ class _Worker:
     killed: bool = False
 
 
-def _exit_detail(code: int, killed: bool) -> str:
+def exit_detail(code: int, killed: bool) -> str:
     if code >= 0:
         return f"exited with code {code}"
     try:
@@ -96,9 +97,12 @@ class LocalExecutor:
                            f"cannot open log file {spec.log_path}: {exc}")
         with log:
             try:
+                env = {**os.environ, **spec.env, **worker_env(spec)}
+                if spec.master_port == 0:
+                    env["MASTER_PORT"] = str(free_port())
                 proc = subprocess.Popen(
                     list(spec.command),
-                    env={**os.environ, **spec.env, **worker_env(spec)},
+                    env=env,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
@@ -113,6 +117,9 @@ class LocalExecutor:
                     log.write(f"fairpool: worker {spec.worker_id}: {detail}\n".encode())
                 return _Worker(spec, None, code, detail)
         return _Worker(spec, proc)
+
+    def rendezvous_port(self, node: str) -> int:
+        return free_port()  # every node of this executor is this machine
 
     def stop(self, worker_id: str, grace_s: float) -> None:
         with self._lock:
@@ -145,7 +152,7 @@ class LocalExecutor:
                     out.append(WorkerStatus(wid, WorkerPhase.RUNNING, detail=f"pid {w.proc.pid}"))
                 code = w.proc.poll()
                 if code is not None:
-                    detail = _exit_detail(code, w.killed)
+                    detail = exit_detail(code, w.killed)
                     out.append(WorkerStatus(wid, WorkerPhase.EXITED, code, detail))
                     done.append(wid)
                 elif w.kill_deadline is not None and now >= w.kill_deadline and not w.killed:

@@ -1,0 +1,407 @@
+"""The Ray executor: fairpool decides, Ray runs the processes on the machines fairpool chose.
+
+- Inventory: Ray's live nodes (:mod:`.inventory`), refreshed every ``refresh_s``; a node that
+  joins is offered to the scheduler as soon as its GPUs are probed, a node that dies or is removed
+  disappears, and its workers are reported lost.
+- Workers: each runs in a :class:`~.host.WorkerHost` actor pinned to its node (node affinity,
+  ``soft=False``), with the devices, rendezvous and environment fairpool chose. Hosts are reused
+  per node once their worker has exited, so a busy pool does not start a Ray worker process per
+  job; hosts idle for ``idle_host_s`` are released.
+- A pump thread keeps one call outstanding per worker (``run``, then long-polling ``next``),
+  appends the output it returns to the worker's log file here, and queues the phase changes that
+  :meth:`RayExecutor.poll` hands to the control loop. A host that dies (its node died, or it was
+  killed) makes its worker lost.
+- ``stop`` is SIGTERM now and SIGKILL after the grace period, both done by the host on the node.
+
+The executor needs a connected Ray driver (:func:`.connect.connect`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from fairpool.executors.base import NodeInfo, WorkerPhase, WorkerSpec, WorkerStatus, worker_env
+from fairpool.executors.local import exit_detail
+
+from . import host as host_module
+from .inventory import gpu_count, node_info
+
+log = logging.getLogger("fairpool.executors.ray")
+
+EXIT_CANNOT_EXECUTE = 126
+
+
+@dataclass(slots=True)
+class _Node:
+    node_id: str
+    info: NodeInfo
+    entry: dict[str, Any]
+    probed: list[dict[str, Any]]
+
+
+@dataclass(slots=True)
+class _Worker:
+    spec: WorkerSpec
+    node_id: str
+    host: Any
+    ref: Any  # the outstanding call: ``run`` first, then ``next``
+    log: BinaryIO
+    started: bool = False
+    unavailable_since: float | None = None
+
+
+@dataclass(slots=True)
+class _Probe:
+    host: Any
+    ref: Any
+    since: float
+
+
+@dataclass(slots=True)
+class _Pool:
+    """Idle hosts of one node, with the time each became idle."""
+    hosts: list[tuple[Any, float]] = field(default_factory=list)
+
+
+class RayExecutor:
+    """Implements :class:`fairpool.executors.base.Executor` on a connected Ray cluster."""
+
+    def __init__(
+        self,
+        gpu_resource: str = "GPU",
+        *,
+        long_poll_s: float = 2.0,
+        refresh_s: float = 1.0,
+        idle_host_s: float = 60.0,
+        probe_timeout_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        ray: Any = importlib.import_module("ray")  # Ray's type hints are partial: use it as Any
+        ray.cloudpickle.register_pickle_by_value(host_module)  # nodes need no fairpool install
+        self._ray = ray
+        self._host_cls = ray.remote(num_cpus=0, num_gpus=0, max_concurrency=4,
+                                    max_restarts=0)(host_module.WorkerHost)
+        self.gpu_resource = gpu_resource
+        self.long_poll_s = long_poll_s
+        self.refresh_s = refresh_s
+        self.idle_host_s = idle_host_s
+        self.probe_timeout_s = probe_timeout_s
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._wakeup = threading.Event()
+        self._nodes: dict[str, _Node] = {}  # by Ray node id
+        self._by_name: dict[str, str] = {}  # fairpool node name -> Ray node id
+        self._probes: dict[str, _Probe] = {}
+        self._workers: dict[str, _Worker] = {}
+        self._idle: dict[str, _Pool] = {}
+        self._reports: list[WorkerStatus] = []
+        self._closed = False
+        self._refreshed = 0.0
+        self._refresh()
+        deadline = self._clock() + probe_timeout_s
+        while self._probes and self._clock() < deadline:
+            self._finish_probes(wait_s=0.2)
+            self._refresh()
+        self._thread = threading.Thread(target=self._pump, name="fairpool-ray", daemon=True)
+        self._thread.start()
+
+    # -- the Executor protocol ----------------------------------------------------------------
+    def nodes(self) -> list[NodeInfo]:
+        with self._lock:
+            return [n.info for n in self._nodes.values()]
+
+    def start(self, worker: WorkerSpec) -> None:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("RayExecutor is closed")
+            if worker.worker_id in self._workers:
+                return
+            node_id = self._by_name.get(worker.node)
+            if node_id is None:
+                self._reports.append(WorkerStatus(
+                    worker.worker_id, WorkerPhase.LOST,
+                    detail=f"node {worker.node} is no longer in the Ray cluster"))
+                return
+            try:
+                path = Path(worker.log_path)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                out = path.open("ab", buffering=0)
+            except OSError as exc:
+                self._reports.append(WorkerStatus(
+                    worker.worker_id, WorkerPhase.EXITED, EXIT_CANNOT_EXECUTE,
+                    f"cannot open log file {worker.log_path}: {exc}"))
+                return
+            host = self._take_host(node_id)
+            env = {**worker.env, **worker_env(worker)}
+            ref = host.run.remote(worker.worker_id, list(worker.command), env, worker.workdir)
+            self._workers[worker.worker_id] = _Worker(worker, node_id, host, ref, out)
+        self._wakeup.set()
+
+    def stop(self, worker_id: str, grace_s: float) -> None:
+        with self._lock:
+            w = self._workers.get(worker_id)
+            if w is not None:
+                w.host.stop.remote(worker_id, grace_s)
+
+    def known(self) -> set[str]:
+        with self._lock:
+            return set(self._workers) | {r.worker_id for r in self._reports}
+
+    def poll(self) -> list[WorkerStatus]:
+        with self._lock:
+            out, self._reports = self._reports, []
+        return out
+
+    def rendezvous_port(self, node: str) -> int:
+        with self._lock:
+            node_id = self._by_name.get(node)
+            if node_id is None:
+                raise ValueError(f"node {node} is no longer in the Ray cluster")
+            host = self._take_host(node_id)
+        try:
+            port = int(self._ray.get(host.free_port.remote(), timeout=30))
+        except Exception:
+            with contextlib.suppress(Exception):
+                self._ray.kill(host, no_restart=True)
+            raise
+        self._give_back(node_id, host)
+        return port
+
+    def close(self) -> None:
+        """Stop the pump and release idle hosts. Running workers keep running until this
+        driver disconnects; Ray then removes their hosts, and the workers die with them."""
+        with self._lock:
+            self._closed = True
+        self._wakeup.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(10)
+        with self._lock:
+            for pool in self._idle.values():
+                for host, _ in pool.hosts:
+                    with contextlib.suppress(Exception):
+                        self._ray.kill(host, no_restart=True)
+            self._idle.clear()
+            for w in self._workers.values():
+                w.log.close()
+
+    # -- hosts --------------------------------------------------------------------------------
+    def _take_host(self, node_id: str) -> Any:
+        pool = self._idle.get(node_id)
+        if pool is not None and pool.hosts:
+            return pool.hosts.pop()[0]
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        return self._host_cls.options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False)).remote()
+
+    def _give_back(self, node_id: str, host: Any) -> None:
+        with self._lock:
+            if node_id in self._nodes and not self._closed:
+                self._idle.setdefault(node_id, _Pool()).hosts.append((host, self._clock()))
+                return
+        with contextlib.suppress(Exception):
+            self._ray.kill(host, no_restart=True)
+
+    # -- the pump -----------------------------------------------------------------------------
+    def _pump(self) -> None:
+        while True:
+            with self._lock:
+                if self._closed:
+                    return
+                calls = [(wid, w.ref) for wid, w in self._workers.items()]
+            try:
+                if self._clock() - self._refreshed >= self.refresh_s:
+                    self._refresh()
+                    self._finish_probes(wait_s=0)
+                    self._reap_idle()
+                if not calls:
+                    self._wakeup.wait(0.05)
+                    self._wakeup.clear()
+                    continue
+                self._collect(calls)
+            except Exception:  # the pump must survive a bad round: log it and go on
+                log.exception("ray executor pump round failed")
+                time.sleep(0.5)
+
+    def _collect(self, calls: list[tuple[str, Any]]) -> None:
+        by_ref = {ref: wid for wid, ref in calls}
+        refs = list(by_ref)
+        ready, rest = self._ray.wait(refs, num_returns=1, timeout=0.02)
+        if ready and rest:
+            more, _ = self._ray.wait(rest, num_returns=len(rest), timeout=0)
+            ready += more
+        for ref in ready:
+            self._settle(by_ref[ref], ref)
+
+    def _settle(self, wid: str, ref: Any) -> None:
+        """Handle the answer of a worker's outstanding call."""
+        from ray.exceptions import ActorUnavailableError, RayActorError
+
+        with self._lock:
+            w = self._workers.get(wid)
+            if w is None or w.ref is not ref:
+                return
+        try:
+            result = self._ray.get(ref, timeout=0)
+        except ActorUnavailableError:  # the node is unreachable for now: ask again
+            with self._lock:
+                if w.unavailable_since is None:
+                    w.unavailable_since = self._clock()
+                w.ref = (w.host.next.remote(wid, self.long_poll_s) if w.started
+                         else w.host.run.remote(wid, list(w.spec.command),
+                                                {**w.spec.env, **worker_env(w.spec)},
+                                                w.spec.workdir))
+            return
+        except RayActorError as exc:
+            self._end(w, WorkerStatus(wid, WorkerPhase.LOST, detail=f"its Ray host on node "
+                                      f"{w.spec.node} died: {_first_line(exc)}"), reuse=False)
+            return
+        except Exception as exc:
+            self._end(w, WorkerStatus(wid, WorkerPhase.EXITED, EXIT_CANNOT_EXECUTE,
+                                      f"the Ray host failed: {_first_line(exc)}"), reuse=False)
+            return
+        w.unavailable_since = None
+        if not w.started:
+            if "pid" in result:
+                w.started = True
+                with self._lock:
+                    self._reports.append(WorkerStatus(
+                        wid, WorkerPhase.RUNNING,
+                        detail=f"pid {result['pid']} on {w.spec.node} ({result['node_ip']})"))
+                    w.ref = w.host.next.remote(wid, self.long_poll_s)
+                return
+            detail = str(result.get("error", "did not start"))
+            with contextlib.suppress(OSError):
+                w.log.write(f"fairpool: worker {wid}: {detail}\n".encode())
+            self._end(w, WorkerStatus(wid, WorkerPhase.EXITED, int(result["code"]), detail),
+                      reuse=True)
+            return
+        data, code, killed = result
+        if data:
+            with contextlib.suppress(OSError):
+                w.log.write(data)
+        if code is None:
+            with self._lock:
+                w.ref = w.host.next.remote(wid, self.long_poll_s)
+            return
+        self._end(w, WorkerStatus(wid, WorkerPhase.EXITED, int(code),
+                                  exit_detail(int(code), bool(killed))), reuse=True)
+
+    def _end(self, w: _Worker, status: WorkerStatus, *, reuse: bool) -> None:
+        with self._lock:
+            if self._workers.pop(status.worker_id, None) is None:
+                return
+            self._reports.append(status)
+        w.log.close()
+        if reuse:
+            self._give_back(w.node_id, w.host)
+        else:
+            with contextlib.suppress(Exception):
+                self._ray.kill(w.host, no_restart=True)
+
+    # -- inventory ----------------------------------------------------------------------------
+    def _refresh(self) -> None:
+        """Take Ray's view of its nodes: new ones are probed, gone ones lose their workers."""
+        entries = {e["NodeID"]: e for e in self._ray.nodes() if e.get("Alive")}
+        self._refreshed = self._clock()
+        with self._lock:
+            for node_id in list(self._nodes):
+                if node_id not in entries:
+                    self._node_gone(node_id)
+            for node_id, entry in entries.items():
+                node = self._nodes.get(node_id)
+                if node is not None:
+                    if node.entry != entry:
+                        self._add(node_id, entry, node.probed)
+                elif node_id not in self._probes:
+                    if gpu_count(entry, self.gpu_resource) > 0:
+                        host = self._take_host(node_id)
+                        self._probes[node_id] = _Probe(host, host.gpus.remote(), self._clock())
+                    else:
+                        self._add(node_id, entry, [])
+            for node_id in list(self._probes):
+                if node_id not in entries:
+                    probe = self._probes.pop(node_id)
+                    with contextlib.suppress(Exception):
+                        self._ray.kill(probe.host, no_restart=True)
+
+    def _add(self, node_id: str, entry: dict[str, Any], probed: list[dict[str, Any]]) -> None:
+        info = node_info(entry, self.gpu_resource, probed)
+        old = self._nodes.get(node_id)
+        if old is not None and old.info.name != info.name:
+            self._by_name.pop(old.info.name, None)
+        clash = self._by_name.get(info.name)
+        if clash is not None and clash != node_id:
+            log.warning("Ray nodes %s and %s share the name %s; ignoring the second",
+                        clash, node_id, info.name)
+            return
+        self._nodes[node_id] = _Node(node_id, info, entry, probed)
+        self._by_name[info.name] = node_id
+
+    def _finish_probes(self, wait_s: float) -> None:
+        with self._lock:
+            probes = dict(self._probes)
+        if not probes:
+            return
+        ready, _ = self._ray.wait([p.ref for p in probes.values()], num_returns=len(probes),
+                                  timeout=wait_s)
+        done = set(ready)
+        entries = {e["NodeID"]: e for e in self._ray.nodes() if e.get("Alive")}
+        for node_id, probe in probes.items():
+            expired = self._clock() - probe.since > self.probe_timeout_s
+            if probe.ref not in done and not expired:
+                continue
+            probed: list[dict[str, Any]] = []
+            if probe.ref in done:
+                try:
+                    probed = list(self._ray.get(probe.ref, timeout=0))
+                except Exception as exc:
+                    log.warning("probing the GPUs of Ray node %s failed: %s", node_id,
+                                _first_line(exc))
+            else:
+                log.warning("probing the GPUs of Ray node %s timed out; its GPUs are taken "
+                            "from Ray's resources", node_id)
+            with self._lock:
+                if self._probes.pop(node_id, None) is None or node_id not in entries:
+                    continue
+                self._add(node_id, entries[node_id], probed)
+            if probe.ref in done:
+                self._give_back(node_id, probe.host)
+
+    def _node_gone(self, node_id: str) -> None:
+        """Called with the lock held: the node left the cluster."""
+        node = self._nodes.pop(node_id)
+        self._by_name.pop(node.info.name, None)
+        self._idle.pop(node_id, None)
+        for wid, w in list(self._workers.items()):
+            if w.node_id == node_id:
+                del self._workers[wid]
+                w.log.close()
+                self._reports.append(WorkerStatus(
+                    wid, WorkerPhase.LOST, detail=f"node {node.info.name} left the Ray cluster"))
+        log.warning("Ray node %s (%s) left the cluster", node.info.name, node_id)
+
+    def _reap_idle(self) -> None:
+        now = self._clock()
+        with self._lock:
+            stale = []
+            for pool in self._idle.values():
+                keep = [(h, t) for h, t in pool.hosts if now - t < self.idle_host_s]
+                stale += [h for h, t in pool.hosts if now - t >= self.idle_host_s]
+                pool.hosts = keep
+        for host in stale:
+            with contextlib.suppress(Exception):
+                self._ray.kill(host, no_restart=True)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
