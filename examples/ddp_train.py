@@ -41,7 +41,8 @@ def main() -> None:
     dist.all_reduce(final)
     final /= world
     print(f"rank {rank}/{world} local_rank {os.environ.get('LOCAL_RANK')} "
-          f"final_loss {final.item():.8f}", flush=True)
+          f"final_loss {final.item():.8f} node {os.environ.get('FAIRPOOL_NODE', '?')}",
+          flush=True)
     # rank 0 hosts the rendezvous store: leave together, or a rank still tearing down may find
     # the store gone and abort ("terminate called without an active exception")
     dist.barrier()

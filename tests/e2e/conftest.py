@@ -61,7 +61,7 @@ class Pool:
         raise AssertionError(f"timed out waiting for {what or check}")
 
 
-def start_pool(tmp: Path, *extra: str, db: str | None = None) -> Pool:
+def start_pool(tmp: Path, *extra: str, db: str | None = None, timeout: float = 30.0) -> Pool:
     port = free_port()
     env = dict(os.environ)
     env.update(XDG_CONFIG_HOME=str(tmp / "config"), XDG_DATA_HOME=str(tmp / "data"),
@@ -74,7 +74,7 @@ def start_pool(tmp: Path, *extra: str, db: str | None = None) -> Pool:
     proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 30
+    deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"server exited: {(tmp / 'server.log').read_text()}")

@@ -193,7 +193,10 @@ class ControlLoop:
     # -- one iteration ------------------------------------------------------------------------
     def step(self) -> bool:
         # reports stay buffered until the transaction that applies them commits
-        self._unapplied.extend(self.executor.poll())
+        polled = self.executor.poll()
+        if any(st.phase == WorkerPhase.LOST for st in polled):
+            self.sync_nodes()  # a lost worker often means a lost node: never place on it again
+        self._unapplied.extend(polled)
         statuses = self._unapplied
         if statuses:
             self._observe(statuses)
@@ -317,9 +320,9 @@ class ControlLoop:
                 if st.exit_code != 0 and row.stop_reason is None:
                     row.stop_reason = "gang-failed" if row.workers > 1 else "failed"
                     row.exit_code = st.exit_code  # the first failure is the one to report
-                    add_event(s, row.id, "failed", f"rank {w['rank']} exited with code "
-                              f"{st.exit_code}" + ("; stopping the other ranks"
-                                                   if row.workers > 1 else ""), now)
+                    how = st.detail or f"exited with code {st.exit_code}"
+                    add_event(s, row.id, "failed", f"rank {w['rank']} {how}" + (
+                        "; stopping the other ranks" if row.workers > 1 else ""), now)
             else:
                 w["phase"] = "lost"
                 if row.stop_reason is None:

@@ -109,6 +109,7 @@ def worker_env(spec: WorkerSpec) -> dict[str, str]:
         "FAIRPOOL_JOB_ID": spec.job_id,
         "FAIRPOOL_WORKER_ID": spec.worker_id,
         "FAIRPOOL_ATTEMPT": str(spec.attempt),
+        "FAIRPOOL_NODE": spec.node,
         "MASTER_ADDR": spec.master_addr,
         "MASTER_PORT": str(spec.master_port),
         "RANK": str(spec.rank),

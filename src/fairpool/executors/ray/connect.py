@@ -15,9 +15,11 @@ Ray only inside :func:`connect`, after applying them.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,7 +100,8 @@ def check_credentials(address: str, timeout_s: float) -> None:
 
     raylet: Any = importlib.import_module("ray._raylet")
     try:
-        raylet.GcsClient(address=address).get_all_node_info(timeout=timeout_s)
+        with _quiet_stderr():  # Ray's C++ client logs each failed call; we explain it instead
+            raylet.GcsClient(address=address).get_all_node_info(timeout=timeout_s)
     except AuthenticationError:
         raise RayConnectError(
             f"Ray at {address} rejected fairpool's credentials: the cluster uses token "
@@ -108,6 +111,19 @@ def check_credentials(address: str, timeout_s: float) -> None:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RayConnectError(f"Ray at {address} does not answer as a Ray cluster: "
                               f"{reason}") from None
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null meanwhile (C++ code writes there directly)."""
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def connect(settings: RaySettings) -> str:

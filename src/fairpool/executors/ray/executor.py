@@ -243,7 +243,7 @@ class RayExecutor:
 
     def _settle(self, wid: str, ref: Any) -> None:
         """Handle the answer of a worker's outstanding call."""
-        from ray.exceptions import ActorUnavailableError, RayActorError
+        from ray.exceptions import ActorUnavailableError, RayError, RayTaskError
 
         with self._lock:
             w = self._workers.get(wid)
@@ -260,13 +260,14 @@ class RayExecutor:
                                                 {**w.spec.env, **worker_env(w.spec)},
                                                 w.spec.workdir))
             return
-        except RayActorError as exc:
-            self._end(w, WorkerStatus(wid, WorkerPhase.LOST, detail=f"its Ray host on node "
-                                      f"{w.spec.node} died: {_first_line(exc)}"), reuse=False)
-            return
-        except Exception as exc:
+        except RayTaskError as exc:  # the host's own code failed: the job cannot run like this
             self._end(w, WorkerStatus(wid, WorkerPhase.EXITED, EXIT_CANNOT_EXECUTE,
                                       f"the Ray host failed: {_first_line(exc)}"), reuse=False)
+            return
+        except RayError as exc:  # the host died or could not be placed: its node is likely gone
+            self._refresh()  # so that the node is out of the inventory before the loss is seen
+            self._end(w, WorkerStatus(wid, WorkerPhase.LOST, detail=f"its Ray host on node "
+                                      f"{w.spec.node} is gone: {_first_line(exc)}"), reuse=False)
             return
         w.unavailable_since = None
         if not w.started:
