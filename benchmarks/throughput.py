@@ -26,6 +26,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -48,7 +49,9 @@ def pct(values: list[float], q: float) -> float:
 
 
 class Server:
-    def __init__(self, gpus: int, workdir: Path) -> None:
+    """A fresh ``fairpool up`` with ``up_args`` (the inventory) and a data directory of its own."""
+
+    def __init__(self, up_args: list[str], workdir: Path, timeout: float = 30) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ, XDG_CONFIG_HOME=str(workdir / "cfg"))
@@ -56,9 +59,9 @@ class Server:
         self.log = (workdir / "server.log").open("wb")
         self.proc = subprocess.Popen(
             [str(exe), "up", "--port", str(self.port), "--data-dir", str(workdir / "pool"),
-             "--simulate-gpus", str(gpus)], env=env, stdout=self.log, stderr=subprocess.STDOUT,
+             *up_args], env=env, stdout=self.log, stderr=subprocess.STDOUT,
             start_new_session=True)
-        deadline = time.time() + 30
+        deadline = time.time() + timeout
         while time.time() < deadline:
             try:
                 if httpx.get(self.url + "/health", timeout=1).status_code == 200:
@@ -75,14 +78,44 @@ class Server:
             os.killpg(self.proc.pid, signal.SIGKILL)
 
 
-def run_fairpool(jobs: int, gpus: int, submitters: int, latency_jobs: int) -> dict[str, object]:
-    workdir = Path(tempfile.mkdtemp(prefix="fairpool-bench-"))
-    server = Server(gpus, workdir)
-    try:
-        http = httpx.Client(base_url=server.url, timeout=60)
+def drain(url: str, jobs: int, submitters: int, project: str = "p"
+          ) -> tuple[float, float, list[dict[str, Any]]]:
+    """Submit ``jobs`` trivial 1-GPU jobs from ``submitters`` threads and wait for all to end.
+    Returns (first submit, last submit, the jobs as the API shows them at the end)."""
+    body = {"project": project, "command": ["true"], "gpus": 1}
+
+    def submit_many(n: int) -> list[str]:
+        with httpx.Client(base_url=url, timeout=60) as c:
+            return [c.post("/api/v1/jobs", json=body).json()["id"] for _ in range(n)]
+
+    start = time.time()
+    share = [jobs // submitters + (1 if i < jobs % submitters else 0) for i in range(submitters)]
+    with ThreadPoolExecutor(submitters) as pool:
+        ids = {i for part in pool.map(submit_many, share) for i in part}
+    submitted = time.time()
+    with httpx.Client(base_url=url, timeout=60) as http:
+        while True:
+            states = http.get("/api/v1/jobs", params={"project": project, "limit": 10_000}
+                              ).json()
+            mine = [j for j in states if j["id"] in ids]
+            if all(j["state"] in FINAL for j in mine):
+                return start, submitted, mine
+            time.sleep(0.2)
+
+
+def make_project(url: str, gpus: int) -> None:
+    with httpx.Client(base_url=url, timeout=60) as http:
         http.post("/api/v1/departments", json={"name": "bench", "quota": {"gpus": gpus}})
         http.post("/api/v1/projects", json={"name": "p", "department": "bench",
                                             "quota": {"gpus": gpus}})
+
+
+def run_fairpool(jobs: int, gpus: int, submitters: int, latency_jobs: int) -> dict[str, object]:
+    workdir = Path(tempfile.mkdtemp(prefix="fairpool-bench-"))
+    server = Server(["--simulate-gpus", str(gpus)], workdir)
+    try:
+        make_project(server.url, gpus)
+        http = httpx.Client(base_url=server.url, timeout=60)
         body = {"project": "p", "command": ["true"], "gpus": 1}
 
         # 1. latency with free capacity: one job at a time on an idle pool
@@ -97,23 +130,7 @@ def run_fairpool(jobs: int, gpus: int, submitters: int, latency_jobs: int) -> di
             latencies.append((got["started_at"] - got["submitted_at"]) * 1000)
 
         # 2. drain: submit everything, wait until all finished
-        def submit_many(n: int) -> list[str]:
-            with httpx.Client(base_url=server.url, timeout=60) as c:
-                return [c.post("/api/v1/jobs", json=body).json()["id"] for _ in range(n)]
-
-        start = time.time()
-        share = [jobs // submitters + (1 if i < jobs % submitters else 0)
-                 for i in range(submitters)]
-        with ThreadPoolExecutor(submitters) as pool:
-            ids = [i for part in pool.map(submit_many, share) for i in part]
-        submitted = time.time()
-        while True:
-            states = http.get("/api/v1/jobs", params={"project": "p", "limit": jobs + latency_jobs
-                                                      }).json()
-            mine = [j for j in states if j["id"] in set(ids)]
-            if all(j["state"] in FINAL for j in mine):
-                break
-            time.sleep(0.2)
+        start, submitted, mine = drain(server.url, jobs, submitters)
         end = max(j["finished_at"] for j in mine)
         drained = [(j["started_at"] - j["submitted_at"]) * 1000 for j in mine
                    if j["started_at"] is not None]
