@@ -161,3 +161,38 @@ def test_workers_on_vanished_devices_are_requeued(store: Store, tmp_path: Path) 
     small = submit(store, "nlp")
     again.step()
     assert state(store, small) == "starting"  # scheduling goes on
+
+
+def test_nodes_join_leave_and_are_forgotten(store: Store, tmp_path: Path) -> None:
+    queues.create_department(store, QueueCreate(name="research", quota=ResourceSpec(gpus=4)))
+    queues.create_project(store, ProjectCreate(name="vision", department="research",
+                                               quota=ResourceSpec(gpus=4)))
+    now = [1000.0]
+    a, b = local_node(2, name="node-a"), local_node(2, name="node-b")
+    fake = FakeExecutor([a])
+    loop = ControlLoop(store, fake, tmp_path, grace_s=5, reasons_every_s=0,
+                       clock=lambda: now[0], forget_after_s=600)
+    loop.sync_nodes()
+    fake.set_nodes([a, b])  # a node joins: used without a restart
+    loop.sync_nodes()
+    job = submit(store, "vision", gpus=2)
+    other = submit(store, "vision", gpus=2)
+    loop.step()
+    loop.step()
+    held = {jobs.get_job(store, j).placement[0].node for j in (job, other)}
+    assert held == {"node-a", "node-b"}
+    on_b = job if jobs.get_job(store, job).placement[0].node == "node-b" else other
+
+    fake.set_nodes([a])  # node-b leaves
+    loop.sync_nodes()
+    listed = {n.name: n for n in nodes.list_nodes(store)}
+    assert not listed["node-b"].ready and listed["node-a"].ready
+    now[0] += 601
+    loop.sync_nodes()
+    assert "node-b" in {n.name for n in nodes.list_nodes(store)}  # a job still holds it
+    fake.finish(next(iter(w for w in fake.running if w.startswith(on_b))), 0)
+    loop.step()
+    assert state(store, on_b) == "succeeded"
+    now[0] += 61
+    loop.sync_nodes()
+    assert {n.name for n in nodes.list_nodes(store)} == {"node-a"}

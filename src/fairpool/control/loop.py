@@ -76,6 +76,7 @@ class ControlLoop:
         wake_event: Signal | None = None,
         stop_event: Signal | None = None,
         sync_every_s: float = 30.0,
+        forget_after_s: float = 600.0,
     ) -> None:
         self.store = store
         self.executor = executor
@@ -103,6 +104,8 @@ class ControlLoop:
         self._inventory: tuple[int, tuple[Node, ...], tuple[Queue, ...]] | None = None
         self.sync_every_s = sync_every_s  # how often the executor's inventory is taken
         self._synced: list[NodeInfo] | None = None  # the inventory last written
+        self.forget_after_s = forget_after_s  # gone nodes are deleted after this long
+        self._forget_check_at = 0.0
         self.errors = 0
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -155,13 +158,15 @@ class ControlLoop:
 
     # -- inventory ----------------------------------------------------------------------------
     def sync_nodes(self) -> None:
-        """Write the executor's inventory: new nodes, changed ones, and gone ones as not ready.
-        Nothing is written when it has not changed since the last call."""
+        """Write the executor's inventory: new nodes, changed ones, and gone ones as not ready;
+        a node gone for ``forget_after_s`` that nothing holds is deleted (on Ray, a node that
+        comes back is a new node). Nothing is written when nothing changed."""
         current = self.executor.nodes()
-        if current == self._synced:
-            return
-        infos = {n.name: n for n in current}
         now = self.clock()
+        if current == self._synced and now < self._forget_check_at:
+            return
+        self._forget_check_at = now + min(60.0, self.forget_after_s)
+        infos = {n.name: n for n in current}
         with self.store.writing() as s:
             changed = False
             rows = {r.name: r for r in s.execute(select(NodeRow)).scalars()}
@@ -177,15 +182,25 @@ class ControlLoop:
                     "cpu": info.cpu, "memory": info.memory, "simulated": info.simulated,
                     "address": info.address, "ready": True,
                 }
-                for key, value in values.items():
-                    if getattr(row, key, None) != value:
-                        setattr(row, key, value)
-                        changed = True
-                row.updated_at = now
-            for name, row in rows.items():
-                if name not in infos and row.ready:
-                    row.ready = False
+                differs = {k: v for k, v in values.items() if getattr(row, k, None) != v}
+                for key, value in differs.items():
+                    setattr(row, key, value)
+                if differs:
+                    row.updated_at = now
                     changed = True
+            gone = [row for name, row in rows.items() if name not in infos]
+            for row in gone:
+                if row.ready:
+                    row.ready, row.updated_at = False, now
+                    changed = True
+            old = [row for row in gone if now - row.updated_at >= self.forget_after_s]
+            if old:
+                held = {w["node"] for r in self._live.values() if r.state in HOLDING
+                        for w in r.placement or ()}
+                for row in old:
+                    if row.name not in held:
+                        s.delete(row)
+                        changed = True
             if changed:
                 Store.bump(s)
         self._synced = current

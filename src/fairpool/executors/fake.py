@@ -31,6 +31,10 @@ class FakeExecutor:
     def nodes(self) -> list[NodeInfo]:
         return list(self._nodes)
 
+    def set_nodes(self, nodes: Sequence[NodeInfo]) -> None:
+        """Change the inventory (nodes join or leave)."""
+        self._nodes = list(nodes)
+
     def rendezvous_port(self, node: str) -> int:
         self._ports += 1
         return 29500 + self._ports

@@ -55,7 +55,17 @@ class _Worker:
     ref: Any  # the outstanding call: ``run`` first, then ``next``
     log: BinaryIO
     started: bool = False
-    unavailable_since: float | None = None
+    unavailable_since: float | None = None  # first "actor unavailable" answer in a row
+    retry_at: float | None = None  # when to ask again after such an answer
+
+    def call(self, long_poll_s: float) -> Any:
+        """(Re)issue the worker's outstanding call: ``run`` until it started, then ``next``;
+        both are idempotent on the host."""
+        if self.started:
+            return self.host.next.remote(self.spec.worker_id, long_poll_s)
+        return self.host.run.remote(self.spec.worker_id, list(self.spec.command),
+                                    {**self.spec.env, **worker_env(self.spec)},
+                                    self.spec.workdir)
 
 
 @dataclass(slots=True)
@@ -82,6 +92,7 @@ class RayExecutor:
         refresh_s: float = 1.0,
         idle_host_s: float = 60.0,
         probe_timeout_s: float = 30.0,
+        unreachable_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         ray: Any = importlib.import_module("ray")  # Ray's type hints are partial: use it as Any
@@ -94,6 +105,7 @@ class RayExecutor:
         self.refresh_s = refresh_s
         self.idle_host_s = idle_host_s
         self.probe_timeout_s = probe_timeout_s
+        self.unreachable_s = unreachable_s  # a host unreachable this long counts as lost
         self._clock = clock
         self._lock = threading.RLock()
         self._wakeup = threading.Event()
@@ -139,10 +151,9 @@ class RayExecutor:
                     worker.worker_id, WorkerPhase.EXITED, EXIT_CANNOT_EXECUTE,
                     f"cannot open log file {worker.log_path}: {exc}"))
                 return
-            host = self._take_host(node_id)
-            env = {**worker.env, **worker_env(worker)}
-            ref = host.run.remote(worker.worker_id, list(worker.command), env, worker.workdir)
-            self._workers[worker.worker_id] = _Worker(worker, node_id, host, ref, out)
+            w = _Worker(worker, node_id, self._take_host(node_id), None, out)
+            w.ref = w.call(self.long_poll_s)
+            self._workers[worker.worker_id] = w
         self._wakeup.set()
 
     def stop(self, worker_id: str, grace_s: float) -> None:
@@ -216,7 +227,11 @@ class RayExecutor:
             with self._lock:
                 if self._closed:
                     return
-                calls = [(wid, w.ref) for wid, w in self._workers.items()]
+                now = self._clock()
+                for w in self._workers.values():
+                    if w.ref is None and w.retry_at is not None and now >= w.retry_at:
+                        w.ref, w.retry_at = w.call(self.long_poll_s), None
+                calls = [(wid, w.ref) for wid, w in self._workers.items() if w.ref is not None]
             try:
                 if self._clock() - self._refreshed >= self.refresh_s:
                     self._refresh()
@@ -251,14 +266,18 @@ class RayExecutor:
                 return
         try:
             result = self._ray.get(ref, timeout=0)
-        except ActorUnavailableError:  # the node is unreachable for now: ask again
+        except ActorUnavailableError as exc:  # unreachable for now: ask again a bit later
+            now = self._clock()
+            if w.unavailable_since is None:
+                w.unavailable_since = now
+            if now - w.unavailable_since > self.unreachable_s:
+                self._end(w, WorkerStatus(wid, WorkerPhase.LOST, detail=f"its Ray host on node "
+                                          f"{w.spec.node} was unreachable for "
+                                          f"{self.unreachable_s:g} s: {_first_line(exc)}"),
+                          reuse=False)
+                return
             with self._lock:
-                if w.unavailable_since is None:
-                    w.unavailable_since = self._clock()
-                w.ref = (w.host.next.remote(wid, self.long_poll_s) if w.started
-                         else w.host.run.remote(wid, list(w.spec.command),
-                                                {**w.spec.env, **worker_env(w.spec)},
-                                                w.spec.workdir))
+                w.ref, w.retry_at = None, now + 1.0
             return
         except RayTaskError as exc:  # the host's own code failed: the job cannot run like this
             self._end(w, WorkerStatus(wid, WorkerPhase.EXITED, EXIT_CANNOT_EXECUTE,
@@ -277,7 +296,7 @@ class RayExecutor:
                     self._reports.append(WorkerStatus(
                         wid, WorkerPhase.RUNNING,
                         detail=f"pid {result['pid']} on {w.spec.node} ({result['node_ip']})"))
-                    w.ref = w.host.next.remote(wid, self.long_poll_s)
+                    w.ref = w.call(self.long_poll_s)
                 return
             detail = str(result.get("error", "did not start"))
             with contextlib.suppress(OSError):
@@ -291,7 +310,7 @@ class RayExecutor:
                 w.log.write(data)
         if code is None:
             with self._lock:
-                w.ref = w.host.next.remote(wid, self.long_poll_s)
+                w.ref = w.call(self.long_poll_s)
             return
         self._end(w, WorkerStatus(wid, WorkerPhase.EXITED, int(code),
                                   exit_detail(int(code), bool(killed))), reuse=True)
