@@ -60,6 +60,11 @@ class ServerSettings(BaseSettings):
             raise ValueError("use a sqlite:///… or postgresql+psycopg://… database URL")
         return url
 
+    @field_validator("data_dir", "nodes_file", "ray_token_file")
+    @classmethod
+    def _expand_user(cls, path: Path | None) -> Path | None:
+        return None if path is None else path.expanduser()
+
     @model_validator(mode="after")
     def _one_inventory(self) -> ServerSettings:
         if self.ray_address is not None and (self.simulate_gpus is not None

@@ -10,6 +10,7 @@ submitted or cancelled, so a job on free GPUs starts within milliseconds.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import multiprocessing
 import socket
@@ -79,6 +80,8 @@ def run_loop(settings: ServerSettings, nodes: list[NodeInfo], wake: Event, stop:
     _logging()
     try:
         executor, close = make_executor(settings, nodes)
+    except KeyboardInterrupt:
+        return
     except Exception as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
         started.send(("error", message))
@@ -116,10 +119,19 @@ def _wait_started(child: BaseProcess, started: Connection, settings: ServerSetti
         if kind == "ready":
             return list(payload)
         message = str(payload)
-    child.join(5)
+    _end(child, 5)
+    raise ValueError(message)
+
+
+def _end(child: BaseProcess, grace_s: float) -> None:
+    """Wait for the control loop to exit; terminate it, then kill it, if it does not."""
+    child.join(grace_s)
     if child.is_alive():
         child.terminate()
-    raise ValueError(message)
+        child.join(5)
+    if child.is_alive():
+        child.kill()
+        child.join(5)
 
 
 def _watch(child: BaseProcess, server: uvicorn.Server, stop: Event) -> None:
@@ -146,6 +158,8 @@ def serve(settings: ServerSettings, ready: threading.Event | None = None) -> Non
     _logging()
     _check_port(settings.host, settings.port)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.ray_address is not None and importlib.util.find_spec("ray") is None:
+        raise ImportError("--ray-address needs Ray", name="ray")
     nodes = inventory(settings) if settings.ray_address is None else []
     store = Store(settings.database_url())
     store.migrate()
@@ -181,7 +195,5 @@ def serve(settings: ServerSettings, ready: threading.Event | None = None) -> Non
     finally:
         stop.set()
         wake.set()
-        child.join(15)
-        if child.is_alive():
-            child.terminate()
+        _end(child, 15)
         store.close()

@@ -154,14 +154,28 @@ def test_unknown_node_is_lost(ex: RayExecutor, tmp_path: Path) -> None:
     assert "no longer in the Ray cluster" in lost.detail
 
 
-def test_worker_dies_with_its_host(ex: RayExecutor, tmp_path: Path) -> None:
-    pidfile = tmp_path / "pid"
-    s = spec(tmp_path, ["sh", "-c", f"echo $$ > {pidfile}; exec sleep 60"], "orphan.0.0")
+def test_worker_and_its_children_die_with_its_host(ex: RayExecutor, tmp_path: Path) -> None:
+    pidfile = tmp_path / "pids"
+    s = spec(tmp_path, ["sh", "-c", f"sleep 60 & echo $$ $! > {pidfile}; wait"], "orphan.0.0")
     ex.start(s)
-    pid = int(wait_file(pidfile))
-    host_pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    worker_pid, child_pid = (int(p) for p in wait_file(pidfile).split())
+    host_pid = int(Path(f"/proc/{worker_pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
     os.kill(host_pid, signal.SIGKILL)  # the Ray worker process hosting the actor
     lost = wait_for(ex, "orphan.0.0", WorkerPhase.LOST)
     assert "is gone" in lost.detail
-    wait_gone(pid)
-    assert not alive(pid)
+    wait_gone(worker_pid)  # dies with its host (PR_SET_PDEATHSIG)
+    wait_gone(child_pid)  # killed by the executor from a new host on the same node
+    assert not alive(child_pid)
+
+
+def test_a_shorter_second_stop_wins(ex: RayExecutor, tmp_path: Path) -> None:
+    pidfile = tmp_path / "pid"
+    script = ("import os, signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+              f"open({str(pidfile)!r}, 'w').write(str(os.getpid()) + '\\n')\ntime.sleep(60)\n")
+    ex.start(spec(tmp_path, [sys.executable, "-c", script], "twice.0.0"))
+    wait_file(pidfile)
+    started = time.monotonic()
+    ex.stop("twice.0.0", 30)
+    ex.stop("twice.0.0", 0.2)  # e.g. a cancel after a preemption
+    exited = wait_for(ex, "twice.0.0", WorkerPhase.EXITED)
+    assert exited.exit_code == -signal.SIGKILL and time.monotonic() - started < 8

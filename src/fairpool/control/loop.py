@@ -194,9 +194,10 @@ class ControlLoop:
                     row.ready, row.updated_at = False, now
                     changed = True
             old = [row for row in gone if now - row.updated_at >= self.forget_after_s]
-            if old:
-                held = {w["node"] for r in self._live.values() if r.state in HOLDING
-                        for w in r.placement or ()}
+            if old:  # read from the store: at start the in-memory view is still empty
+                held = {w["node"] for (placement,) in s.execute(
+                            select(JobRow.placement).where(JobRow.state.in_(HOLDING)))
+                        for w in placement or ()}
                 for row in old:
                     if row.name not in held:
                         s.delete(row)
@@ -238,19 +239,42 @@ class ControlLoop:
         """Jobs placed on nodes or devices the inventory no longer has (a node removed, fewer
         GPUs after a restart) are reported lost now; the scheduler would reject them."""
         devices = {n.name: {d.index for d in n.devices} for n in snapshot.nodes}
+
+        def gone(w: dict[str, Any]) -> bool:
+            return w["node"] not in devices or not set(w["devices"]) <= devices[w["node"]]
+
+        admitted = [r.id for r in self._live.values() if r.state == S.ADMITTED.value
+                    and any(gone(w) for w in r.placement or ())]
+        if admitted:  # never started: back to the queue at once
+            self._requeue_admitted(admitted, "its node or devices are gone")
         lost = [
             WorkerStatus(w["worker_id"], WorkerPhase.LOST, detail=f"node {w['node']} or its "
                          f"devices {w['devices']} are gone")
-            for r in self._live.values() if r.state in HOLDING
+            for r in self._live.values() if r.state in (S.STARTING.value, S.RUNNING.value)
             for w in r.placement or ()
-            if w["phase"] not in ("exited", "lost")
-            and (w["node"] not in devices or not set(w["devices"]) <= devices[w["node"]])
+            if w["phase"] not in ("exited", "lost") and gone(w)
         ]
         for st in lost:
             log.warning("worker %s: %s", st.worker_id, st.detail)
             self.executor.stop(st.worker_id, 0)
         self._unapplied.extend(lost)
-        return bool(lost)
+        return bool(lost or admitted)
+
+    def _requeue_admitted(self, job_ids: list[str], why: str) -> None:
+        now = self.clock()
+        changed = []
+        with self.store.writing() as s:
+            seq = Store.bump(s)
+            for row in _load(s, job_ids).values():
+                if row.state != S.ADMITTED.value:
+                    continue
+                transition(transition(S.ADMITTED, S.PREEMPTED), S.REQUEUED)
+                row.state, row.placement, row.waits_for = S.REQUEUED.value, None, None
+                row.admitted_at = None
+                row.seq = seq
+                add_event(s, row.id, "requeued", f"placed but not started: {why}", now)
+                changed.append(row)
+        self._refresh(changed)
 
     def _publish(self, shares: dict[str, Resources]) -> None:
         """Store the fair shares readers show (only those that changed)."""

@@ -37,6 +37,7 @@ from .inventory import gpu_count, node_info
 log = logging.getLogger("fairpool.executors.ray")
 
 EXIT_CANNOT_EXECUTE = 126
+PROBE_RETRY_S = 30.0
 
 
 @dataclass(slots=True)
@@ -55,6 +56,7 @@ class _Worker:
     ref: Any  # the outstanding call: ``run`` first, then ``next``
     log: BinaryIO
     started: bool = False
+    pid: int | None = None  # the worker's pid (and process group) on its node
     unavailable_since: float | None = None  # first "actor unavailable" answer in a row
     retry_at: float | None = None  # when to ask again after such an answer
 
@@ -92,7 +94,6 @@ class RayExecutor:
         refresh_s: float = 1.0,
         idle_host_s: float = 60.0,
         probe_timeout_s: float = 30.0,
-        unreachable_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         ray: Any = importlib.import_module("ray")  # Ray's type hints are partial: use it as Any
@@ -105,13 +106,13 @@ class RayExecutor:
         self.refresh_s = refresh_s
         self.idle_host_s = idle_host_s
         self.probe_timeout_s = probe_timeout_s
-        self.unreachable_s = unreachable_s  # a host unreachable this long counts as lost
         self._clock = clock
         self._lock = threading.RLock()
         self._wakeup = threading.Event()
         self._nodes: dict[str, _Node] = {}  # by Ray node id
         self._by_name: dict[str, str] = {}  # fairpool node name -> Ray node id
         self._probes: dict[str, _Probe] = {}
+        self._probe_after: dict[str, float] = {}  # nodes whose last probe failed: retry then
         self._workers: dict[str, _Worker] = {}
         self._idle: dict[str, _Pool] = {}
         self._reports: list[WorkerStatus] = []
@@ -151,8 +152,12 @@ class RayExecutor:
                     worker.worker_id, WorkerPhase.EXITED, EXIT_CANNOT_EXECUTE,
                     f"cannot open log file {worker.log_path}: {exc}"))
                 return
-            w = _Worker(worker, node_id, self._take_host(node_id), None, out)
-            w.ref = w.call(self.long_poll_s)
+            try:
+                w = _Worker(worker, node_id, self._take_host(node_id), None, out)
+                w.ref = w.call(self.long_poll_s)
+            except BaseException:
+                out.close()
+                raise
             self._workers[worker.worker_id] = w
         self._wakeup.set()
 
@@ -213,6 +218,16 @@ class RayExecutor:
         return self._host_cls.options(
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False)).remote()
 
+    def _kill_leftovers(self, node_id: str, pgid: int) -> None:
+        """A host died on a node that is still alive: its worker died with it, but processes
+        the worker started may not have; kill the worker's process group from a new host."""
+        with self._lock:
+            if node_id not in self._nodes:
+                return  # the node is gone, and its processes with it
+            host = self._take_host(node_id)
+        host.kill_group.remote(pgid)
+        self._give_back(node_id, host)
+
     def _give_back(self, node_id: str, host: Any) -> None:
         with self._lock:
             if node_id in self._nodes and not self._closed:
@@ -266,16 +281,14 @@ class RayExecutor:
                 return
         try:
             result = self._ray.get(ref, timeout=0)
-        except ActorUnavailableError as exc:  # unreachable for now: ask again a bit later
+        except ActorUnavailableError:
+            # unreachable for now (both calls are idempotent, so ask again a bit later); the
+            # worker may still run, so it is lost only once Ray declares its node dead
             now = self._clock()
             if w.unavailable_since is None:
                 w.unavailable_since = now
-            if now - w.unavailable_since > self.unreachable_s:
-                self._end(w, WorkerStatus(wid, WorkerPhase.LOST, detail=f"its Ray host on node "
-                                          f"{w.spec.node} was unreachable for "
-                                          f"{self.unreachable_s:g} s: {_first_line(exc)}"),
-                          reuse=False)
-                return
+                log.warning("worker %s: its Ray host on %s is unreachable; retrying", wid,
+                            w.spec.node)
             with self._lock:
                 w.ref, w.retry_at = None, now + 1.0
             return
@@ -285,6 +298,8 @@ class RayExecutor:
             return
         except RayError as exc:  # the host died or could not be placed: its node is likely gone
             self._refresh()  # so that the node is out of the inventory before the loss is seen
+            if w.pid is not None:
+                self._kill_leftovers(w.node_id, w.pid)
             self._end(w, WorkerStatus(wid, WorkerPhase.LOST, detail=f"its Ray host on node "
                                       f"{w.spec.node} is gone: {_first_line(exc)}"), reuse=False)
             return
@@ -292,6 +307,7 @@ class RayExecutor:
         if not w.started:
             if "pid" in result:
                 w.started = True
+                w.pid = result["pid"]
                 with self._lock:
                     self._reports.append(WorkerStatus(
                         wid, WorkerPhase.RUNNING,
@@ -341,7 +357,8 @@ class RayExecutor:
                 if node is not None:
                     if node.entry != entry:
                         self._add(node_id, entry, node.probed)
-                elif node_id not in self._probes:
+                elif node_id not in self._probes and self._probe_after.get(node_id, 0) <= (
+                        self._clock()):
                     if gpu_count(entry, self.gpu_resource) > 0:
                         host = self._take_host(node_id)
                         self._probes[node_id] = _Probe(host, host.gpus.remote(), self._clock())
@@ -379,22 +396,28 @@ class RayExecutor:
             expired = self._clock() - probe.since > self.probe_timeout_s
             if probe.ref not in done and not expired:
                 continue
-            probed: list[dict[str, Any]] = []
+            probed: list[dict[str, Any]] | None = None
             if probe.ref in done:
                 try:
                     probed = list(self._ray.get(probe.ref, timeout=0))
                 except Exception as exc:
-                    log.warning("probing the GPUs of Ray node %s failed: %s", node_id,
-                                _first_line(exc))
+                    log.warning("probing the GPUs of Ray node %s failed (%s); the node is "
+                                "left out and probed again", node_id, _first_line(exc))
             else:
-                log.warning("probing the GPUs of Ray node %s timed out; its GPUs are taken "
-                            "from Ray's resources", node_id)
+                log.warning("probing the GPUs of Ray node %s took over %g s; the node is left "
+                            "out and probed again", node_id, self.probe_timeout_s)
             with self._lock:
                 if self._probes.pop(node_id, None) is None or node_id not in entries:
                     continue
-                self._add(node_id, entries[node_id], probed)
-            if probe.ref in done:
+                if probed is not None:
+                    self._add(node_id, entries[node_id], probed)
+                else:  # probe again in a while
+                    self._probe_after[node_id] = self._clock() + PROBE_RETRY_S
+            if probed is not None:
                 self._give_back(node_id, probe.host)
+            else:
+                with contextlib.suppress(Exception):
+                    self._ray.kill(probe.host, no_restart=True)
 
     def _node_gone(self, node_id: str) -> None:
         """Called with the lock held: the node left the cluster."""

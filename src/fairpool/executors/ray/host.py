@@ -24,6 +24,7 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 from typing import Any
 
 PR_SET_PDEATHSIG = 1
@@ -58,6 +59,7 @@ class _Run:
         self.code: int | None = None  # set once the process has exited and output is read
         self.killed = False  # SIGKILL sent after the stop grace period
         self.stop_requested = False
+        self.kill_at: float | None = None  # monotonic time of the SIGKILL, once stopped
 
     def append(self, data: bytes) -> None:
         with self.cond:
@@ -88,16 +90,18 @@ class WorkerHost:
             workdir: str | None) -> dict[str, Any]:
         """Start the worker; returns ``{"pid", "node_ip"}`` or ``{"code", "error"}``."""
         with self._lock:
-            # forget stops that arrived after an earlier worker of this host had finished
-            self._runs = {k: r for k, r in self._runs.items()
-                          if k == worker_id or r.proc is not None}
+            # earlier workers of this host are over: forget them (and stops that came late)
+            self._runs = {k: r for k, r in self._runs.items() if k == worker_id}
             run = self._runs.setdefault(worker_id, _Run(worker_id))
             if run.proc is not None or run.code is not None:
                 return {"pid": run.proc.pid if run.proc else None, "node_ip": _node_ip()}
             if run.stop_requested:  # stopped before it started: never start it
                 run.code = -signal.SIGTERM
                 return {"code": run.code, "error": "stopped before it started"}
-            full_env = {**os.environ, **env}
+            base = dict(os.environ)
+            if base.get("OMP_NUM_THREADS") == "1":  # Ray's default for a CPU-less actor
+                del base["OMP_NUM_THREADS"]
+            full_env = {**base, **env}
             if full_env.get("MASTER_PORT") == "0":  # a single worker: any free port here
                 full_env["MASTER_PORT"] = str(self.free_port())
             try:
@@ -153,19 +157,23 @@ class WorkerHost:
                         + data)
                 run.dropped = 0
             code = run.code
-        if code is not None:
-            with self._lock:
-                self._runs.pop(worker_id, None)
+        # the run is kept until the host's next worker: if this answer is lost on the way, the
+        # executor asks again and gets the exit code again (its output was already delivered
+        # or is lost with the answer)
         return data, code, run.killed
 
     def stop(self, worker_id: str, grace_s: float) -> None:
         """SIGTERM to the worker's process group now, SIGKILL after ``grace_s``."""
+        deadline = time.monotonic() + max(grace_s, 0.0)
         with self._lock:
             run = self._runs.setdefault(worker_id, _Run(worker_id))
-            if run.stop_requested:
-                return
+            first = not run.stop_requested
             run.stop_requested = True
-        run.signal(signal.SIGTERM)
+            if run.kill_at is not None and run.kill_at <= deadline:
+                return  # an earlier stop already kills it sooner
+            run.kill_at = deadline
+        if first:
+            run.signal(signal.SIGTERM)
         timer = threading.Timer(max(grace_s, 0.0), self._kill, args=(run,))
         timer.daemon = True
         timer.start()
@@ -175,6 +183,12 @@ class WorkerHost:
         if run.proc is not None and run.proc.poll() is None:
             run.killed = True
             run.signal(signal.SIGKILL)
+
+    def kill_group(self, pgid: int) -> None:
+        """SIGKILL a process group left on this node by a host that died (its worker's
+        children outlive it: only the worker itself dies with its host)."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
 
     def free_port(self) -> int:
         """A TCP port free on this node now (for a gang's rendezvous)."""
