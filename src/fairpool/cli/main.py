@@ -11,6 +11,7 @@ import typer
 from pydantic import ValidationError
 
 from fairpool.cli.output import console, emit_json, fail, gpus, table, when
+from fairpool.cli.simulate import simulate as simulate_command
 from fairpool.client import Client, FairpoolError
 from fairpool.scheduler.snapshot import Strategy
 from fairpool.services.specs import (
@@ -34,6 +35,7 @@ project_app = typer.Typer(no_args_is_help=True, help="Projects (leaf queues).")
 department_app = typer.Typer(no_args_is_help=True, help="Departments (groups of projects).")
 app.add_typer(project_app, name="project")
 app.add_typer(department_app, name="department")
+app.command(name="simulate")(simulate_command)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 

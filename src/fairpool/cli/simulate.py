@@ -1,0 +1,98 @@
+"""``fairpool simulate``: replay a trace through the scheduling core under several policies and
+print the metrics (a Rich table, or JSON keyed by policy), optionally with PNG plots."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from fairpool.cli.output import console, err, fail
+
+#: Rows of the table: metric key, heading, format.
+ROWS = (
+    ("avg_jct_s", "avg JCT", "{:,.0f} s"),
+    ("p50_jct_s", "p50 JCT", "{:,.0f} s"),
+    ("p99_jct_s", "p99 JCT", "{:,.0f} s"),
+    ("avg_queue_s", "avg queueing", "{:,.0f} s"),
+    ("makespan_s", "makespan", "{:,.0f} s"),
+    ("utilisation", "GPU utilisation", "{:.1%}"),
+    ("evictions", "evictions", "{:,}"),
+    ("lost_gpu_hours", "GPU-hours lost", "{:,.1f}"),
+    ("guarantee_violation_s", "time below quota", "{:,.0f} s"),
+    ("jain_index", "Jain's index", "{:.3f}"),
+    ("unfinished", "jobs never run", "{:,}"),
+    ("wall_s", "simulation took", "{:.1f} s"),
+)
+
+
+def simulate(
+    trace: Annotated[Path, typer.Argument(help="a CSV trace (generic, Philly, Pollux, ITP)")],
+    gpus: Annotated[int, typer.Option(help="GPUs in the simulated cluster", min=1)] = 64,
+    gpus_per_node: Annotated[int, typer.Option(help="GPUs per node", min=1)] = 8,
+    policy: Annotated[str, typer.Option(
+        help="all, or a comma-separated list of fifo, sjf, las, strict-quota, fairpool")] = "all",
+    checkpoint_min: Annotated[float, typer.Option(
+        help="minutes between checkpoints: an evicted job loses the work since its last one",
+        min=0.001)] = 30.0,
+    quotas: Annotated[Path | None, typer.Option(
+        help="YAML file of project quotas (default: by share of GPU-hours)")] = None,
+    limit: Annotated[int | None, typer.Option(help="only the first N jobs", min=1)] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print JSON keyed by policy")] = False,
+    plot: Annotated[Path | None, typer.Option(help="write PNG plots into this folder")] = None,
+) -> None:
+    """Replay TRACE through the real scheduling core and compare policies."""
+    from fairpool.simulate.engine import ClusterSpec, Simulation
+    from fairpool.simulate.metrics import summarize
+    from fairpool.simulate.policies import POLICIES, policy_names
+    from fairpool.simulate.traces import load_trace
+
+    try:
+        names = policy_names(policy)
+        loaded = load_trace(trace, gpus=gpus, quota_file=quotas, limit=limit,
+                            gpus_per_node=gpus_per_node)
+        cluster = ClusterSpec(gpus, gpus_per_node)
+        cluster.nodes()
+    except (ValueError, OSError) as exc:
+        fail(str(exc))
+    if not json_out:
+        for note in loaded.notes:
+            err.print(f"note: {note}", highlight=False)
+    results = {}
+    summaries: dict[str, dict[str, float | int]] = {}
+    for name in names:
+        if not json_out:
+            err.print(f"simulating {name} ({len(loaded.jobs):,} jobs on {gpus} GPUs)…",
+                      highlight=False)
+        result = Simulation(loaded, POLICIES[name], cluster,
+                            checkpoint_s=checkpoint_min * 60).run()
+        results[name] = result
+        summary = dict(summarize(result))
+        summary["unfinished"] = sum(1 for j in result.jobs if j.finish_s is None)
+        summaries[name] = summary
+    written: list[Path] = []
+    if plot is not None:
+        from fairpool.simulate.plots import plot_all
+
+        try:
+            plot.mkdir(parents=True, exist_ok=True)
+            written = plot_all(results, plot)
+        except OSError as exc:
+            fail(f"cannot write plots to {plot}: {exc.strerror or exc}")
+    if json_out:
+        sys.stdout.write(json.dumps(summaries, indent=2, allow_nan=False) + "\n")
+        return
+    table = Table(title=f"{loaded.name}: {len(loaded.jobs):,} jobs, {gpus} GPUs "
+                        f"({gpus_per_node} per node), checkpoints every {checkpoint_min:g} min")
+    table.add_column("metric")  # one column per policy: five fit a terminal, twelve do not
+    for name in summaries:
+        table.add_column(name, justify="right")
+    for key, heading, fmt in ROWS:
+        table.add_row(heading, *(fmt.format(s.get(key, 0)) for s in summaries.values()))
+    console.print(table)
+    for path in written:
+        console.print(f"plot: {path}", highlight=False)

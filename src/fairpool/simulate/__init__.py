@@ -1,0 +1,2 @@
+"""The trace-driven simulator: the production scheduling core on a virtual clock, trace loaders,
+policies to compare, metrics and plots (``fairpool simulate``)."""

@@ -1,0 +1,281 @@
+"""The discrete-event simulator: the real scheduling core on a virtual clock.
+
+Events are job arrivals, job completions, LAS level changes and the end of minimum-runtime
+protections. After the events of one instant are applied, the core runs one cycle on a snapshot
+of the simulated cluster (:func:`fairpool.scheduler.schedule`, exactly as the control loop runs
+it) and its plan is carried out at once:
+
+- a bound job starts (restarts, after an eviction) on the placement the core chose and runs at
+  full speed for its remaining work;
+- an evicted job stops and goes back to the queue. It keeps the work up to its last checkpoint
+  (``checkpoint_s`` of run time after each start, default 30 minutes) and loses the rest: that
+  GPU time is counted as lost, and it needs that much more run time later.
+
+A job's work is its trace duration: the run time on the GPUs it asked for, without interruption.
+Jobs that ask for more GPUs than the whole cluster (or than a node, for fractions) never run and
+are reported as unfinished. Cycles only run at instants where something changed, so a quiet
+cluster costs nothing.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+from fairpool.domain import GPU_UNIT, Job, JobState, Node, Queue, Resources, WorkerRequest
+from fairpool.domain.priority import resolve_priority_class
+from fairpool.domain.queue import QueueTree
+from fairpool.scheduler import Plan, Snapshot, schedule
+from fairpool.scheduler.fair_share import fair_shares
+
+from .policies import Policy
+from .records import JobRecord, Sample, SimResult, Trace, TraceJob
+
+ALL = "all"  # the single queue of tenant-less policies
+DEFAULT_CHECKPOINT_S = 1800.0
+_ARRIVE, _FINISH, _WAKE = 0, 1, 2
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSpec:
+    gpus: int
+    gpus_per_node: int = 8
+
+    def nodes(self) -> tuple[Node, ...]:
+        if self.gpus <= 0 or self.gpus_per_node <= 0:
+            raise ValueError("the cluster needs at least one GPU and one GPU per node")
+        full, rest = divmod(self.gpus, self.gpus_per_node)
+        sizes = [self.gpus_per_node] * full + ([rest] if rest else [])
+        return tuple(Node.with_gpus(f"node-{i:04d}", n) for i, n in enumerate(sizes))
+
+
+@dataclass(slots=True)
+class _SimJob:
+    trace: TraceJob
+    record: JobRecord
+    domain: Job
+    saved_s: float = 0.0  # work done up to the last checkpoint before the current run
+    run_start: float | None = None
+    epoch: int = 0  # bumps on every start and stop, so stale completion events are ignored
+    attained_gpu_s: float = 0.0  # service received, for LAS
+
+    @property
+    def gpus(self) -> float:
+        return self.trace.gpus
+
+
+def _request(job: TraceJob) -> tuple[WorkerRequest, int]:
+    if job.gpus < 1:
+        return WorkerRequest(gpu_fraction=job.gpus), 1
+    per_worker = job.gpus / job.workers
+    if per_worker != int(per_worker):  # uneven split: one GPU per worker
+        return WorkerRequest(gpus=1), math.ceil(job.gpus)
+    return WorkerRequest(gpus=int(per_worker)), job.workers
+
+
+def _fits(job: TraceJob, spec: ClusterSpec) -> bool:
+    request, _ = _request(job)
+    if request.gpus > spec.gpus_per_node:
+        return False
+    return job.gpus <= spec.gpus
+
+
+class Simulation:
+    """One policy on one trace. ``run`` returns the :class:`SimResult`."""
+
+    def __init__(self, trace: Trace, policy: Policy, cluster: ClusterSpec, *,
+                 checkpoint_s: float = DEFAULT_CHECKPOINT_S, record_samples: bool = True
+                 ) -> None:
+        if checkpoint_s <= 0:
+            raise ValueError("checkpoint_s must be positive")
+        self.trace, self.policy, self.cluster = trace, policy, cluster
+        self.checkpoint_s = checkpoint_s
+        self.record_samples = record_samples
+        self.nodes = cluster.nodes()
+        self.capacity = Resources(gpu=cluster.gpus * GPU_UNIT)
+        self.project_tree = QueueTree.build(self._tenant_queues())
+        self.queues = ((Queue(ALL, parent=None, quota=self.capacity),) if policy.single_queue
+                       else tuple(self.project_tree.queues.values()))
+        self.jobs: dict[str, _SimJob] = {}
+        self.live: dict[str, Job] = {}  # waiting and running jobs, as the core sees them
+        self.waiting: set[str] = set()
+        self.events: list[tuple[float, int, int, str, int]] = []
+        self.seq = 0
+        self.result = SimResult(policy=policy.name, trace=trace.name, gpus=cluster.gpus,
+                                quotas=dict(trace.quotas), jobs=[])
+
+    def _tenant_queues(self) -> list[Queue]:
+        t = self.trace
+        queues = [Queue(d, parent=None, quota=Resources(gpu=round(q * GPU_UNIT)))
+                  for d, q in sorted(t.department_quotas.items())]
+        for project, dept in sorted(t.departments.items()):
+            quota = t.quotas.get(project, 0.0)
+            queues.append(Queue(project, parent=dept, quota=Resources(gpu=round(quota * GPU_UNIT))))
+        return queues
+
+    # -- events -------------------------------------------------------------------------------
+    def _push(self, at: float, kind: int, job_id: str = "", epoch: int = 0) -> None:
+        self.seq += 1
+        heapq.heappush(self.events, (at, kind, self.seq, job_id, epoch))
+
+    def run(self) -> SimResult:
+        started = time.perf_counter()
+        for tj in self.trace.jobs:
+            rec = JobRecord(tj.job_id, tj.project, tj.gpus, tj.submit_s, tj.duration_s)
+            self.result.jobs.append(rec)
+            if not _fits(tj, self.cluster):
+                continue  # never runs: reported unfinished
+            request, workers = _request(tj)
+            cls = resolve_priority_class(tj.priority)
+            domain = Job(id=tj.job_id, project=ALL if self.policy.single_queue else tj.project,
+                         request=request, workers=workers, priority=cls.value,
+                         priority_class=cls.name, preemptible=cls.preemptible,
+                         submit_time=tj.submit_s)
+            self.jobs[tj.job_id] = _SimJob(tj, rec, domain)
+            self._push(tj.submit_s, _ARRIVE, tj.job_id)
+        now = 0.0
+        while self.events:
+            now = self.events[0][0]
+            changed = False
+            while self.events and self.events[0][0] <= now:
+                _, kind, _, job_id, epoch = heapq.heappop(self.events)
+                changed |= self._event(kind, job_id, epoch, now)
+            if changed and self.waiting:
+                self._cycle(now)
+            elif changed:
+                self._sample(now)
+        self.result.end_s = max((r.finish_s for r in self.result.jobs
+                                 if r.finish_s is not None), default=now)
+        self.result.wall_s = time.perf_counter() - started
+        return self.result
+
+    def _event(self, kind: int, job_id: str, epoch: int, now: float) -> bool:
+        if kind == _WAKE:
+            return True
+        job = self.jobs[job_id]
+        if kind == _ARRIVE:
+            self.live[job_id] = job.domain
+            self.waiting.add(job_id)
+            if self.policy.las_thresholds:
+                self._set_las_priority(job)
+            return True
+        if epoch != job.epoch:  # _FINISH of a run that was stopped meanwhile
+            return False
+        self._stop(job, now, finished=True)
+        return True
+
+    # -- the core -----------------------------------------------------------------------------
+    def _cycle(self, now: float) -> None:
+        if self.policy.las_thresholds:  # a running job's level follows its service
+            for job_id in self.live:
+                job = self.jobs[job_id]
+                if job.run_start is not None:
+                    self._set_las_priority(job, now)
+        keys: dict[str, float] = {}
+        if self.policy.config.order.value == "sjf":
+            keys = {j: self.jobs[j].trace.duration_s for j in self.live}
+        elif self.policy.las_thresholds:
+            keys = {j: self._attained(self.jobs[j], now) for j in self.live}
+        snapshot = Snapshot(self.nodes, self.queues, tuple(self.live.values()), now=now,
+                            order_keys=keys)
+        plan = schedule(snapshot, self.policy.config)
+        self.result.cycles += 1
+        self._apply(plan, now)
+        if plan.valid_until != math.inf and plan.valid_until > now:
+            self._push(plan.valid_until, _WAKE)
+        self._sample(now)
+
+    def _apply(self, plan: Plan, now: float) -> None:
+        binds = {b.job_id: b for b in plan.binds}
+        for e in plan.evictions:
+            job = self.jobs[e.job_id]
+            if job.run_start is None:
+                continue
+            self._stop(job, now, finished=False)  # a move (consolidation) restarts below
+        for job_id, bind in binds.items():
+            job = self.jobs[job_id]
+            job.run_start = now
+            job.epoch += 1
+            if job.record.first_start_s is None:
+                job.record.first_start_s = now
+            job.domain = replace(job.domain, state=JobState.RUNNING,
+                                 placements=bind.placements, started_at=now)
+            self.live[job_id] = job.domain
+            self.waiting.discard(job_id)
+            self._push(now + job.trace.duration_s - job.saved_s, _FINISH, job_id, job.epoch)
+            self._schedule_las_drop(job, now)
+
+    def _stop(self, job: _SimJob, now: float, *, finished: bool) -> None:
+        assert job.run_start is not None
+        ran = now - job.run_start
+        job.record.used_gpu_s += ran * job.gpus
+        job.attained_gpu_s += ran * job.gpus
+        job.run_start = None
+        job.epoch += 1
+        if finished:
+            job.saved_s = job.trace.duration_s
+            job.record.finish_s = now
+            del self.live[job.trace.job_id]
+            return
+        kept = math.floor(ran / self.checkpoint_s) * self.checkpoint_s
+        job.record.evictions += 1
+        job.record.lost_gpu_s += (ran - kept) * job.gpus
+        job.saved_s += kept
+        job.domain = replace(job.domain, state=JobState.REQUEUED, placements=(),
+                             started_at=None)
+        if self.policy.las_thresholds:
+            self._set_las_priority(job)
+        self.live[job.trace.job_id] = job.domain
+        self.waiting.add(job.trace.job_id)
+
+    # -- LAS ----------------------------------------------------------------------------------
+    def _attained(self, job: _SimJob, now: float) -> float:
+        running = 0.0 if job.run_start is None else (now - job.run_start) * job.gpus
+        return job.attained_gpu_s + running
+
+    def _set_las_priority(self, job: _SimJob, now: float | None = None) -> None:
+        attained = job.attained_gpu_s if now is None else self._attained(job, now)
+        priority = self.policy.las_priority(attained)
+        if priority != job.domain.priority:
+            job.domain = replace(job.domain, priority=priority)
+            self.live[job.trace.job_id] = job.domain
+
+    def _schedule_las_drop(self, job: _SimJob, now: float) -> None:
+        """A running job crosses its next LAS threshold: wake up then to lower its priority."""
+        if not self.policy.las_thresholds or job.gpus <= 0:
+            return
+        nxt = next((t for t in self.policy.las_thresholds if t > job.attained_gpu_s), None)
+        if nxt is not None:
+            self._push(now + (nxt - job.attained_gpu_s) / job.gpus + 1e-6, _WAKE)
+
+    # -- samples ------------------------------------------------------------------------------
+    def _sample(self, now: float) -> None:
+        if not self.record_samples:
+            return
+        allocated: dict[str, float] = {}
+        demand: dict[str, float] = {}
+        for job_id in self.live:
+            job = self.jobs[job_id]
+            project = job.trace.project
+            demand[project] = demand.get(project, 0.0) + job.gpus
+            if job.run_start is not None:
+                allocated[project] = allocated.get(project, 0.0) + job.gpus
+        shares = fair_shares(self.project_tree, self.capacity,
+                             {p: Resources(gpu=round(g * GPU_UNIT)) for p, g in demand.items()})
+        fair = {p: shares[p].gpu / GPU_UNIT for p in demand if p in shares}
+        sample = Sample(now, allocated, demand, fair, sum(allocated.values()))
+        samples = self.result.samples
+        if samples and samples[-1].t == now:
+            samples[-1] = sample
+        else:
+            samples.append(sample)
+
+
+def simulate(trace: Trace, policies: Iterable[Policy], cluster: ClusterSpec, *,
+             checkpoint_s: float = DEFAULT_CHECKPOINT_S) -> dict[str, SimResult]:
+    """Run each policy on the trace (independently, from an empty cluster)."""
+    return {p.name: Simulation(trace, p, cluster, checkpoint_s=checkpoint_s).run()
+            for p in policies}

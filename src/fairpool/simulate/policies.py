@@ -1,0 +1,64 @@
+"""The policies a simulation compares, each a configuration of the same scheduling core.
+
+- ``fifo``: one queue for everybody, jobs in submit order; a job that does not fit is skipped
+  for now and later ones may start (backfill); nothing is ever evicted.
+- ``sjf``: the same, in order of the trace's duration (an oracle no real scheduler has).
+- ``las``: Tiresias-style discretised least-attained-service: one queue, jobs in order of the
+  GPU-seconds they already received; a job's priority drops as its service crosses each
+  threshold (default 1 and 10 GPU-hours) and the core's preempt action lets a job of a higher
+  level evict running jobs of a lower one (they lose the work since their last checkpoint).
+- ``strict-quota``: the department → project tree with quotas and no lending: a project never
+  holds more than its quota, even when GPUs sit idle (Helios's per-VC clusters).
+- ``fairpool``: fairpool's default: quotas, idle GPUs lent by fair share (DRF across queues),
+  reclaim of lent GPUs when their owner needs them, preemption by priority, consolidation.
+
+Baselines without tenants (fifo, sjf, las) put every job in one queue; the simulator still
+tracks which project each job belongs to for the fairness metrics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fairpool.scheduler.snapshot import QueueOrder, SchedulerConfig
+
+#: Priority of a job in LAS level 0 (least attained); each level below is 10 lower.
+LAS_TOP_PRIORITY = 80
+LAS_THRESHOLDS_S = (3600.0, 36000.0)  # GPU-seconds: level 0 below 1 GPU-hour, 1 below 10
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    name: str
+    config: SchedulerConfig
+    single_queue: bool  # every job in one queue (no tenants)
+    las_thresholds: tuple[float, ...] = ()  # attained GPU-seconds where a job's level drops
+
+    def las_priority(self, attained_gpu_s: float) -> int:
+        level = sum(1 for t in self.las_thresholds if attained_gpu_s >= t)
+        return LAS_TOP_PRIORITY - 10 * level
+
+
+POLICIES: dict[str, Policy] = {
+    "fifo": Policy("fifo", SchedulerConfig(order=QueueOrder.FIFO, consolidate=False,
+                                           reclaim=False, preempt=False), single_queue=True),
+    "sjf": Policy("sjf", SchedulerConfig(order=QueueOrder.SHORTEST_FIRST, consolidate=False,
+                                         reclaim=False, preempt=False), single_queue=True),
+    "las": Policy("las", SchedulerConfig(order=QueueOrder.LEAST_ATTAINED, consolidate=False,
+                                         reclaim=False, preempt=True), single_queue=True,
+                  las_thresholds=LAS_THRESHOLDS_S),
+    "strict-quota": Policy("strict-quota", SchedulerConfig(lend_idle=False, consolidate=False,
+                                                           reclaim=False, preempt=False),
+                           single_queue=False),
+    "fairpool": Policy("fairpool", SchedulerConfig(), single_queue=False),
+}
+
+
+def policy_names(spec: str) -> list[str]:
+    """``all`` or a comma-separated list of policy names, validated."""
+    names = list(POLICIES) if spec == "all" else [p.strip() for p in spec.split(",") if p.strip()]
+    unknown = [n for n in names if n not in POLICIES]
+    if unknown or not names:
+        raise ValueError(f"unknown policy {', '.join(unknown) or repr(spec)}; choose from "
+                         f"{', '.join(POLICIES)} or all")
+    return names
