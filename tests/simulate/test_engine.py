@@ -105,3 +105,21 @@ def test_policy_names() -> None:
     assert policy_names("fifo, fairpool") == ["fifo", "fairpool"]
     with pytest.raises(ValueError, match="unknown policy bogus"):
         policy_names("fifo,bogus")
+
+
+def test_reference_shares_are_the_cores_fair_shares() -> None:
+    import random
+
+    from fairpool.domain import GPU_UNIT, Resources
+    from fairpool.scheduler.fair_share import fair_shares
+
+    quotas = {"a": 10.0, "b": 30.0, "c": 0.0, "d": 24.0}
+    t = Trace("q", (), quotas, {"a": "x", "b": "x", "c": "y", "d": "y"}, {"x": 40, "y": 24})
+    sim = Simulation(t, POLICIES["fifo"], ClusterSpec(64, 8))
+    rng = random.Random(7)
+    for _ in range(200):
+        demand = {p: float(rng.choice([1, 3, 8, 20, 70])) for p in quotas if rng.random() < 0.7}
+        core = fair_shares(sim.project_tree, sim.capacity,
+                           {p: Resources(gpu=round(g * GPU_UNIT)) for p, g in demand.items()})
+        assert sim._reference_shares(demand) == pytest.approx(
+            {p: core[p].gpu / GPU_UNIT for p in demand})

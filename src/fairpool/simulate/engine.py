@@ -27,9 +27,9 @@ from dataclasses import dataclass, replace
 
 from fairpool.domain import GPU_UNIT, Job, JobState, Node, Queue, Resources, WorkerRequest
 from fairpool.domain.priority import resolve_priority_class
-from fairpool.domain.queue import QueueTree
+from fairpool.domain.queue import ROOT, QueueTree
 from fairpool.scheduler import Plan, Snapshot, schedule
-from fairpool.scheduler.fair_share import fair_shares
+from fairpool.scheduler.fair_share import Claimant, divide
 
 from .policies import Policy
 from .records import JobRecord, Sample, SimResult, Trace, TraceJob
@@ -102,6 +102,7 @@ class Simulation:
         self.jobs: dict[str, _SimJob] = {}
         self.live: dict[str, Job] = {}  # waiting and running jobs, as the core sees them
         self.waiting: set[str] = set()
+        self.project_alloc: dict[str, float] = {}  # GPUs held per trace project
         self.events: list[tuple[float, int, int, str, int]] = []
         self.seq = 0
         self.result = SimResult(policy=policy.name, trace=trace.name, gpus=cluster.gpus,
@@ -143,7 +144,7 @@ class Simulation:
             while self.events and self.events[0][0] <= now:
                 _, kind, _, job_id, epoch = heapq.heappop(self.events)
                 changed |= self._event(kind, job_id, epoch, now)
-            if changed and self.waiting:
+            if changed and self.waiting and self._may_act():
                 self._cycle(now)
             elif changed:
                 self._sample(now)
@@ -166,6 +167,31 @@ class Simulation:
             return False
         self._stop(job, now, finished=True)
         return True
+
+    def _may_act(self) -> bool:
+        """Whether a cycle could change anything. Policies that never evict (fifo, sjf, strict
+        quotas) can only start waiting jobs, which needs free GPUs for at least the smallest
+        of them (and, with strict quotas, room under its project's and department's quota):
+        when the cluster is full, arrivals are queued without running the core."""
+        cfg = self.policy.config
+        if cfg.preempt or cfg.reclaim or cfg.consolidate:
+            return True
+        free = self.cluster.gpus - sum(self.project_alloc.values()) + 1e-9
+        if cfg.lend_idle:
+            return any(self.jobs[j].gpus <= free for j in self.waiting)
+        t = self.trace
+        dept_alloc: dict[str, float] = {}
+        for p, g in self.project_alloc.items():
+            dept_alloc[t.departments[p]] = dept_alloc.get(t.departments[p], 0.0) + g
+        for j in self.waiting:
+            job = self.jobs[j]
+            p = job.trace.project
+            d = t.departments[p]
+            room = min(free, t.quotas.get(p, 0.0) - self.project_alloc.get(p, 0.0),
+                       t.department_quotas.get(d, 0.0) - dept_alloc.get(d, 0.0)) + 1e-9
+            if job.gpus <= room:
+                return True
+        return False
 
     # -- the core -----------------------------------------------------------------------------
     def _cycle(self, now: float) -> None:
@@ -199,6 +225,8 @@ class Simulation:
             job = self.jobs[job_id]
             job.run_start = now
             job.epoch += 1
+            p = job.trace.project
+            self.project_alloc[p] = self.project_alloc.get(p, 0.0) + job.gpus
             if job.record.first_start_s is None:
                 job.record.first_start_s = now
             job.domain = replace(job.domain, state=JobState.RUNNING,
@@ -211,6 +239,8 @@ class Simulation:
     def _stop(self, job: _SimJob, now: float, *, finished: bool) -> None:
         assert job.run_start is not None
         ran = now - job.run_start
+        p = job.trace.project
+        self.project_alloc[p] -= job.gpus
         job.record.used_gpu_s += ran * job.gpus
         job.attained_gpu_s += ran * job.gpus
         job.run_start = None
@@ -252,6 +282,26 @@ class Simulation:
             self._push(now + (nxt - job.attained_gpu_s) / job.gpus + 1e-6, _WAKE)
 
     # -- samples ------------------------------------------------------------------------------
+    def _reference_shares(self, demand: dict[str, float]) -> dict[str, float]:
+        """Each project's fair share of GPUs for this demand under the trace's quotas (the same
+        water-filling as the core, GPUs only): the reference every policy is measured against,
+        whether or not the policy itself uses quotas."""
+        tree = self.project_tree
+        milli = {p: round(g * GPU_UNIT) for p, g in demand.items()}
+        depts = tree.children[ROOT]
+        dept_demand = [sum(milli.get(k, 0) for k in tree.children[d]) for d in depts]
+        total = min(self.capacity.gpu, sum(dept_demand))
+        dept_share = divide(total, [_claimant(tree.queues[d], dd)
+                                    for d, dd in zip(depts, dept_demand, strict=True)], GPU_UNIT)
+        fair: dict[str, float] = {}
+        for d, share in zip(depts, dept_share, strict=True):
+            kids = [k for k in tree.children[d] if milli.get(k, 0) > 0]
+            if not kids:
+                continue
+            split = divide(share, [_claimant(tree.queues[k], milli[k]) for k in kids], GPU_UNIT)
+            fair.update((k, v / GPU_UNIT) for k, v in zip(kids, split, strict=True))
+        return fair
+
     def _sample(self, now: float) -> None:
         if not self.record_samples:
             return
@@ -263,15 +313,18 @@ class Simulation:
             demand[project] = demand.get(project, 0.0) + job.gpus
             if job.run_start is not None:
                 allocated[project] = allocated.get(project, 0.0) + job.gpus
-        shares = fair_shares(self.project_tree, self.capacity,
-                             {p: Resources(gpu=round(g * GPU_UNIT)) for p, g in demand.items()})
-        fair = {p: shares[p].gpu / GPU_UNIT for p in demand if p in shares}
+        fair = self._reference_shares(demand)
         sample = Sample(now, allocated, demand, fair, sum(allocated.values()))
         samples = self.result.samples
         if samples and samples[-1].t == now:
             samples[-1] = sample
         else:
             samples.append(sample)
+
+
+def _claimant(queue: Queue, demand_milli: int) -> Claimant:
+    return Claimant(quota=queue.quota.gpu, demand=demand_milli, weight=queue.over_quota_weight,
+                    priority=queue.priority)
 
 
 def simulate(trace: Trace, policies: Iterable[Policy], cluster: ClusterSpec, *,
