@@ -8,6 +8,10 @@ Setting (../shared/traces/README.md, "Settings for fairpool's simulator benchmar
 Policies run in parallel processes (one per core); ``wall_s`` is each policy's own run time.
 Prints one JSON object: per policy the same metrics as ``fairpool simulate --json`` plus
 ``wall_s``, and ``table``, the metrics as a Markdown table. ``--plot`` also writes the plots.
+
+``--helios`` runs the setting of Helios's published Philly numbers instead: every VC on its own
+share of 2,816 GPUs (its Helios size: fairpool's strict quotas), jobs submitted from 2017-10-01
+to 2017-11-30, FIFO and SJF inside each VC (policies ``strict-quota`` and ``strict-sjf``).
 """
 
 from __future__ import annotations
@@ -29,16 +33,47 @@ ROWS = ("avg_jct_s", "p50_jct_s", "p99_jct_s", "avg_queue_s", "makespan_s", "uti
         "wall_s")
 
 
-def run_one(name: str, gpus: int, per_node: int, jobs: int | None, keep: bool
+HELIOS_WINDOW = ("2017-10-01 00:00:00", "2017-12-01 00:00:00")
+
+
+def helios_window(trace: Any) -> Any:
+    """The jobs submitted in Helios's window (times in the trace count from its first job)."""
+    import csv
+    from dataclasses import replace
+    from datetime import datetime
+
+    def at(text: str) -> float:
+        return datetime.strptime(text, "%Y-%m-%d %H:%M:%S").timestamp()
+
+    with TRACE.open() as f:
+        first = min(at(row["timestamp"]) for row in csv.DictReader(f))
+    start, end = (at(t) - first for t in HELIOS_WINDOW)
+    jobs = tuple(j for j in trace.jobs if start <= j.submit_s < end)
+    return replace(trace, name=trace.name + " (2017-10-01 to 2017-11-30)", jobs=jobs)
+
+
+def policy(name: str) -> Any:
+    from fairpool.scheduler.snapshot import QueueOrder, SchedulerConfig
+    from fairpool.simulate.policies import POLICIES, Policy
+
+    if name == "strict-sjf":
+        return Policy(name, SchedulerConfig(order=QueueOrder.SHORTEST_FIRST, lend_idle=False,
+                                            consolidate=False, reclaim=False, preempt=False),
+                      single_queue=False)
+    return POLICIES[name]
+
+
+def run_one(name: str, gpus: int, per_node: int, jobs: int | None, keep: bool, helios: bool
             ) -> tuple[str, dict[str, Any], Any]:
     from fairpool.simulate.engine import ClusterSpec, Simulation
     from fairpool.simulate.metrics import summarize
-    from fairpool.simulate.policies import POLICIES
     from fairpool.simulate.traces import load_trace
 
     trace = load_trace(TRACE, gpus=gpus, quota_file=QUOTAS, limit=jobs, gpus_per_node=per_node)
+    if helios:
+        trace = helios_window(trace)
     started = time.perf_counter()
-    result = Simulation(trace, POLICIES[name], ClusterSpec(gpus, per_node)).run()
+    result = Simulation(trace, policy(name), ClusterSpec(gpus, per_node)).run()
     summary: dict[str, Any] = dict(summarize(result))
     summary["unfinished"] = sum(1 for j in result.jobs if j.finish_s is None)
     summary["wall_s"] = round(time.perf_counter() - started, 1)
@@ -65,18 +100,24 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=None, help="only the first N jobs")
     ap.add_argument("--plot", type=Path, default=None)
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--helios", action="store_true", help="Helios's setting (see above)")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
     from fairpool.simulate.policies import policy_names
 
-    names = policy_names(args.policy)
-    out: dict[str, Any] = {"trace": str(TRACE.name), "gpus": args.gpus,
+    if args.helios:
+        names = ["strict-quota", "strict-sjf"]
+        args.gpus = 2816
+    else:
+        names = policy_names(args.policy)
+    out: dict[str, Any] = {"trace": str(TRACE.name), "helios_setting": args.helios,
+                           "gpus": args.gpus,
                            "gpus_per_node": args.gpus_per_node, "checkpoint_min": 30}
     summaries: dict[str, dict[str, Any]] = {}
     results: dict[str, Any] = {}
     with ProcessPoolExecutor(max(1, min(args.workers, len(names)))) as pool:
         futures = [pool.submit(run_one, n, args.gpus, args.gpus_per_node, args.jobs,
-                               args.plot is not None) for n in names]
+                               args.plot is not None, args.helios) for n in names]
         for f in futures:
             name, summary, result = f.result()
             summaries[name] = summary

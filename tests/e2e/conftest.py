@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from fairpool.client import Client, FairpoolError
+from fairpool.services.specs import JobOut
 
 BIN = Path(sys.executable).with_name("fairpool")
 
@@ -86,6 +87,20 @@ def start_pool(tmp: Path, *extra: str, db: str | None = None, timeout: float = 3
     else:
         raise AssertionError("server did not come up")
     return Pool(url, tmp / "pool", env, proc, Client(url))
+
+
+def reclaimed_borrowers(pool: Pool, borrowers: list[JobOut], claimer: str, count: int
+                        ) -> list[JobOut]:
+    """The borrowers a reclaim by ``claimer`` requeued: exactly ``count`` of them, each told
+    with SIGTERM, and with events saying who reclaimed and that it was requeued."""
+    requeued = [j for j in borrowers if pool.client.job(j.id).attempt == 1]
+    assert len(requeued) == count
+    for job in requeued:
+        assert "got SIGTERM" in pool.client.logs(job.id, attempt=0)
+        events = pool.client.events(job.id)
+        assert any(f"reclaimed by project {claimer}" in e.message for e in events)
+        assert any(e.kind == "requeued" for e in events)
+    return requeued
 
 
 def stop_pool(pool: Pool) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Pool, research_pool
+from tests.e2e.conftest import Pool, reclaimed_borrowers, research_pool
 from tests.e2e.test_jobs import TRAP
 
 
@@ -30,13 +30,7 @@ def test_borrow_then_reclaim(pool: Pool, tmp_path: Path) -> None:
 
     claim = pool.client.submit(project="nlp", command=["sleep", "1"], gpus=2)
     assert pool.wait(claim.id, {"running", "succeeded"}) in ("running", "succeeded")
-    requeued = [j for j in borrowers if pool.client.job(j.id).attempt == 1]
-    assert len(requeued) == 2
-    for job in requeued:
-        assert "got SIGTERM" in pool.client.logs(job.id, attempt=0)
-        events = pool.client.events(job.id)
-        assert any("reclaimed by project nlp" in e.message for e in events)
-        assert any(e.kind == "requeued" for e in events)
+    requeued = reclaimed_borrowers(pool, borrowers, "nlp", 2)
     # the reclaimer started only after its victims stopped
     claim_events = pool.client.events(claim.id)
     admitted = next(e for e in claim_events if e.kind == "admitted")

@@ -7,6 +7,7 @@ import re
 import sys
 from pathlib import Path
 
+from tests.e2e.conftest import reclaimed_borrowers
 from tests.e2e.test_jobs import TRAP
 from tests.ray.conftest import RayPool, ray_node_name
 
@@ -55,13 +56,7 @@ def test_quota_and_reclaim_on_ray(rp: RayPool) -> None:
     claim = pool.client.submit(project="nlp", command=["sleep", "1"], gpus=2)
     assert pool.wait(claim.id, {"running", "succeeded"}, timeout=120) in (
         "running", "succeeded")
-    requeued = [j for j in borrowers if pool.client.job(j.id).attempt == 1]
-    assert len(requeued) == 2
-    for job in requeued:
-        assert "got SIGTERM" in pool.client.logs(job.id, attempt=0)
-        events = pool.client.events(job.id)
-        assert any("reclaimed by project nlp" in e.message for e in events)
-        assert any(e.kind == "requeued" for e in events)
+    requeued = reclaimed_borrowers(pool, borrowers, "nlp", 2)
     pool.wait(claim.id, {"succeeded"}, timeout=60)
     for job in requeued:  # the borrowers get the GPUs back once nlp is done
         pool.wait(job.id, {"running"}, timeout=120)

@@ -39,6 +39,7 @@ from fairpool.store.convert import job_domain, node_domain, queue_domain
 from fairpool.store.db import Store
 from fairpool.store.models import JobRow, NodeRow, QueueRow
 
+from .inventory import write_inventory
 from .workers import parse_worker_id, placement_json, worker_specs
 
 log = logging.getLogger("fairpool.control")
@@ -166,44 +167,7 @@ class ControlLoop:
         if current == self._synced and now < self._forget_check_at:
             return
         self._forget_check_at = now + min(60.0, self.forget_after_s)
-        infos = {n.name: n for n in current}
-        with self.store.writing() as s:
-            changed = False
-            rows = {r.name: r for r in s.execute(select(NodeRow)).scalars()}
-            for name, info in infos.items():
-                devices = [{"index": d.index, "memory_mib": d.memory_mib, "model": d.model,
-                            "uuid": d.uuid} for d in info.devices]
-                row = rows.get(name)
-                if row is None:
-                    row = NodeRow(name=name, updated_at=now, cordoned=False)
-                    s.add(row)
-                values: dict[str, Any] = {
-                    "pool": info.pool, "labels": dict(info.labels), "devices": devices,
-                    "cpu": info.cpu, "memory": info.memory, "simulated": info.simulated,
-                    "address": info.address, "ready": True,
-                }
-                differs = {k: v for k, v in values.items() if getattr(row, k, None) != v}
-                for key, value in differs.items():
-                    setattr(row, key, value)
-                if differs:
-                    row.updated_at = now
-                    changed = True
-            gone = [row for name, row in rows.items() if name not in infos]
-            for row in gone:
-                if row.ready:
-                    row.ready, row.updated_at = False, now
-                    changed = True
-            old = [row for row in gone if now - row.updated_at >= self.forget_after_s]
-            if old:  # read from the store: at start the in-memory view is still empty
-                held = {w["node"] for (placement,) in s.execute(
-                            select(JobRow.placement).where(JobRow.state.in_(HOLDING)))
-                        for w in placement or ()}
-                for row in old:
-                    if row.name not in held:
-                        s.delete(row)
-                        changed = True
-            if changed:
-                Store.bump(s)
+        write_inventory(self.store, current, now, self.forget_after_s)
         self._synced = current
 
     # -- one iteration ------------------------------------------------------------------------
