@@ -81,20 +81,31 @@ def test_gangs_fractions_and_jobs_that_never_fit() -> None:
     assert got["huge"] == (None, None)  # more GPUs than the cluster: never runs
 
 
-def test_conservation_on_a_real_trace_sample() -> None:
+TRACES = SAMPLE.parent
+
+
+@pytest.mark.parametrize(("path", "gpus"), [
+    (SAMPLE, 32),
+    (TRACES / "pollux" / "workload-6.csv", 64),
+    (TRACES / "elasticflow" / "cluster10.csv", 64),
+    (TRACES / "elasticflow" / "philly_103959.csv", 64),
+])
+def test_conservation_on_real_traces(path: Path, gpus: int) -> None:
     from fairpool.simulate.traces import load_trace
 
-    t = load_trace(SAMPLE, gpus=32)
+    t = load_trace(path, gpus=gpus)
     for name in POLICIES:
-        result = run(t, name, 32, per_node=8, checkpoint_s=600)
+        result = run(t, name, gpus, per_node=8, checkpoint_s=600)
+        assert len(result.jobs) == len(t.jobs)  # one record per job
         finished = [j for j in result.jobs if j.finish_s is not None]
+        fits = [j for j in t.jobs if j.gpus <= gpus]
         if name != "strict-quota":  # with strict quotas, jobs bigger than their quota wait
-            assert len(finished) == len(t.jobs), name
+            assert len(finished) == len(fits), name
         for j in finished:  # every finished job did all its work exactly once, plus what it lost
             assert j.used_gpu_s == pytest.approx(j.duration_s * j.gpus + j.lost_gpu_s), name
             assert j.first_start_s is not None and j.first_start_s >= j.submit_s
         busy = result.samples
-        assert all(s.busy_gpus <= 32 + 1e-9 for s in busy), name
+        assert all(s.busy_gpus <= gpus + 1e-9 for s in busy), name
         assert [s.t for s in busy] == sorted(s.t for s in busy)
         if name in ("fifo", "sjf", "strict-quota"):
             assert sum(j.evictions for j in result.jobs) == 0
