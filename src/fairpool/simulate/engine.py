@@ -67,6 +67,43 @@ class _SimJob:
         return self.trace.gpus
 
 
+class _Waiting:
+    """The waiting jobs, with per-project counts of their sizes (GPUs), kept as they change so
+    that deciding whether a cycle could act costs little."""
+
+    def __init__(self) -> None:
+        self.ids: set[str] = set()
+        self.sizes: dict[str, dict[float, int]] = {}  # project -> GPUs -> jobs
+
+    def __bool__(self) -> bool:
+        return bool(self.ids)
+
+    def add(self, job_id: str, project: str, gpus: float) -> None:
+        if job_id not in self.ids:
+            self.ids.add(job_id)
+            sizes = self.sizes.setdefault(project, {})
+            sizes[gpus] = sizes.get(gpus, 0) + 1
+
+    def discard(self, job_id: str, project: str, gpus: float) -> None:
+        if job_id in self.ids:
+            self.ids.remove(job_id)
+            sizes = self.sizes[project]
+            sizes[gpus] -= 1
+            if not sizes[gpus]:
+                del sizes[gpus]
+            if not sizes:
+                del self.sizes[project]
+
+    def smallest(self) -> float:
+        return min((min(s) for s in self.sizes.values()), default=math.inf)
+
+    def smallest_by_project(self) -> Iterable[tuple[str, float]]:
+        return ((p, min(s)) for p, s in self.sizes.items())
+
+    def gpus_by_project(self) -> Iterable[tuple[str, float]]:
+        return ((p, sum(g * n for g, n in s.items())) for p, s in self.sizes.items())
+
+
 def _request(job: TraceJob) -> tuple[WorkerRequest, int]:
     if job.gpus < 1:
         return WorkerRequest(gpu_fraction=job.gpus), 1
@@ -87,8 +124,8 @@ class Simulation:
     """One policy on one trace. ``run`` returns the :class:`SimResult`."""
 
     def __init__(self, trace: Trace, policy: Policy, cluster: ClusterSpec, *,
-                 checkpoint_s: float = DEFAULT_CHECKPOINT_S, record_samples: bool = True
-                 ) -> None:
+                 checkpoint_s: float = DEFAULT_CHECKPOINT_S, record_samples: bool = True,
+                 fast: bool = True) -> None:
         if checkpoint_s <= 0:
             raise ValueError("checkpoint_s must be positive")
         self.trace, self.policy, self.cluster = trace, policy, cluster
@@ -101,7 +138,9 @@ class Simulation:
                        else tuple(self.project_tree.queues.values()))
         self.jobs: dict[str, _SimJob] = {}
         self.live: dict[str, Job] = {}  # waiting and running jobs, as the core sees them
-        self.waiting: set[str] = set()
+        self.waiting = _Waiting()
+        self.mixed = len({j.priority for j in trace.jobs}) > 1
+        self.fast = fast
         self.project_alloc: dict[str, float] = {}  # GPUs held per trace project
         self.events: list[tuple[float, int, int, str, int]] = []
         self.seq = 0
@@ -159,7 +198,7 @@ class Simulation:
         job = self.jobs[job_id]
         if kind == _ARRIVE:
             self.live[job_id] = job.domain
-            self.waiting.add(job_id)
+            self.waiting.add(job_id, job.trace.project, job.gpus)
             if self.policy.las_thresholds:
                 self._set_las_priority(job)
             return True
@@ -169,28 +208,39 @@ class Simulation:
         return True
 
     def _may_act(self) -> bool:
-        """Whether a cycle could change anything. Policies that never evict (fifo, sjf, strict
-        quotas) can only start waiting jobs, which needs free GPUs for at least the smallest
-        of them (and, with strict quotas, room under its project's and department's quota):
-        when the cluster is full, arrivals are queued without running the core."""
+        """Whether a cycle could change anything; when it cannot, the events are applied and
+        the core is not run (a saturated cluster would otherwise run it on every arrival).
+
+        A cycle can only start a waiting job if the free GPUs hold the smallest one (with strict
+        quotas: within its project's and department's room); moves do not create room. Beyond
+        that, reclaim needs a waiting project below its fair share, and preemption a waiting
+        job that outranks a running one: LAS and traces with several priorities always run.
+        ``fast=False`` runs every cycle, and the tests check both give the same result."""
         cfg = self.policy.config
-        if cfg.preempt or cfg.reclaim or cfg.consolidate:
+        if not self.fast or (cfg.preempt and (self.policy.las_thresholds or self.mixed)):
             return True
-        free = self.cluster.gpus - sum(self.project_alloc.values()) + 1e-9
+        t, waiting, alloc = self.trace, self.waiting, self.project_alloc
+        free = self.cluster.gpus - sum(alloc.values()) + 1e-9
         if cfg.lend_idle:
-            return any(self.jobs[j].gpus <= free for j in self.waiting)
-        t = self.trace
-        dept_alloc: dict[str, float] = {}
-        for p, g in self.project_alloc.items():
-            dept_alloc[t.departments[p]] = dept_alloc.get(t.departments[p], 0.0) + g
-        for j in self.waiting:
-            job = self.jobs[j]
-            p = job.trace.project
-            d = t.departments[p]
-            room = min(free, t.quotas.get(p, 0.0) - self.project_alloc.get(p, 0.0),
-                       t.department_quotas.get(d, 0.0) - dept_alloc.get(d, 0.0)) + 1e-9
-            if job.gpus <= room:
+            if waiting.smallest() <= free:
                 return True
+        else:
+            dept_alloc: dict[str, float] = {}
+            for p, g in alloc.items():
+                dept_alloc[t.departments[p]] = dept_alloc.get(t.departments[p], 0.0) + g
+            for p, smallest in waiting.smallest_by_project():
+                d = t.departments[p]
+                room = min(free, t.quotas.get(p, 0.0) - alloc.get(p, 0.0),
+                           t.department_quotas.get(d, 0.0) - dept_alloc.get(d, 0.0))
+                if smallest <= room + 1e-9:
+                    return True
+        if cfg.reclaim and cfg.lend_idle:
+            demand = dict(alloc)
+            for p, g in waiting.gpus_by_project():
+                demand[p] = demand.get(p, 0.0) + g
+            fair = self._reference_shares({p: g for p, g in demand.items() if g > 0})
+            return any(alloc.get(p, 0.0) < fair.get(p, 0.0) - 1e-9
+                       for p, _ in waiting.gpus_by_project())
         return False
 
     # -- the core -----------------------------------------------------------------------------
@@ -232,7 +282,7 @@ class Simulation:
             job.domain = replace(job.domain, state=JobState.RUNNING,
                                  placements=bind.placements, started_at=now)
             self.live[job_id] = job.domain
-            self.waiting.discard(job_id)
+            self.waiting.discard(job_id, job.trace.project, job.gpus)
             self._push(now + job.trace.duration_s - job.saved_s, _FINISH, job_id, job.epoch)
             self._schedule_las_drop(job, now)
 
@@ -259,7 +309,7 @@ class Simulation:
         if self.policy.las_thresholds:
             self._set_las_priority(job)
         self.live[job.trace.job_id] = job.domain
-        self.waiting.add(job.trace.job_id)
+        self.waiting.add(job.trace.job_id, job.trace.project, job.gpus)
 
     # -- LAS ----------------------------------------------------------------------------------
     def _attained(self, job: _SimJob, now: float) -> float:
@@ -305,14 +355,10 @@ class Simulation:
     def _sample(self, now: float) -> None:
         if not self.record_samples:
             return
-        allocated: dict[str, float] = {}
-        demand: dict[str, float] = {}
-        for job_id in self.live:
-            job = self.jobs[job_id]
-            project = job.trace.project
-            demand[project] = demand.get(project, 0.0) + job.gpus
-            if job.run_start is not None:
-                allocated[project] = allocated.get(project, 0.0) + job.gpus
+        allocated = {p: g for p, g in self.project_alloc.items() if g > 1e-9}
+        demand = dict(allocated)
+        for p, g in self.waiting.gpus_by_project():
+            demand[p] = demand.get(p, 0.0) + g
         fair = self._reference_shares(demand)
         sample = Sample(now, allocated, demand, fair, sum(allocated.values()))
         samples = self.result.samples
