@@ -28,7 +28,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 TRACE = ROOT.parent / "shared" / "traces" / "philly.csv"
 QUOTAS = ROOT / "src" / "fairpool" / "simulate" / "configs" / "philly-helios.yaml"
-ROWS = ("avg_jct_s", "p50_jct_s", "p99_jct_s", "avg_queue_s", "makespan_s", "utilisation",
+ROWS = ("avg_jct_s", "p50_jct_s", "p99_jct_s", "avg_queue_s", "avg_wait_total_s", "makespan_s",
+        "utilisation",
         "evictions", "lost_gpu_hours", "guarantee_violation_s", "jain_index", "unfinished",
         "wall_s")
 

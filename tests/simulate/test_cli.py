@@ -61,3 +61,12 @@ def test_bad_trace(tmp_path: Path) -> None:
     assert out.returncode != 0 and "job_id" in out.stderr and "Traceback" not in out.stderr
     out = sim(str(tmp_path / "missing.csv"))
     assert out.returncode != 0 and "missing.csv" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_unreadable_csv_is_one_line(tmp_path: Path) -> None:
+    huge = tmp_path / "huge.csv"
+    huge.write_text("job_id,submit_time,duration,num_gpus,project\n1,0,10,1," + "x" * 200_000
+                    + "\n")
+    out = sim(str(huge))
+    assert out.returncode != 0 and "not a readable CSV" in out.stderr
+    assert "Traceback" not in out.stderr

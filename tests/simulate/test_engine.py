@@ -151,3 +151,28 @@ def test_skipping_idle_cycles_changes_nothing(path: Path, gpus: int) -> None:
         slow = Simulation(t, policy, ClusterSpec(gpus, 8), checkpoint_s=600, fast=False).run()
         assert fast.jobs == slow.jobs, name
         assert fast.cycles <= slow.cycles
+
+
+def test_las_demotes_a_running_job_through_every_level() -> None:
+    # One GPU, levels at 1 and 10 GPU-hours. A (20 h of work) starts at 0; B (100 h) arrives at
+    # 0.5 h. At 1 h A drops a level and B (still at the top) preempts it; A keeps its 1 h (two
+    # checkpoints). B passes 1 h at 2 h (same level as A: no preemption) and 10 h at 11 h, when
+    # A outranks it and takes the GPU back: A needs 19 h more → ends at 30 h. B then resumes
+    # with 90 h left (its checkpoints cover all 10 h) → ends at 120 h.
+    h = 3600.0
+    t = trace([TraceJob("A", 0, 20 * h, 1, "p"), TraceJob("B", 0.5 * h, 100 * h, 1, "p")],
+              {"p": 1})
+    result = run(t, "las", 1)
+    got = times(result)  # (wakes at a threshold are a microsecond late)
+    assert got["A"] == pytest.approx((0, 30 * h)) and got["B"] == pytest.approx((h, 120 * h))
+    assert [j.evictions for j in result.jobs] == [1, 1]
+    assert result.samples[-1].t <= result.end_s
+
+
+def test_gangs_that_cannot_fit_the_node_sizes_never_run() -> None:
+    # 12 GPUs as nodes of 8 and 4: a 12-GPU job is 2 workers of 6, and only one node has 6
+    t = trace([TraceJob("big", 0, 10, 12, "p", workers=2), TraceJob("small", 0, 10, 4, "p")],
+              {"p": 12})
+    for name in POLICIES:
+        got = times(run(t, name, 12, per_node=8))
+        assert got["big"] == (None, None) and got["small"] == (0, 10), name

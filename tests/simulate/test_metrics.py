@@ -77,9 +77,10 @@ def test_fifo_two_jobs_on_one_gpu() -> None:
 
 def test_sample_durations_last_until_end() -> None:
     assert sample_durations(fifo_two_jobs()) == [10.0, 20.0]
-    # A sample after end_s holds for 0 s, not a negative time.
+    # Nothing counts after end_s: a sample beyond it holds for 0 s, and the one before it
+    # only until end_s.
     res = result([sample(0.0, {}, {}), sample(50.0, {}, {})], 40.0, {})
-    assert sample_durations(res) == [50.0, 0.0]
+    assert sample_durations(res) == [40.0, 0.0]
 
 
 def test_partial_utilisation_from_first_sample() -> None:

@@ -18,7 +18,8 @@ ROWS = (
     ("avg_jct_s", "avg JCT", "{:,.0f} s"),
     ("p50_jct_s", "p50 JCT", "{:,.0f} s"),
     ("p99_jct_s", "p99 JCT", "{:,.0f} s"),
-    ("avg_queue_s", "avg queueing", "{:,.0f} s"),
+    ("avg_queue_s", "avg first wait", "{:,.0f} s"),
+    ("avg_wait_total_s", "avg time waiting", "{:,.0f} s"),
     ("makespan_s", "makespan", "{:,.0f} s"),
     ("utilisation", "GPU utilisation", "{:.1%}"),
     ("evictions", "evictions", "{:,}"),
@@ -59,9 +60,13 @@ def simulate(
         cluster.nodes()
     except (ValueError, OSError) as exc:
         fail(str(exc))
-    if not json_out:
-        for note in loaded.notes:
-            err.print(f"note: {note}", highlight=False)
+    for note in loaded.notes:  # on stderr, so that --json output stays clean
+        err.print(f"note: {note}", highlight=False)
+    if plot is not None:
+        try:
+            plot.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            fail(f"cannot write plots to {plot}: {exc.strerror or exc}")
     results = {}
     summaries: dict[str, dict[str, float | int]] = {}
     for name in names:
@@ -79,7 +84,6 @@ def simulate(
         from fairpool.simulate.plots import plot_all
 
         try:
-            plot.mkdir(parents=True, exist_ok=True)
             written = plot_all(results, plot)
         except OSError as exc:
             fail(f"cannot write plots to {plot}: {exc.strerror or exc}")

@@ -114,10 +114,12 @@ def _request(job: TraceJob) -> tuple[WorkerRequest, int]:
 
 
 def _fits(job: TraceJob, spec: ClusterSpec) -> bool:
-    request, _ = _request(job)
-    if request.gpus > spec.gpus_per_node:
-        return False
-    return job.gpus <= spec.gpus
+    """Whether the job's workers fit on the cluster's nodes at all (when it is empty)."""
+    request, workers = _request(job)
+    if request.gpus == 0:
+        return job.gpus <= 1 and spec.gpus > 0
+    slots = sum(len(n.devices) // request.gpus for n in spec.nodes())
+    return slots >= workers
 
 
 class Simulation:
@@ -193,8 +195,8 @@ class Simulation:
         return self.result
 
     def _event(self, kind: int, job_id: str, epoch: int, now: float) -> bool:
-        if kind == _WAKE:
-            return True
+        if kind == _WAKE:  # a protection ends (no job), or a running job changes LAS level
+            return not job_id or epoch == self.jobs[job_id].epoch
         job = self.jobs[job_id]
         if kind == _ARRIVE:
             self.live[job_id] = job.domain
@@ -324,12 +326,14 @@ class Simulation:
             self.live[job.trace.job_id] = job.domain
 
     def _schedule_las_drop(self, job: _SimJob, now: float) -> None:
-        """A running job crosses its next LAS threshold: wake up then to lower its priority."""
+        """A running job crosses LAS thresholds: wake up at each to lower its priority (a wake
+        of a run that has ended is ignored)."""
         if not self.policy.las_thresholds or job.gpus <= 0:
             return
-        nxt = next((t for t in self.policy.las_thresholds if t > job.attained_gpu_s), None)
-        if nxt is not None:
-            self._push(now + (nxt - job.attained_gpu_s) / job.gpus + 1e-6, _WAKE)
+        for t in self.policy.las_thresholds:  # every level it will cross while it runs
+            if t > job.attained_gpu_s:
+                at = now + (t - job.attained_gpu_s) / job.gpus + 1e-6
+                self._push(at, _WAKE, job.trace.job_id, job.epoch)
 
     # -- samples ------------------------------------------------------------------------------
     def _reference_shares(self, demand: dict[str, float]) -> dict[str, float]:

@@ -20,6 +20,9 @@ Definitions (the keys of :func:`summarize`):
 ``avg_queue_s``
     mean of ``first_start_s - submit_s`` over jobs that started (the first wait only; waits after
     an eviction are not counted). 0 if none started.
+``avg_wait_total_s``
+    mean, over finished jobs, of the time they were not running: ``JCT - held time`` (held time
+    = ``used_gpu_s / gpus``), so waits after evictions count too.
 ``makespan_s``
     ``max(finish_s) - min(submit_s)``, the max over finished jobs and the min over all jobs;
     0 if no job finished.
@@ -78,12 +81,13 @@ def _finite(value: float, ndigits: int) -> float:
 
 
 def sample_durations(result: SimResult) -> list[float]:
-    """Seconds each sample holds: until the next sample's ``t``, the last one until ``end_s``."""
+    """Seconds each sample holds: until the next sample's ``t``, the last one until ``end_s``;
+    nothing after ``end_s`` counts."""
     samples = result.samples
     out: list[float] = []
     for i, s in enumerate(samples):
         until = samples[i + 1].t if i + 1 < len(samples) else result.end_s
-        out.append(max(0.0, until - s.t))
+        out.append(max(0.0, min(until, result.end_s) - s.t))  # nothing counts after the end
     return out
 
 
@@ -167,6 +171,8 @@ def summarize(result: SimResult) -> dict[str, float | int]:
     """The run's headline numbers; every key is defined in this module's docstring."""
     jct = job_completion_times(result)
     waits = [j.first_start_s - j.submit_s for j in result.jobs if j.first_start_s is not None]
+    total_waits = [j.finish_s - j.submit_s - j.used_gpu_s / j.gpus for j in result.jobs
+                   if j.finish_s is not None and j.gpus > 0]
     finishes = [j.finish_s for j in result.jobs if j.finish_s is not None]
     makespan = max(finishes) - min(j.submit_s for j in result.jobs) if finishes else 0.0
     durations = sample_durations(result)
@@ -178,6 +184,7 @@ def summarize(result: SimResult) -> dict[str, float | int]:
         "p50_jct_s": _finite(float(np.percentile(jct, 50)), 1) if has_jct else 0.0,
         "p99_jct_s": _finite(float(np.percentile(jct, 99)), 1) if has_jct else 0.0,
         "avg_queue_s": _finite(float(np.mean(waits)), 1) if waits else 0.0,
+        "avg_wait_total_s": _finite(float(np.mean(total_waits)), 1) if total_waits else 0.0,
         "makespan_s": _finite(makespan, 1),
         "utilisation": _finite(utilisation(result, durations), 4),
         "evictions": sum(j.evictions for j in result.jobs),

@@ -152,6 +152,15 @@ def load_trace(
 
 
 def _read_jobs(path: Path, gpus_per_node: int) -> tuple[list[TraceJob], list[str]]:
+    try:
+        return _read_jobs_csv(path, gpus_per_node)
+    except csv.Error as exc:  # e.g. a field over the csv module's size limit
+        raise ValueError(f"{path}: not a readable CSV file: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text: {exc.reason}") from None
+
+
+def _read_jobs_csv(path: Path, gpus_per_node: int) -> tuple[list[TraceJob], list[str]]:
     with path.open(newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f, skipinitialspace=True)
         if reader.fieldnames is None:
