@@ -113,13 +113,12 @@ def _request(job: TraceJob) -> tuple[WorkerRequest, int]:
     return WorkerRequest(gpus=int(per_worker)), job.workers
 
 
-def _fits(job: TraceJob, spec: ClusterSpec) -> bool:
-    """Whether the job's workers fit on the cluster's nodes at all (when it is empty)."""
+def _fits(job: TraceJob, node_sizes: list[int]) -> bool:
+    """Whether the job's workers fit on nodes of these sizes at all (when they are empty)."""
     request, workers = _request(job)
     if request.gpus == 0:
-        return job.gpus <= 1 and spec.gpus > 0
-    slots = sum(len(n.devices) // request.gpus for n in spec.nodes())
-    return slots >= workers
+        return job.gpus <= 1 and any(node_sizes)
+    return sum(size // request.gpus for size in node_sizes) >= workers
 
 
 class Simulation:
@@ -165,10 +164,11 @@ class Simulation:
 
     def run(self) -> SimResult:
         started = time.perf_counter()
+        sizes = [len(n.devices) for n in self.nodes]
         for tj in self.trace.jobs:
             rec = JobRecord(tj.job_id, tj.project, tj.gpus, tj.submit_s, tj.duration_s)
             self.result.jobs.append(rec)
-            if not _fits(tj, self.cluster):
+            if not _fits(tj, sizes):
                 continue  # never runs: reported unfinished
             request, workers = _request(tj)
             cls = resolve_priority_class(tj.priority)
