@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.simulate.conftest import SAMPLE, needs_traces
+
+pytestmark = needs_traces
 BIN = Path(sys.executable).with_name("fairpool")
-SAMPLE = Path(__file__).parents[3] / "shared" / "traces" / "sample_generic.csv"
 KEYS = {"avg_jct_s", "p50_jct_s", "p99_jct_s", "avg_queue_s", "makespan_s", "utilisation",
         "evictions", "guarantee_violation_s", "jain_index"}
 

@@ -10,8 +10,7 @@ import pytest
 from fairpool.simulate.engine import ClusterSpec, Simulation
 from fairpool.simulate.policies import POLICIES, policy_names
 from fairpool.simulate.records import SimResult, Trace, TraceJob
-
-SAMPLE = Path(__file__).parents[3] / "shared" / "traces" / "sample_generic.csv"
+from tests.simulate.conftest import SAMPLE, TRACES, needs_traces
 
 
 def trace(jobs: list[TraceJob], quotas: dict[str, float]) -> Trace:
@@ -81,9 +80,9 @@ def test_gangs_fractions_and_jobs_that_never_fit() -> None:
     assert got["huge"] == (None, None)  # more GPUs than the cluster: never runs
 
 
-TRACES = SAMPLE.parent
 
 
+@needs_traces
 @pytest.mark.parametrize(("path", "gpus"), [
     (SAMPLE, 32),
     (TRACES / "pollux" / "workload-6.csv", 64),
@@ -136,6 +135,7 @@ def test_reference_shares_are_the_cores_fair_shares() -> None:
             {p: core[p].gpu / GPU_UNIT for p in demand})
 
 
+@needs_traces
 @pytest.mark.parametrize(("path", "gpus"), [
     (SAMPLE, 32),
     (TRACES / "elasticflow" / "philly_103959.csv", 48),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -11,8 +10,8 @@ import pytest
 
 from fairpool.simulate import traces
 from fairpool.simulate.traces import POLLUX_GPU_HOURS, load_trace
+from tests.simulate.conftest import TRACES
 
-TRACES = Path("/work/shared/traces")
 HELIOS = Path(traces.__file__).parent / "configs" / "philly-helios.yaml"
 needs_traces = pytest.mark.skipif(not TRACES.is_dir(), reason=f"{TRACES} is not on this machine")
 
@@ -315,10 +314,7 @@ def test_quota_file_validation(tmp_path: Path, text: str, message: str) -> None:
 
 @needs_traces
 def test_real_philly() -> None:
-    start = time.perf_counter()
-    trace = load_trace(TRACES / "philly.csv", gpus=768)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 10, f"loading philly.csv took {elapsed:.1f} s"
+    trace = load_trace(TRACES / "philly.csv", gpus=768)  # (its speed: simulate_philly.py)
     jobs = trace.jobs
     assert len(jobs) == 82_247
     assert jobs[0].submit_s == 0
