@@ -49,8 +49,9 @@ def test_node_joins_then_dies_mid_job(rp: RayPool, tmp_path: Path) -> None:
                timeout=30, what="the new Ray node in the inventory")
 
     markers = tmp_path / "markers"
+    # 6 GPUs, 6 jobs of 30 s: long enough to be running everywhere when the node goes
     jobs = [pool.client.submit(project="vision", gpus=1, command=[
-        sys.executable, "-c", MARKER, str(markers), "6"]) for _ in range(6)]  # 6 GPUs, 6 jobs
+        sys.executable, "-c", MARKER, str(markers), "30"]) for _ in range(6)]
     for job in jobs:
         pool.wait(job.id, {"running"}, timeout=120)
     on_doomed = [j.id for j in jobs
@@ -60,6 +61,7 @@ def test_node_joins_then_dies_mid_job(rp: RayPool, tmp_path: Path) -> None:
         f"start {j} 0" in markers.read_text() for j in on_doomed), timeout=30,
         what="the doomed workers to start")
 
+    assert all(pool.client.job(j).state == "running" for j in on_doomed)
     killed_at = time.time()
     rp.cluster.remove_node(doomed)  # the raylet and every process of the node die
 
