@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
 
 import torch
 import torch.distributed as dist
@@ -43,10 +44,13 @@ def main() -> None:
     print(f"rank {rank}/{world} local_rank {os.environ.get('LOCAL_RANK')} "
           f"final_loss {final.item():.8f} node {os.environ.get('FAIRPOOL_NODE', '?')}",
           flush=True)
-    # rank 0 hosts the rendezvous store: leave together, or a rank still tearing down may find
-    # the store gone and abort ("terminate called without an active exception")
+    # rank 0 hosts the rendezvous store: a rank still tearing down that finds the store gone
+    # aborts ("terminate called without an active exception"). Leave together, and let rank 0
+    # (the store) go last.
     dist.barrier()
     dist.destroy_process_group()
+    if rank == 0 and world > 1:
+        time.sleep(2.0)
 
 
 if __name__ == "__main__":
