@@ -185,7 +185,7 @@ class Simulation:
             while self.events and self.events[0][0] <= now:
                 _, kind, _, job_id, epoch = heapq.heappop(self.events)
                 changed |= self._event(kind, job_id, epoch, now)
-            if changed and self.waiting and self._may_act():
+            if changed and self.waiting and self._may_act(now):
                 self._cycle(now)
             elif changed:
                 self._sample(now)
@@ -209,23 +209,34 @@ class Simulation:
         self._stop(job, now, finished=True)
         return True
 
-    def _may_act(self) -> bool:
+    def _las_outranks(self, now: float) -> bool:
+        lowest = math.inf
+        for job_id in self.live:
+            job = self.jobs[job_id]
+            if job.run_start is not None:
+                lowest = min(lowest, self.policy.las_priority(self._attained(job, now)))
+        return any(self.jobs[j].domain.priority > lowest for j in self.waiting.ids)
+
+    def _may_act(self, now: float) -> bool:
         """Whether a cycle could change anything; when it cannot, the events are applied and
         the core is not run (a saturated cluster would otherwise run it on every arrival).
 
         A cycle can only start a waiting job if the free GPUs hold the smallest one (with strict
         quotas: within its project's and department's room); moves do not create room. Beyond
         that, reclaim needs a waiting project below its fair share, and preemption a waiting
-        job that outranks a running one: LAS and traces with several priorities always run.
+        job that outranks a running one (checked for LAS; traces with several priority classes
+        always run the core).
         ``fast=False`` runs every cycle, and the tests check both give the same result."""
         cfg = self.policy.config
-        if not self.fast or (cfg.preempt and (self.policy.las_thresholds or self.mixed)):
+        if not self.fast or (cfg.preempt and self.mixed and not self.policy.las_thresholds):
             return True
         t, waiting, alloc = self.trace, self.waiting, self.project_alloc
         free = self.cluster.gpus - sum(alloc.values()) + 1e-9
         if cfg.lend_idle:
             if waiting.smallest() <= free:
                 return True
+            if self.policy.las_thresholds:  # one queue: preemption needs a waiting job that
+                return self._las_outranks(now)  # outranks a running one
         else:
             dept_alloc: dict[str, float] = {}
             for p, g in alloc.items():
