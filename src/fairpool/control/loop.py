@@ -232,8 +232,7 @@ class ControlLoop:
             for row in _load(s, job_ids).values():
                 if row.state != S.ADMITTED.value:
                     continue
-                transition(transition(S.ADMITTED, S.PREEMPTED), S.REQUEUED)
-                row.state, row.placement, row.waits_for = S.REQUEUED.value, None, None
+                _requeue_unstarted(row)
                 row.admitted_at = None
                 row.seq = seq
                 add_event(s, row.id, "requeued", f"placed but not started: {why}", now)
@@ -389,8 +388,7 @@ class ControlLoop:
                 state = S(row.state)
                 add_event(s, row.id, "evicted", f"{e.action}: {e.reason}", now)
                 if state == S.ADMITTED:  # never started: back to the queue at once
-                    transition(transition(state, S.PREEMPTED), S.REQUEUED)
-                    row.state, row.placement, row.waits_for = S.REQUEUED.value, None, None
+                    _requeue_unstarted(row)
                 else:
                     row.stop_reason = "preempt"
                 row.seq = seq
@@ -504,6 +502,12 @@ class ControlLoop:
                     WorkerStatus(spec.worker_id, WorkerPhase.RUNNING),
                     WorkerStatus(spec.worker_id, WorkerPhase.EXITED, 126, f"start failed: {exc}"),
                 ])
+
+
+def _requeue_unstarted(row: JobRow) -> None:
+    """An admitted job that never started goes straight back to the queue."""
+    transition(transition(S(row.state), S.PREEMPTED), S.REQUEUED)
+    row.state, row.placement, row.waits_for = S.REQUEUED.value, None, None
 
 
 def _load(s: Session, ids: Iterable[str]) -> dict[str, JobRow]:
