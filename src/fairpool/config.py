@@ -1,9 +1,10 @@
 """Configuration: one typed settings object for the server (read once, from flags and
 ``FAIRPOOL_*`` environment variables), and the client's small config file.
 
-The client config (``$XDG_CONFIG_HOME/fairpool/client.json``, mode 0600) holds the server URL
-that ``fairpool up`` wrote, so the CLI on the same machine just works; ``FAIRPOOL_URL``
-overrides it.
+The client config (``$XDG_CONFIG_HOME/fairpool/client.json``, mode 0600) holds the server URL,
+the bearer token and the CA certificate to trust; ``fairpool up`` writes them for the CLI on the
+same machine (the first start's admin token), ``fairpool login`` for anyone else.
+``FAIRPOOL_URL``, ``FAIRPOOL_TOKEN`` and ``FAIRPOOL_CA_BUNDLE`` override them.
 """
 
 from __future__ import annotations
@@ -52,6 +53,23 @@ class ServerSettings(BaseSettings):
     ray_gpu_resource: str = Field("GPU", min_length=1, description="Ray resource counted as GPUs")
     ray_token_file: Path | None = Field(None, description="Ray authentication token file")
     ray_connect_timeout_s: float = Field(10.0, gt=0, le=600)
+    tls_cert: Path | None = Field(None, description="serve HTTPS with this certificate (PEM)")
+    tls_key: Path | None = Field(None, description="the certificate's private key (PEM)")
+    secret_key: str | None = Field(
+        None, description="Fernet key encrypting project secrets; default: secret_key_file")
+    secret_key_file: Path | None = Field(
+        None, description="file holding the secret key, created at first start "
+                          "[default: DATA_DIR/secret.key]")
+    admin_user: str = Field("admin", pattern=r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,199}$")
+    oidc_issuer: str | None = Field(None, description="accept JWTs from this OIDC issuer")
+    oidc_audience: str | None = Field(None, description="the audience JWTs must be for")
+    oidc_jwks_url: str | None = Field(None, description="default: from the issuer's discovery")
+    oidc_username_claim: str = "sub"
+    oidc_groups_claim: str = "groups"
+    submit_rate: float = Field(20.0, ge=0, le=1e6, description="submits/s per token; 0: off")
+    submit_burst: int = Field(500, ge=1, le=1_000_000)
+    max_pending_per_project: int = Field(10_000, ge=1, le=10_000_000)
+    max_body_bytes: int = Field(1 << 20, ge=1024, le=1 << 30)
 
     @field_validator("db")
     @classmethod
@@ -60,7 +78,8 @@ class ServerSettings(BaseSettings):
             raise ValueError("use a sqlite:///… or postgresql+psycopg://… database URL")
         return url
 
-    @field_validator("data_dir", "nodes_file", "ray_token_file")
+    @field_validator("data_dir", "nodes_file", "ray_token_file", "tls_cert", "tls_key",
+                     "secret_key_file")
     @classmethod
     def _expand_user(cls, path: Path | None) -> Path | None:
         return None if path is None else path.expanduser()
@@ -71,14 +90,28 @@ class ServerSettings(BaseSettings):
                                              or self.nodes_file is not None):
             raise ValueError("--ray-address takes the nodes from Ray: drop --simulate-gpus and "
                              "--nodes-file (give Ray nodes a GPU resource to simulate GPUs)")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("give both --tls-cert and --tls-key (make a pair for testing with "
+                             "`fairpool tls self-signed`)")
+        for path in (self.tls_cert, self.tls_key):
+            if path is not None and not path.is_file():
+                raise ValueError(f"{path}: file not found")
+        if (self.oidc_issuer is None) != (self.oidc_audience is None):
+            raise ValueError("OIDC needs both oidc_issuer and oidc_audience")
         return self
+
+    def key_file(self) -> Path:
+        return self.secret_key_file or self.data_dir / "secret.key"
 
     def database_url(self) -> str:
         return self.db or f"sqlite:///{self.data_dir / 'fairpool.db'}"
 
     def url(self) -> str:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
-        return f"http://{host}:{self.port}"
+        scheme = "https" if self.tls_cert is not None else "http"
+        if scheme == "https" and host == "127.0.0.1":
+            host = "localhost"  # the name a certificate for this machine carries
+        return f"{scheme}://{host}:{self.port}"
 
 
 def load_server_settings(values: dict[str, Any], config_file: Path | None = None
@@ -111,20 +144,31 @@ def load_server_settings(values: dict[str, Any], config_file: Path | None = None
     return FileSettings(**values)
 
 
-def write_client_config(url: str, path: Path | None = None) -> Path:
+def read_client_config(path: Path | None = None) -> dict[str, str]:
+    target = path or client_config_path()
+    try:
+        data = json.loads(target.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, str)} if isinstance(data, dict) else {}
+
+
+def write_client_config(url: str | None = None, path: Path | None = None, *,
+                        token: str | None = None, ca: str | None = None) -> Path:
+    """Update the client config (mode 0600: it may hold a token); None leaves a value as is,
+    an empty string removes it."""
     target = path or client_config_path()
     target.parent.mkdir(parents=True, exist_ok=True)
-    data: dict[str, str] = {}
-    if target.exists():
-        try:
-            data = json.loads(target.read_text())
-        except (OSError, ValueError):
-            data = {}
-    data["url"] = url
+    data = read_client_config(target)
+    for key, value in (("url", url), ("token", token), ("ca", ca)):
+        if value == "":
+            data.pop(key, None)
+        elif value is not None:
+            data[key] = value
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(data, f)
-    os.chmod(target, 0o600)
     return target
 
 
@@ -132,12 +176,14 @@ def client_url() -> str:
     env = os.environ.get("FAIRPOOL_URL")
     if env:
         return env.rstrip("/")
-    path = client_config_path()
-    if path.exists():
-        try:
-            url = json.loads(path.read_text()).get("url")
-        except (OSError, ValueError):
-            url = None
-        if isinstance(url, str) and url:
-            return url.rstrip("/")
-    return "http://127.0.0.1:8765"
+    return read_client_config().get("url", "http://127.0.0.1:8765").rstrip("/")
+
+
+def client_token() -> str | None:
+    """The bearer token: ``FAIRPOOL_TOKEN``, else the client config's."""
+    return os.environ.get("FAIRPOOL_TOKEN") or read_client_config().get("token") or None
+
+
+def client_ca() -> str | None:
+    """A CA bundle to trust besides the system's (``FAIRPOOL_CA_BUNDLE`` or the config's)."""
+    return os.environ.get("FAIRPOOL_CA_BUNDLE") or read_client_config().get("ca") or None

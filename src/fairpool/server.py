@@ -13,23 +13,30 @@ from __future__ import annotations
 import importlib.util
 import logging
 import multiprocessing
+import os
 import socket
 import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Event
+from pathlib import Path
 
 import uvicorn
 
 from fairpool.api.app import create_app
 from fairpool.api.context import AppContext
+from fairpool.api.limits import RateLimiter
+from fairpool.auth.oidc import OidcVerifier
+from fairpool.auth.secretbox import SecretBox, load_or_create_key
 from fairpool.config import ServerSettings, write_client_config
 from fairpool.control.loop import ControlLoop
 from fairpool.executors.base import Executor, NodeInfo
 from fairpool.executors.gpus import load_nodes_file, local_node
 from fairpool.executors.local import LocalExecutor
 from fairpool.scheduler import SchedulerConfig
+from fairpool.services.secrets import SecretEnv
+from fairpool.services.tokens import Authenticator, bootstrap_admin
 from fairpool.store.db import Store
 
 log = logging.getLogger("fairpool.server")
@@ -74,7 +81,7 @@ def make_executor(settings: ServerSettings, nodes: list[NodeInfo]) -> tuple[Exec
 
 
 def run_loop(settings: ServerSettings, nodes: list[NodeInfo], wake: Event, stop: Event,
-             started: Connection) -> None:
+             started: Connection, box: SecretBox) -> None:
     """The control-loop process: builds the executor, tells the API process how that went
     (``("ready", inventory)`` or ``("error", one line)``), then runs the loop."""
     _logging()
@@ -92,7 +99,8 @@ def run_loop(settings: ServerSettings, nodes: list[NodeInfo], wake: Event, stop:
         loop = ControlLoop(store, executor, settings.data_dir,
                            config=SchedulerConfig(strategy=settings.strategy),
                            grace_s=settings.grace_s, wake_event=wake, stop_event=stop,
-                           sync_every_s=30.0 if settings.ray_address is None else 1.0)
+                           sync_every_s=30.0 if settings.ray_address is None else 1.0,
+                           secret_env=SecretEnv(box))
         loop.sync_nodes()
         started.send(("ready", executor.nodes()))
         started.close()
@@ -143,6 +151,25 @@ def _watch(child: BaseProcess, server: uvicorn.Server, stop: Event) -> None:
         server.should_exit = True
 
 
+def oidc(settings: ServerSettings) -> OidcVerifier | None:
+    if settings.oidc_issuer is None or settings.oidc_audience is None:
+        return None
+    return OidcVerifier(settings.oidc_issuer, settings.oidc_audience, settings.oidc_jwks_url,
+                        settings.oidc_username_claim, settings.oidc_groups_claim)
+
+
+def _save_admin_token(settings: ServerSettings, token: str | None) -> Path | None:
+    """The first start's admin token, in a file only this user can read."""
+    if token is None:
+        return None
+    path = settings.data_dir / "admin-token"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return path
+
+
 def _check_port(host: str, port: int) -> None:
     """Fail before anything starts if the API's address is taken."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
@@ -163,22 +190,35 @@ def serve(settings: ServerSettings, ready: threading.Event | None = None) -> Non
     nodes = inventory(settings) if settings.ray_address is None else []
     store = Store(settings.database_url())
     store.migrate()
+    admin_token = bootstrap_admin(store, settings.admin_user)
     store.close()
+    box = SecretBox(settings.secret_key.encode() if settings.secret_key
+                    else load_or_create_key(settings.key_file()))
     ctx = multiprocessing.get_context("fork")  # before any thread starts in this process
     wake, stop = ctx.Event(), ctx.Event()
     receiver, sender = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=run_loop, args=(settings, nodes, wake, stop, sender),
+    child = ctx.Process(target=run_loop, args=(settings, nodes, wake, stop, sender, box),
                         name="fairpool-control", daemon=True)
     child.start()
     sender.close()
     nodes = _wait_started(child, receiver, settings)
     store = Store(settings.database_url())
-    app = create_app(AppContext(store=store, data_dir=settings.data_dir, wake=wake.set))
-    server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port,
-                                           log_level="warning", access_log=False))
+    app = create_app(AppContext(
+        store=store, data_dir=settings.data_dir, auth=Authenticator(store, oidc(settings)),
+        box=box, wake=wake.set,
+        submit_limiter=RateLimiter(settings.submit_rate, settings.submit_burst),
+        max_pending_per_project=settings.max_pending_per_project,
+        max_body_bytes=settings.max_body_bytes))
+    tls = settings.tls_cert is not None
+    server = uvicorn.Server(uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
+        ssl_certfile=str(settings.tls_cert) if tls else None,
+        ssl_keyfile=str(settings.tls_key) if tls else None))
     threading.Thread(target=_watch, args=(child, server, stop), daemon=True).start()
+    token_file = _save_admin_token(settings, admin_token)
     if settings.write_client_config:
-        write_client_config(settings.url())
+        write_client_config(settings.url(), token=admin_token,
+                            ca=str(settings.tls_cert) if tls else "")
     gpus = sum(len(n.devices) for n in nodes)
     simulated = any(n.simulated for n in nodes)
     where = f"  Ray: {settings.ray_address}" if settings.ray_address else ""
@@ -188,6 +228,11 @@ def serve(settings: ServerSettings, ready: threading.Event | None = None) -> Non
         hint = ("give Ray nodes GPUs, or a GPU resource to simulate them (see the README)"
                 if settings.ray_address else "use --simulate-gpus N to try fairpool without GPUs")
         print(f"no GPUs found; {hint}", flush=True)
+    if token_file is not None:
+        print(f"first start: user {settings.admin_user} is admin; its token is in {token_file}"
+              + (" and the CLI's config" if settings.write_client_config else "")
+              + ". Give others tokens with `fairpool token create --user NAME` and roles with "
+              "`fairpool role grant NAME ROLE SCOPE`", flush=True)
     try:
         if ready is not None:
             ready.set()

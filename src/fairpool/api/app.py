@@ -1,12 +1,14 @@
-"""The FastAPI application."""
+"""The FastAPI application. Every route needs a bearer token except /health and the API's
+documentation (/docs, /openapi.json), which hold no data."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
 from fairpool import __version__
-from fairpool.api import errors
+from fairpool.api import access_routes, errors
 from fairpool.api.context import AppContext
+from fairpool.api.limits import BodyLimit
 from fairpool.api.routes import router
 
 
@@ -14,7 +16,9 @@ def create_app(ctx: AppContext) -> FastAPI:
     app = FastAPI(title="fairpool", version=__version__,
                   description="GPU pool orchestrator: quotas, fair share, gangs, fractions")
     errors.install(app)
+    app.add_middleware(BodyLimit, max_bytes=ctx.max_body_bytes)
     app.include_router(router(ctx))
+    app.include_router(access_routes.router(ctx))
 
     @app.get("/health")
     def health() -> dict[str, str]:

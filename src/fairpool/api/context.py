@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from fairpool.api.limits import RateLimiter
+from fairpool.auth.secretbox import SecretBox
+from fairpool.services.tokens import Authenticator
 from fairpool.store.db import Store
 
 
@@ -13,4 +16,9 @@ from fairpool.store.db import Store
 class AppContext:
     store: Store
     data_dir: Path
+    auth: Authenticator
+    box: SecretBox
     wake: Callable[[], None] = lambda: None
+    submit_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(20.0, 500))
+    max_pending_per_project: int = 10_000
+    max_body_bytes: int = 1 << 20

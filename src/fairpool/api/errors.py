@@ -3,15 +3,33 @@
 from __future__ import annotations
 
 import logging
+import math
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fairpool.services.errors import ServiceError
 
 log = logging.getLogger("fairpool.api")
+
+
+class ErrorOut(BaseModel):
+    """Every error response: one line saying what to fix (and, for 422, each problem)."""
+
+    error: str
+    details: list[dict[str, Any]] | None = None
+
+
+_WHAT = {401: "no valid credentials", 403: "not allowed for your role",
+         404: "does not exist, or not visible to you", 409: "conflicts with the current state",
+         413: "request body too large", 422: "invalid input", 429: "too many requests"}
+#: the error responses every API route may give, for the OpenAPI document
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut, "description": what} for code, what in _WHAT.items()}
 
 
 def _safe(value: object) -> str | int:
@@ -29,7 +47,13 @@ def _where(loc: tuple[object, ...]) -> str:
 def install(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
-        return JSONResponse({"error": exc.message}, status_code=exc.status)
+        headers = {}
+        if exc.status == 401:
+            headers["WWW-Authenticate"] = 'Bearer realm="fairpool"'
+        retry = getattr(exc, "retry_after_s", None)
+        if retry is not None:
+            headers["Retry-After"] = str(max(1, math.ceil(retry)))
+        return JSONResponse({"error": exc.message}, status_code=exc.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,4 +1,5 @@
-"""Routers: validate, call one service function, map the result. Nothing else lives here."""
+"""Routers: authorise (a guard dependency), validate, call one service function, map the
+result. Nothing else lives here."""
 
 from __future__ import annotations
 
@@ -9,9 +10,14 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
+from fairpool.api import guard
 from fairpool.api.context import AppContext
+from fairpool.api.errors import ERRORS
+from fairpool.api.limits import rate_limited
+from fairpool.auth.rbac import Perm, Principal
 from fairpool.domain.states import TERMINAL_STATES, JobState
 from fairpool.services import jobs, nodes, queues
+from fairpool.services.scopes import queue_paths
 from fairpool.services.specs import (
     EventOut,
     ExplainOut,
@@ -29,34 +35,59 @@ QueueName = Annotated[str, Path(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 FINAL = {s.value for s in (*TERMINAL_STATES, JobState.FAILED)}
 
 
+def visible_queues(ctx: AppContext, who: Principal) -> set[str] | None:
+    """Queues the caller may read; None: all of them."""
+    if who.sees(("*",)):
+        return None
+    return {name for name, path in queue_paths(ctx.store).items() if who.sees(path)}
+
+
 def router(ctx: AppContext) -> APIRouter:
-    api = APIRouter(prefix="/api/v1")
+    api = APIRouter(prefix="/api/v1", responses=ERRORS)
+    signed_in = guard.signed_in(ctx)
+    job_read = guard.allow(ctx, Perm.READ, guard.job_param())
+    manage_pool = guard.allow(ctx, Perm.MANAGE, guard.pool())
+    manage_department = guard.allow(ctx, Perm.MANAGE,
+                                    guard.queue_in_body("department", "department"))
+    manage_parent = guard.allow(ctx, Perm.MANAGE, guard.queue_param(parent=True))
+    job_cancel = guard.allow(ctx, Perm.CANCEL, guard.job_param())
 
     @api.post("/departments", status_code=201, response_model=QueueOut)
-    def create_department(spec: QueueCreate) -> QueueOut:
-        return queues.create_department(ctx.store, spec)
+    def create_department(spec: QueueCreate, request: Request,
+                          who: Principal = manage_pool) -> QueueOut:
+        return queues.create_department(ctx.store, spec, who.user, guard.address(request))
 
     @api.post("/projects", status_code=201, response_model=QueueOut)
-    def create_project(spec: ProjectCreate) -> QueueOut:
-        return queues.create_project(ctx.store, spec)
+    def create_project(spec: ProjectCreate, request: Request,
+                       who: Principal = manage_department) -> QueueOut:
+        return queues.create_project(ctx.store, spec, who.user, guard.address(request))
 
     @api.patch("/queues/{name}", response_model=QueueOut)
-    def update_queue(name: QueueName, spec: QueueUpdate) -> QueueOut:
-        out = queues.update_queue(ctx.store, name, spec)
+    def update_queue(name: QueueName, spec: QueueUpdate, request: Request,
+                     who: Principal = manage_parent) -> QueueOut:
+        out = queues.update_queue(ctx.store, name, spec, who.user, guard.address(request))
         ctx.wake()
         return out
 
     @api.get("/queues", response_model=list[QueueOut])
-    def list_queues() -> list[QueueOut]:
-        return queues.list_queues(ctx.store)
+    def list_queues(who: Principal = signed_in) -> list[QueueOut]:
+        only = visible_queues(ctx, who)
+        return [q for q in queues.list_queues(ctx.store) if only is None or q.name in only]
 
-    @api.get("/queues/{name}", response_model=QueueOut)
+    @api.get("/queues/{name}", response_model=QueueOut,
+             dependencies=[guard.allow(ctx, Perm.READ, guard.queue_param())])
     def get_queue(name: QueueName) -> QueueOut:
         return queues.queue_status(ctx.store, name)
 
+    submit_guard = rate_limited(ctx.submit_limiter, guard.allow(
+        ctx, Perm.SUBMIT, guard.queue_in_body("project", "project")), "submit")
+
     @api.post("/jobs", status_code=201, response_model=JobOut)
-    def submit(spec: JobSubmit, response: Response) -> JobOut:
-        out, created = jobs.submit(ctx.store, spec, ctx.wake)
+    def submit(spec: JobSubmit, response: Response, request: Request,
+               who: Principal = submit_guard) -> JobOut:
+        out, created = jobs.submit(ctx.store, spec, ctx.wake, actor=who.user,
+                                   max_pending=ctx.max_pending_per_project,
+                                   address=guard.address(request))
         if not created:
             response.status_code = 200
         return out
@@ -66,31 +97,35 @@ def router(ctx: AppContext) -> APIRouter:
         project: Annotated[str | None, Query(max_length=63)] = None,
         state: Annotated[str | None, Query(max_length=16)] = None,
         limit: Annotated[int, Query(ge=1, le=10_000)] = 200,
+        who: Principal = signed_in,
     ) -> list[JobOut]:
-        return jobs.list_jobs(ctx.store, project, state, limit)
+        return jobs.list_jobs(ctx.store, project, state, limit,
+                              within=visible_queues(ctx, who))
 
-    @api.get("/jobs/{job_id}", response_model=JobOut)
+    @api.get("/jobs/{job_id}", response_model=JobOut, dependencies=[job_read])
     def get_job(job_id: JobId) -> JobOut:
         return jobs.get_job(ctx.store, job_id)
 
     @api.post("/jobs/{job_id}/cancel", response_model=JobOut)
-    def cancel(job_id: JobId) -> JobOut:
-        return jobs.cancel(ctx.store, job_id, ctx.wake)
+    def cancel(job_id: JobId, request: Request,
+               who: Principal = job_cancel) -> JobOut:
+        return jobs.cancel(ctx.store, job_id, ctx.wake, actor=who.user,
+                           address=guard.address(request))
 
-    @api.get("/jobs/{job_id}/events", response_model=list[EventOut])
+    @api.get("/jobs/{job_id}/events", response_model=list[EventOut], dependencies=[job_read])
     def events(job_id: JobId) -> list[EventOut]:
         return jobs.events(ctx.store, job_id)
 
-    @api.get("/jobs/{job_id}/explain", response_model=ExplainOut)
+    @api.get("/jobs/{job_id}/explain", response_model=ExplainOut, dependencies=[job_read])
     def explain(job_id: JobId) -> ExplainOut:
         return jobs.explain(ctx.store, job_id)
 
-    @api.get("/jobs/{job_id}/logs", response_class=PlainTextResponse)
+    @api.get("/jobs/{job_id}/logs", response_class=PlainTextResponse, dependencies=[job_read])
     def logs(
         request: Request,
         job_id: JobId,
         rank: Annotated[int, Query(ge=0, le=4095)] = 0,
-        attempt: Annotated[int | None, Query(ge=0)] = None,
+        attempt: Annotated[int | None, Query(ge=0, le=1_000_000)] = None,
         follow: bool = False,
     ) -> Response:
         path, job = jobs.log_file(ctx.store, ctx.data_dir, job_id, rank, attempt)
@@ -124,7 +159,7 @@ def router(ctx: AppContext) -> APIRouter:
         return StreamingResponse(stream(), media_type="text/plain; charset=utf-8")
 
     @api.get("/nodes", response_model=list[NodeOut])
-    def list_nodes() -> list[NodeOut]:
-        return nodes.list_nodes(ctx.store)
+    def list_nodes(who: Principal = signed_in) -> list[NodeOut]:
+        return nodes.list_nodes(ctx.store, within=visible_queues(ctx, who))
 
     return api

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
 
+from fairpool.cli import access
+from fairpool.cli.output import call as _call
 from fairpool.cli.output import console, emit_json, fail, gpus, table, when
 from fairpool.cli.simulate import simulate as simulate_command
 from fairpool.client import Client, FairpoolError
@@ -36,6 +37,7 @@ department_app = typer.Typer(no_args_is_help=True, help="Departments (groups of 
 app.add_typer(project_app, name="project")
 app.add_typer(department_app, name="department")
 app.command(name="simulate")(simulate_command)
+access.register(app)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 
@@ -84,6 +86,9 @@ def up(
         help="the Ray resource counted as GPUs [default: GPU]")] = None,
     ray_token_file: Annotated[Path | None, typer.Option(
         help="file holding the Ray cluster's authentication token")] = None,
+    tls_cert: Annotated[Path | None, typer.Option(
+        help="serve HTTPS with this certificate (PEM)")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="the certificate's key (PEM)")] = None,
     config: Annotated[Path | None, typer.Option(
         help="TOML file of settings (flags and FAIRPOOL_* variables win over it)")] = None,
 ) -> None:
@@ -96,7 +101,8 @@ def up(
                        ("strategy", strategy), ("data_dir", data_dir), ("db", db),
                        ("simulate_gpus", simulate_gpus), ("nodes_file", nodes_file),
                        ("ray_address", ray_address), ("ray_gpu_resource", ray_gpu_resource),
-                       ("ray_token_file", ray_token_file)):
+                       ("ray_token_file", ray_token_file), ("tls_cert", tls_cert),
+                       ("tls_key", tls_key)):
         if value is not None:
             values[key] = value
     from sqlalchemy.exc import SQLAlchemyError
@@ -165,13 +171,6 @@ def submit(
         emit_json(job)
     else:
         console.print(f"submitted [bold]{job.id}[/bold] to {job.project} ({job.state})")
-
-
-def _call(fn: Callable[[], T]) -> T:
-    try:
-        return fn()
-    except FairpoolError as exc:
-        fail(exc.message)
 
 
 @app.command()
@@ -290,6 +289,8 @@ def _tree_order(items: list[QueueOut]) -> list[QueueOut]:
     for d in depts:
         out.append(d)
         out.extend(q for q in items if q.parent == d.name)
+    # projects whose department the caller may not see
+    out.extend(q for q in items if q not in out)
     return out
 
 

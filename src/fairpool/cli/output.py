@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
+T = TypeVar("T")
 console = Console()
 err = Console(stderr=True)
 
@@ -46,3 +47,13 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> 
     for r in rows:
         t.add_row(*r)
     console.print(t)
+
+
+def call(fn: Callable[[], T]) -> T:
+    """Run a client call; a failed request ends the command with its one-line reason."""
+    from fairpool.client import FairpoolError
+
+    try:
+        return fn()
+    except FairpoolError as exc:
+        fail(exc.message)

@@ -1,20 +1,32 @@
 """The Python client: one method per REST operation, typed results, one error type.
 
     from fairpool.client import Client
-    c = Client()                      # URL from FAIRPOOL_URL or the file `fairpool up` wrote
+    c = Client()     # URL and token from FAIRPOOL_URL/FAIRPOOL_TOKEN or the client config
     job = c.submit(project="vision", command=["python", "train.py"], gpus=1)
     print(c.explain(job.id).reason)
 """
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
 from typing import Any, TypeVar
 
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
-from fairpool.config import client_url
+from fairpool.config import client_ca, client_token, client_url
+from fairpool.services.access_specs import (
+    AuditOut,
+    BindingCreate,
+    BindingOut,
+    SecretOut,
+    SecretSet,
+    TokenCreate,
+    TokenCreated,
+    TokenOut,
+    WhoAmI,
+)
 from fairpool.services.specs import (
     EventOut,
     ExplainOut,
@@ -39,10 +51,25 @@ class FairpoolError(Exception):
         self.status = status
 
 
+def tls_context(ca: str | None) -> ssl.SSLContext:
+    """Certificates are always verified: against the system's CAs, plus ``ca`` if given."""
+    context = ssl.create_default_context()
+    if ca:
+        try:
+            context.load_verify_locations(cafile=ca)
+        except (OSError, ssl.SSLError) as exc:
+            raise FairpoolError(f"cannot read the CA bundle {ca}: {exc}") from None
+    return context
+
+
 class Client:
-    def __init__(self, url: str | None = None, timeout: float = 30.0) -> None:
+    def __init__(self, url: str | None = None, timeout: float = 30.0, token: str | None = None,
+                 ca: str | None = None) -> None:
         self.url = (url or client_url()).rstrip("/")
-        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+        self.token = token if token is not None else client_token()
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        self._http = httpx.Client(base_url=self.url, timeout=timeout, headers=headers,
+                                  verify=tls_context(ca if ca is not None else client_ca()))
 
     def close(self) -> None:
         self._http.close()
@@ -57,6 +84,14 @@ class Client:
     def _request(self, method: str, path: str, **kw: Any) -> httpx.Response:
         try:
             resp = self._http.request(method, path, **kw)
+        except httpx.ConnectError as exc:
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                raise FairpoolError(
+                    f"the server at {self.url} has a certificate this client does not trust "
+                    f"({exc}); give its CA with FAIRPOOL_CA_BUNDLE or `fairpool login --ca`"
+                ) from None
+            raise FairpoolError(f"cannot reach the fairpool server at {self.url} ({exc}); "
+                                f"is it running? start it with `fairpool up`") from None
         except httpx.HTTPError as exc:
             raise FairpoolError(f"cannot reach the fairpool server at {self.url} ({exc}); "
                                 f"is it running? start it with `fairpool up`") from None
@@ -65,6 +100,9 @@ class Client:
                 message = resp.json().get("error") or resp.text
             except ValueError:
                 message = resp.text or resp.reason_phrase
+            if resp.status_code == 401 and not self.token:
+                message = (f"{message} (no token: set FAIRPOOL_TOKEN or run "
+                           f"`fairpool login --token ...`)")
             raise FairpoolError(str(message), resp.status_code)
         return resp
 
@@ -140,3 +178,45 @@ class Client:
 
     def health(self) -> dict[str, str]:
         return self._get("/health", dict[str, str])
+
+    # -- access -----------------------------------------------------------------------------
+    def whoami(self) -> WhoAmI:
+        return self._get("/api/v1/whoami", WhoAmI)
+
+    def create_token(self, user: str, expires_in_s: float | None = 90 * 86400,
+                     description: str = "") -> TokenCreated:
+        spec = TokenCreate(user=user, expires_in_s=expires_in_s, description=description)
+        data = self._request("POST", "/api/v1/tokens",
+                             json=spec.model_dump(mode="json")).json()
+        return TokenCreated.model_validate(data)
+
+    def tokens(self) -> list[TokenOut]:
+        return self._get("/api/v1/tokens", list[TokenOut])
+
+    def revoke_token(self, token_id: str) -> TokenOut:
+        return self._send("DELETE", f"/api/v1/tokens/{token_id}", None, TokenOut)
+
+    def grant(self, subject: str, role: str, scope: str) -> BindingOut:
+        spec = BindingCreate.model_validate({"subject": subject, "role": role, "scope": scope})
+        return self._send("POST", "/api/v1/role-bindings", spec, BindingOut)
+
+    def role_bindings(self) -> list[BindingOut]:
+        return self._get("/api/v1/role-bindings", list[BindingOut])
+
+    def revoke_binding(self, binding_id: int) -> BindingOut:
+        return self._send("DELETE", f"/api/v1/role-bindings/{binding_id}", None, BindingOut)
+
+    def audit(self, **filters: Any) -> list[AuditOut]:
+        params = {k: v for k, v in filters.items() if v is not None}
+        return self._get("/api/v1/audit", list[AuditOut], params=params)
+
+    def set_secret(self, project: str, name: str, value: str) -> SecretOut:
+        return self._send("PUT", f"/api/v1/projects/{project}/secrets/{name}",
+                          SecretSet(value=value), SecretOut)
+
+    def secrets(self, project: str) -> list[SecretOut]:
+        return self._get(f"/api/v1/projects/{project}/secrets", list[SecretOut])
+
+    def delete_secret(self, project: str, name: str) -> SecretOut:
+        return self._send("DELETE", f"/api/v1/projects/{project}/secrets/{name}", None,
+                          SecretOut)

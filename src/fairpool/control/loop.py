@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from fairpool.auth.secretbox import SecretKeyError
 from fairpool.domain import Job, JobState, Node, Queue, Resources
 from fairpool.domain.states import transition
 from fairpool.executors.base import (
@@ -35,6 +36,7 @@ from fairpool.executors.base import (
 )
 from fairpool.scheduler import Plan, Scheduler, SchedulerConfig, Snapshot
 from fairpool.services.jobs import add_event
+from fairpool.services.secrets import SecretEnv
 from fairpool.store.convert import job_domain, node_domain, queue_domain
 from fairpool.store.db import Store
 from fairpool.store.models import JobRow, NodeRow, QueueRow
@@ -78,6 +80,7 @@ class ControlLoop:
         stop_event: Signal | None = None,
         sync_every_s: float = 30.0,
         forget_after_s: float = 600.0,
+        secret_env: SecretEnv | None = None,
     ) -> None:
         self.store = store
         self.executor = executor
@@ -108,6 +111,7 @@ class ControlLoop:
         self.forget_after_s = forget_after_s  # gone nodes are deleted after this long
         self._forget_check_at = 0.0
         self.errors = 0
+        self.secret_env = secret_env  # decrypts projects' secrets for their workers
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -442,18 +446,28 @@ class ControlLoop:
         port touches the network, which has no place inside a transaction."""
         if not rows:
             return []
+        secrets: dict[str, dict[str, str]] = {}
+        undecryptable = ""
         with self.store.session() as s:
             addresses = {n.name: n.address for n in s.execute(select(NodeRow)).scalars()}
+            if self.secret_env is not None:
+                try:
+                    secrets = self.secret_env.for_projects(s, (r.project for r in rows))
+                except SecretKeyError as exc:
+                    undecryptable = str(exc)
         specs: list[WorkerSpec] = []
         for row in rows:
             try:
+                if undecryptable:
+                    raise RuntimeError(undecryptable)
                 specs += worker_specs(row, addresses, self.data_dir,
-                                      self.executor.rendezvous_port)
+                                      self.executor.rendezvous_port, secrets.get(row.project))
             except Exception as exc:  # e.g. rank 0's node left: requeue the job
-                log.warning("job %s: no rendezvous port: %s", row.id, exc)
+                log.warning("job %s: cannot start: %s", row.id, exc)
                 self._unapplied.extend(
-                    WorkerStatus(w["worker_id"], WorkerPhase.LOST,
-                                 detail=f"no rendezvous port on node {w['node']}: {exc}")
+                    WorkerStatus(w["worker_id"], WorkerPhase.LOST, detail=str(exc)
+                                 if undecryptable else
+                                 f"no rendezvous port on node {w['node']}: {exc}")
                     for w in row.placement or ())
         return specs
 

@@ -40,9 +40,12 @@ def placement_json(row: JobRow, bind: Bind) -> list[dict[str, Any]]:
 
 
 def worker_specs(row: JobRow, addresses: dict[str, str], data_dir: Path,
-                 port: Callable[[str], int]) -> list[WorkerSpec]:
+                 port: Callable[[str], int], secrets: dict[str, str] | None = None
+                 ) -> list[WorkerSpec]:
     """Specs of the job's workers; ``port(node)`` gives a free port on rank 0's node for a gang
-    (a single worker gets 0: its executor picks a port when it starts)."""
+    (a single worker gets 0: its executor picks a port when it starts). The project's
+    ``secrets`` join the environment; a variable the job sets itself wins."""
+    env = {**(secrets or {}), **row.env}
     workers = sorted(row.placement or (), key=lambda w: w["rank"])
     master = addresses.get(workers[0]["node"], "127.0.0.1") if workers else "127.0.0.1"
     master_port = port(workers[0]["node"]) if len(workers) > 1 else 0
@@ -55,7 +58,7 @@ def worker_specs(row: JobRow, addresses: dict[str, str], data_dir: Path,
         specs.append(WorkerSpec(
             worker_id=w["worker_id"], job_id=row.id, attempt=row.attempt, rank=w["rank"],
             world_size=row.workers, local_rank=local_rank, node=w["node"],
-            devices=tuple(w["devices"]), command=tuple(row.command), env=dict(row.env),
+            devices=tuple(w["devices"]), command=tuple(row.command), env=dict(env),
             master_addr=master, master_port=master_port,
             log_path=str(log_path(data_dir, row.id, row.attempt, w["rank"])),
             gpu_fraction=w["share"] / GPU_UNIT if fractional else None,

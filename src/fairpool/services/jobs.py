@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -17,7 +17,8 @@ from fairpool.domain import JobState
 from fairpool.domain.priority import DEFAULT_PRIORITY_CLASSES, resolve_priority_class
 from fairpool.domain.resources import CPU_UNIT
 from fairpool.domain.states import TERMINAL_STATES, transition
-from fairpool.services.errors import Conflict, Invalid, NotFound
+from fairpool.services import audit
+from fairpool.services.errors import Conflict, Invalid, NotFound, ServiceError
 from fairpool.services.specs import EventOut, ExplainOut, JobOut, JobSubmit
 from fairpool.store.convert import job_out
 from fairpool.store.db import Store
@@ -82,7 +83,22 @@ def _check_fits_somewhere(store: Store, s: Session, spec: JobSubmit) -> None:
                       f"node has {memory} MiB")
 
 
-def submit(store: Store, spec: JobSubmit, wake: Callable[[], None] | None = None
+class TooManyPending(ServiceError):
+    status = 429
+
+
+def _check_pending(s: Session, project: str, max_pending: int | None) -> None:
+    if max_pending is None:
+        return
+    waiting = s.execute(select(func.count()).select_from(JobRow).where(
+        JobRow.project == project, JobRow.state.in_(WAITING))).scalar_one()
+    if waiting >= max_pending:
+        raise TooManyPending(f"project {project} already has {waiting} jobs waiting, the most "
+                             f"allowed; wait for some to start or cancel some")
+
+
+def submit(store: Store, spec: JobSubmit, wake: Callable[[], None] | None = None, *,
+           actor: str = "system", max_pending: int | None = None, address: str = ""
            ) -> tuple[JobOut, bool]:
     """Queue a job; returns it and whether it was created (False: an idempotent replay)."""
     try:
@@ -101,6 +117,7 @@ def submit(store: Store, spec: JobSubmit, wake: Callable[[], None] | None = None
             if existing is not None:
                 return _replay(existing, digest), False
         _check_fits_somewhere(store, s, spec)
+        _check_pending(s, spec.project, max_pending)
     preemptible = pclass.preemptible if spec.preemptible is None else spec.preemptible
     values = dict(
         id=uuid.uuid4().hex[:12], project=spec.project, name=spec.name,
@@ -111,7 +128,7 @@ def submit(store: Store, spec: JobSubmit, wake: Callable[[], None] | None = None
         priority=pclass.value, preemptible=preemptible, node_pool=spec.node_pool,
         labels=dict(spec.labels), same_node=spec.same_node, min_runtime_s=spec.min_runtime_s,
         state=JobState.QUEUED.value, attempt=0, submitted_at=now, client_key=spec.client_key,
-        request_hash=digest,
+        request_hash=digest, submitted_by=actor,
     )
     try:
         with store.writing() as s:  # the job and its first event, written directly
@@ -119,7 +136,9 @@ def submit(store: Store, spec: JobSubmit, wake: Callable[[], None] | None = None
             s.execute(insert(JobRow).values(**values))
             s.execute(insert(JobEventRow).values(
                 job_id=values["id"], at=now, kind="submitted",
-                message=f"submitted to project {spec.project} ({_describe(spec)})"))
+                message=f"submitted to project {spec.project} by {actor} ({_describe(spec)})"))
+            audit.record(s, actor, "job.submit", f"{spec.project}/{values['id']}",
+                         address=address)
     except IntegrityError:
         # a concurrent submit with the same client key won the race: return its job
         with store.session() as s:
@@ -170,19 +189,23 @@ def _load(s: Session, job_id: str) -> JobRow:
 
 
 def list_jobs(store: Store, project: str | None = None, state: str | None = None,
-              limit: int = 200) -> list[JobOut]:
+              limit: int = 200, within: set[str] | None = None) -> list[JobOut]:
+    """Newest first; ``within``: only these projects (those the caller may see)."""
     if state is not None and state not in {s.value for s in JobState}:
         raise Invalid(f"unknown state {state!r}; states: {', '.join(s.value for s in JobState)}")
     with store.session() as s:
         query = select(JobRow).order_by(JobRow.submitted_at.desc()).limit(limit)
         if project is not None:
             query = query.where(JobRow.project == project)
+        if within is not None:
+            query = query.where(JobRow.project.in_(sorted(within)))
         if state is not None:
             query = query.where(JobRow.state == state)
         return [job_out(r) for r in s.execute(query).scalars()]
 
 
-def cancel(store: Store, job_id: str, wake: Callable[[], None] | None = None) -> JobOut:
+def cancel(store: Store, job_id: str, wake: Callable[[], None] | None = None, *,
+           actor: str = "system", address: str = "") -> JobOut:
     with store.writing() as s:
         seq = Store.bump(s)  # first, as every writer does: the counter row orders writers
         row = _load(s, job_id)
@@ -197,10 +220,12 @@ def cancel(store: Store, job_id: str, wake: Callable[[], None] | None = None) ->
             row.state = transition(state, JobState.CANCELLED).value
             row.finished_at = time.time()
             row.placement = row.waits_for = None
-            add_event(s, job_id, "cancelled", "cancelled before it started")
+            add_event(s, job_id, "cancelled", f"cancelled by {actor} before it started")
         else:
             row.stop_reason = "cancel"
-            add_event(s, job_id, "cancelling", "cancel requested: stopping its workers")
+            add_event(s, job_id, "cancelling",
+                      f"cancel requested by {actor}: stopping its workers")
+        audit.record(s, actor, "job.cancel", f"{row.project}/{job_id}", address=address)
         row.seq = seq
         out = job_out(row)
     if wake is not None:

@@ -13,7 +13,12 @@ from fairpool.store.models import JobRow, NodeRow
 HOLDING = (JobState.ADMITTED.value, JobState.STARTING.value, JobState.RUNNING.value)
 
 
-def list_nodes(store: Store) -> list[NodeOut]:
+HIDDEN = "(another project)"
+
+
+def list_nodes(store: Store, within: set[str] | None = None) -> list[NodeOut]:
+    """Nodes and devices with their holders; holders outside ``within`` (the projects the
+    caller may see; None: all) are shown only as another project's."""
     with store.session() as s:
         nodes = s.execute(select(NodeRow).order_by(NodeRow.name)).scalars().all()
         jobs = s.execute(select(JobRow.id, JobRow.project, JobRow.placement)
@@ -22,7 +27,8 @@ def list_nodes(store: Store) -> list[NodeOut]:
     for job_id, project, placement in jobs:
         for w in placement or ():
             for d in w["devices"]:
-                held.setdefault((w["node"], d), []).append((f"{project}/{job_id}", w["share"]))
+                who = f"{project}/{job_id}" if within is None or project in within else HIDDEN
+                held.setdefault((w["node"], d), []).append((who, w["share"]))
     out = []
     for n in nodes:
         devices = []

@@ -9,7 +9,9 @@ from sqlalchemy.orm import Session
 
 from fairpool.domain import GPU_UNIT, JobState
 from fairpool.domain.resources import CPU_UNIT
+from fairpool.services import audit
 from fairpool.services.errors import Conflict, Invalid, NotFound
+from fairpool.services.scopes import forget_paths
 from fairpool.services.specs import (
     MAX_CPUS,
     MAX_GPUS,
@@ -52,7 +54,8 @@ def _set(row: QueueRow, quota: ResourceSpec | None, limit: ResourceSpec | None,
                           f"raise the limit or lower the quota")
 
 
-def _create(store: Store, spec: QueueCreate, kind: str, parent: str | None) -> QueueOut:
+def _create(store: Store, spec: QueueCreate, kind: str, parent: str | None, actor: str,
+            address: str) -> QueueOut:
     with store.writing() as s:
         if s.get(QueueRow, spec.name) is not None:
             raise Conflict(f"a queue named {spec.name} already exists; pick another name")
@@ -67,18 +70,31 @@ def _create(store: Store, spec: QueueCreate, kind: str, parent: str | None) -> Q
         _set(row, spec.quota, spec.limit, unlimited=False)
         s.add(row)
         Store.bump(s)
+        audit.record(s, actor, f"{kind}.create", spec.name, detail=_summary(row),
+                     address=address)
+    forget_paths(store)
     return queue_status(store, spec.name)
 
 
-def create_department(store: Store, spec: QueueCreate) -> QueueOut:
-    return _create(store, spec, "department", None)
+def _summary(row: QueueRow) -> str:
+    limit = "none" if row.limit_gpu is None else f"{row.limit_gpu / GPU_UNIT:g}"
+    return (f"quota {row.quota_gpu / GPU_UNIT:g} GPUs, {row.quota_cpu / CPU_UNIT:g} CPUs, "
+            f"{row.quota_memory} MiB; GPU limit {limit}; weight {row.over_quota_weight}; "
+            f"priority {row.priority}")
 
 
-def create_project(store: Store, spec: ProjectCreate) -> QueueOut:
-    return _create(store, spec, "project", spec.department)
+def create_department(store: Store, spec: QueueCreate, actor: str = "system",
+                      address: str = "") -> QueueOut:
+    return _create(store, spec, "department", None, actor, address)
 
 
-def update_queue(store: Store, name: str, spec: QueueUpdate) -> QueueOut:
+def create_project(store: Store, spec: ProjectCreate, actor: str = "system",
+                   address: str = "") -> QueueOut:
+    return _create(store, spec, "project", spec.department, actor, address)
+
+
+def update_queue(store: Store, name: str, spec: QueueUpdate, actor: str = "system",
+                 address: str = "") -> QueueOut:
     with store.writing() as s:
         row = s.get(QueueRow, name)
         if row is None:
@@ -89,6 +105,7 @@ def update_queue(store: Store, name: str, spec: QueueUpdate) -> QueueOut:
         if spec.priority is not None:
             row.priority = spec.priority
         Store.bump(s)
+        audit.record(s, actor, "queue.update", name, detail=_summary(row), address=address)
     return queue_status(store, name)
 
 

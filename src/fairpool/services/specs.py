@@ -198,6 +198,7 @@ class JobOut(BaseModel):
     reason_code: str | None
     placement: list[WorkerOut]
     client_key: str | None
+    submitted_by: str | None = None
 
 
 class EventOut(BaseModel):

@@ -101,6 +101,7 @@ def job_out(row: JobRow) -> JobOut:
         reason=row.reason, reason_code=row.reason_code,
         placement=[worker_out(w) for w in (row.placement or ())],
         client_key=row.client_key,
+        submitted_by=row.submitted_by,
     )
 
 

@@ -1,4 +1,5 @@
-"""SQLAlchemy models: queues, nodes, jobs, job events and the store's change counter.
+"""SQLAlchemy models: queues, nodes, jobs, job events, the store's change counter, and the
+security tables (API tokens, role bindings, the audit log and encrypted project secrets).
 
 Times are seconds since the epoch (floats) so that SQLite and PostgreSQL behave the same.
 Resources are stored in the domain's integer base units (milli-GPUs, millicores, MiB); a NULL
@@ -106,6 +107,7 @@ class JobRow(Base):
     reason_code: Mapped[str | None] = mapped_column(String(32), nullable=True)
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     client_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    submitted_by: Mapped[str | None] = mapped_column(String(253), nullable=True)
     request_hash: Mapped[str] = mapped_column(String(64))
     #: the store generation of the last change the scheduler must see (see Store.bump); the
     #: control loop reads only jobs whose seq is newer than what it already holds
@@ -127,3 +129,63 @@ class MetaRow(Base):
 
     key: Mapped[str] = mapped_column(String(63), primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class TokenRow(Base):
+    """An API token: only a salted SHA-256 of its secret part is kept (the token is shown once).
+    Tokens carry 256 random bits, so a fast hash is as safe as a slow one and keeps each
+    request cheap; the salt makes every stored hash unique."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)  # public part of the token
+    user: Mapped[str] = mapped_column(String(253), index=True)
+    salt: Mapped[str] = mapped_column(String(32))
+    hash: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(String(200), default="")
+    created_by: Mapped[str] = mapped_column(String(253))
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_used_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class RoleBindingRow(Base):
+    """A role given to a user (or ``group:NAME`` from an identity provider) on a scope: the
+    whole pool (``*``), a department or a project."""
+
+    __tablename__ = "role_bindings"
+    __table_args__ = (UniqueConstraint("subject", "role", "scope", name="uq_role_binding"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subject: Mapped[str] = mapped_column(String(253), index=True)
+    role: Mapped[str] = mapped_column(String(32))
+    scope: Mapped[str] = mapped_column(String(63))
+    created_by: Mapped[str] = mapped_column(String(253))
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class AuditRow(Base):
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_at", "at"), Index("ix_audit_actor", "actor"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[float] = mapped_column(Float)
+    actor: Mapped[str] = mapped_column(String(253))  # "-" when nobody could be identified
+    action: Mapped[str] = mapped_column(String(48))
+    target: Mapped[str] = mapped_column(String(300), default="")
+    outcome: Mapped[str] = mapped_column(String(16))  # ok | denied | failed
+    detail: Mapped[str] = mapped_column(Text, default="")
+    address: Mapped[str] = mapped_column(String(64), default="")
+
+
+class SecretRow(Base):
+    """A project's environment secret, encrypted with Fernet (AES-128-CBC + HMAC-SHA256)."""
+
+    __tablename__ = "project_secrets"
+
+    project: Mapped[str] = mapped_column(ForeignKey("queues.name"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    ciphertext: Mapped[str] = mapped_column(Text)
+    updated_by: Mapped[str] = mapped_column(String(253))
+    updated_at: Mapped[float] = mapped_column(Float)

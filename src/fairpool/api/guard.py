@@ -1,0 +1,226 @@
+"""Authorisation in one place: every route names the permission it needs and where its target
+sits, and these dependencies decide before the handler runs.
+
+Outcomes are the same everywhere: no or bad credentials → 401; a target the caller cannot see
+(or that does not exist) → 404 with the same message either way, so nobody learns what other
+teams have; a target the caller sees but may not act on → 403 saying which role is missing.
+Each refusal is recorded in the audit log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
+
+from fairpool.api.context import AppContext
+from fairpool.auth.rbac import POOL, ROLE_PERMS, Path, Perm, Principal, Role, may_grant
+from fairpool.services import audit, roles, tokens
+from fairpool.services.errors import NotFound, ServiceError
+from fairpool.services.scopes import job_path, queue_path
+
+
+class Forbidden(ServiceError):
+    status = 403
+
+
+class Invalid422(ServiceError):
+    status = 422
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a request acts on: a label for messages, the path that decides whether the caller
+    may see it (None: it does not exist) and the path the permission is checked on."""
+
+    label: str
+    see: Path | None
+    act: Path | None = None
+
+
+Locate = Callable[[Request, AppContext], Awaitable[Target]]
+
+
+def address(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+def authenticated(ctx: AppContext) -> Callable[[Request], Awaitable[Principal]]:
+    async def principal(request: Request) -> Principal:
+        found = await run_in_threadpool(ctx.auth.authenticate,
+                                        request.headers.get("authorization"), address(request))
+        request.state.principal = found
+        return found
+    return principal
+
+
+async def _deny(ctx: AppContext, request: Request, who: Principal, exc: ServiceError) -> None:
+    await run_in_threadpool(audit.record_now, ctx.store, who.user,
+                            f"{request.method} {request.url.path}"[:48], request.url.path,
+                            "denied", exc.message, address(request))
+    raise exc
+
+
+_DOING = {Perm.READ: "see", Perm.SUBMIT: "submit jobs", Perm.CANCEL: "cancel jobs",
+          Perm.SECRETS: "manage secrets", Perm.MANAGE: "manage projects, quotas and roles",
+          Perm.ADMIN: "use admin functions"}
+
+
+def _refusal(who: Principal, perm: Perm, act: Path) -> Forbidden:
+    where = "the whole pool" if act == (POOL,) else act[-1]
+    held = sorted({str(b.role) for b in who.bindings if b.scope in act}) or ["no role"]
+    needs = [str(r) for r in Role if perm in ROLE_PERMS[r]
+             and (r is not Role.ADMIN or act == (POOL,)) and (r is not Role.DEPARTMENT_ADMIN
+                                                            or len(act) >= 2)]
+    needs_text = " or ".join(needs) + ("" if act == (POOL,) else f" on {where} or above")
+    if Role.ADMIN.value not in needs:
+        needs_text += ", or admin"
+    return Forbidden(f"{who.user} may not {_DOING[perm]} in {where}: that needs {needs_text} "
+                     f"(you have {', '.join(held)} there)")
+
+
+def allow(ctx: AppContext, perm: Perm, locate: Locate) -> Any:
+    """A dependency: the caller must hold ``perm`` on the located target."""
+    auth = authenticated(ctx)
+
+    async def check(request: Request, who: Principal = Depends(auth)) -> Principal:
+        target = await locate(request, ctx)
+        if target.see is None or not (len(target.see) == 1 or who.sees(target.see)):
+            await _deny(ctx, request, who, NotFound(f"{target.label} does not exist"))
+        act = target.act or target.see
+        assert act is not None
+        if not who.allowed(perm, act):
+            await _deny(ctx, request, who, _refusal(who, perm, act))
+        return who
+
+    return Depends(check)
+
+
+def signed_in(ctx: AppContext) -> Any:
+    """A dependency for routes any authenticated caller may use (they filter what they show)."""
+    return Depends(authenticated(ctx))
+
+
+# -- where targets sit ------------------------------------------------------------------------
+async def _body_field(request: Request, field: str) -> str:
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    value = body.get(field) if isinstance(body, dict) else None
+    if not isinstance(value, str):
+        raise Invalid422(f"{field}: required (a name)")
+    return value
+
+
+def pool() -> Locate:
+    async def locate(_: Request, __: AppContext) -> Target:
+        return Target("the pool", (POOL,))
+    return locate
+
+
+def queue_in_body(field: str, kind: str) -> Locate:
+    async def locate(request: Request, ctx: AppContext) -> Target:
+        name = await _body_field(request, field)
+        path = await run_in_threadpool(queue_path, ctx.store, name)
+        if path is not None and len(path) != (2 if kind == "department" else 3):
+            path = None
+        return Target(f"{kind} {name}", path)
+    return locate
+
+
+def queue_param(kind: str = "queue", parent: bool = False) -> Locate:
+    """A queue named in the path; with ``parent`` the permission is checked on its parent (a
+    project's quota is the department's to set, a department's the pool admin's)."""
+    param = "name" if kind == "queue" else kind
+
+    async def locate(request: Request, ctx: AppContext) -> Target:
+        name = request.path_params[param]
+        path = await run_in_threadpool(queue_path, ctx.store, name)
+        if path is not None and kind == "project" and len(path) != 3:
+            path = None
+        return Target(f"{kind} {name}", path, path[:-1] if path and parent else None)
+    return locate
+
+
+def job_param() -> Locate:
+    async def locate(request: Request, ctx: AppContext) -> Target:
+        job_id = request.path_params["job_id"]
+        return Target(f"job {job_id}", await run_in_threadpool(job_path, ctx.store, job_id))
+    return locate
+
+
+# -- tokens and role bindings -----------------------------------------------------------------
+def token_for_body(ctx: AppContext) -> Any:
+    """Anyone may create tokens for themselves; only admins for others."""
+    auth = authenticated(ctx)
+
+    async def check(request: Request, who: Principal = Depends(auth)) -> Principal:
+        user = await _body_field(request, "user")
+        if user != who.user and not who.is_admin:
+            await _deny(ctx, request, who, Forbidden(
+                f"{who.user} may create tokens only for itself (admins for anyone)"))
+        return who
+
+    return Depends(check)
+
+
+def token_param(ctx: AppContext) -> Any:
+    """A token is visible to its owner and to admins."""
+    auth = authenticated(ctx)
+
+    async def check(request: Request, who: Principal = Depends(auth)) -> Principal:
+        token_id = request.path_params["token_id"]
+        user = await run_in_threadpool(tokens.owner, ctx.store, token_id)
+        if user is None or (user != who.user and not who.is_admin):
+            await _deny(ctx, request, who, NotFound(f"token {token_id} does not exist"))
+        return who
+
+    return Depends(check)
+
+
+async def _may_grant(ctx: AppContext, request: Request, who: Principal, role: Role,
+                     scope: str) -> None:
+    path = await run_in_threadpool(roles.scope_path, ctx.store, scope)
+    if path is None or not who.sees(path):
+        await _deny(ctx, request, who, NotFound(f"scope {scope} does not exist"))
+    assert path is not None
+    if not may_grant(who, role, path):
+        await _deny(ctx, request, who, Forbidden(
+            f"{who.user} may not grant or revoke {role} on {scope} (admins grant any role; "
+            "department admins grant researcher and viewer in their department)"))
+
+
+def grant_body(ctx: AppContext) -> Any:
+    auth = authenticated(ctx)
+
+    async def check(request: Request, who: Principal = Depends(auth)) -> Principal:
+        role_name = await _body_field(request, "role")
+        scope = await _body_field(request, "scope")
+        try:
+            role = Role(role_name)
+        except ValueError:
+            raise Invalid422(f"role: one of {', '.join(r.value for r in Role)}") from None
+        await _may_grant(ctx, request, who, role, scope)
+        return who
+
+    return Depends(check)
+
+
+def binding_param(ctx: AppContext) -> Any:
+    auth = authenticated(ctx)
+
+    async def check(request: Request, who: Principal = Depends(auth)) -> Principal:
+        binding_id = int(request.path_params["binding_id"])
+        row = await run_in_threadpool(roles.get_binding, ctx.store, binding_id)
+        if row is None or not (who.is_admin or row.subject in who.subjects
+                               or await run_in_threadpool(roles.manages, who, ctx.store, row)):
+            await _deny(ctx, request, who, NotFound(f"role binding {binding_id} does not exist"))
+        assert row is not None
+        await _may_grant(ctx, request, who, Role(row.role), row.scope)
+        return who
+
+    return Depends(check)

@@ -1,0 +1,225 @@
+"""CLI commands of access: log in, tokens, roles, the audit log, project secrets, TLS."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fairpool.cli.output import call, console, emit_json, fail, table, when
+from fairpool.client import Client
+from fairpool.config import write_client_config
+
+token_app = typer.Typer(no_args_is_help=True, help="API tokens.")
+role_app = typer.Typer(no_args_is_help=True, help="Who holds which role where.")
+secret_app = typer.Typer(no_args_is_help=True, help="Per-project environment secrets.")
+tls_app = typer.Typer(no_args_is_help=True, help="TLS certificates.")
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(login)
+    app.command()(whoami)
+    app.command(name="audit")(audit_log)
+    app.add_typer(token_app, name="token")
+    app.add_typer(role_app, name="role")
+    app.add_typer(secret_app, name="secret")
+    app.add_typer(tls_app, name="tls")
+
+
+def login(
+    token: Annotated[str, typer.Option(help="your API token (fp_…)", prompt=True,
+                                       hide_input=True)],
+    url: Annotated[str | None, typer.Option(help="the server, e.g. https://pool:8765")] = None,
+    ca: Annotated[Path | None, typer.Option(
+        help="CA certificate to trust for this server (PEM)")] = None,
+) -> None:
+    """Check a token against the server and keep it (with the URL) in the client config."""
+    ca_path = str(ca.expanduser().resolve()) if ca is not None else None
+    with Client(url=url, token=token, ca=ca_path) as c:
+        me = call(c.whoami)
+        path = write_client_config(c.url, token=token, ca=ca_path)
+    console.print(f"logged in to {c.url} as {me.user}; saved in {path}", highlight=False)
+
+
+def whoami(as_json: JsonOpt = False) -> None:
+    """Who the server takes you for, and your roles."""
+    with Client() as c:
+        me = call(c.whoami)
+    if as_json:
+        emit_json(me)
+        return
+    roles = ", ".join(f"{b['role']}@{b['scope']}" for b in me.bindings) or "no roles"
+    console.print(f"{me.user} (via {me.via}): {roles}", highlight=False)
+
+
+@token_app.command("create")
+def token_create(
+    user: Annotated[str, typer.Option(help="whose token (yours, unless you are an admin)")],
+    expires_days: Annotated[float, typer.Option(help="lifetime in days")] = 90,
+    no_expiry: Annotated[bool, typer.Option(help="a token that never expires")] = False,
+    description: Annotated[str, typer.Option(help="what it is for")] = "",
+) -> None:
+    """Create a token; it is printed once and cannot be shown again."""
+    if expires_days <= 0:
+        fail("--expires-days must be above 0 (or use --no-expiry)")
+    with Client() as c:
+        made = call(lambda: c.create_token(user, None if no_expiry else expires_days * 86400,
+                                           description))
+    expiry = "never expires" if made.expires_at is None else (
+        f"expires {time.strftime('%Y-%m-%d %H:%M', time.localtime(made.expires_at))}")
+    sys.stderr.write(f"token {made.id} for {made.user} ({expiry}); store it now, it is not "
+                     "shown again\n")
+    sys.stdout.write(made.token + "\n")
+
+
+@token_app.command("list")
+def token_list(as_json: JsonOpt = False) -> None:
+    """Your tokens (an admin's: everyone's). Only ids are shown, never the tokens."""
+    with Client() as c:
+        items = call(c.tokens)
+    if as_json:
+        emit_json(items)
+        return
+    table("tokens", ["id", "user", "description", "created", "expires", "last used", "state"], [
+        [t.id, t.user, t.description, when(t.created_at),
+         "never" if t.expires_at is None else time.strftime(
+             "%Y-%m-%d", time.localtime(t.expires_at)), when(t.last_used_at),
+         "revoked" if t.revoked_at else ("expired" if t.expires_at and t.expires_at < time.time()
+                                         else "active")] for t in items])
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: str) -> None:
+    """Revoke a token at once."""
+    with Client() as c:
+        made = call(lambda: c.revoke_token(token_id))
+    console.print(f"token {made.id} of {made.user} revoked")
+
+
+@role_app.command("grant")
+def role_grant(subject: Annotated[str, typer.Argument(help="user, or group:NAME")],
+               role: Annotated[str, typer.Argument(
+                   help="admin, department-admin, researcher or viewer")],
+               scope: Annotated[str, typer.Argument(help="*, a department or a project")]
+               ) -> None:
+    """Give a user or group a role on the pool, a department or a project."""
+    with Client() as c:
+        b = call(lambda: c.grant(subject, role, scope))
+    console.print(f"{b.subject} is {b.role} on {b.scope} (binding {b.id})", highlight=False)
+
+
+@role_app.command("list")
+def role_list(as_json: JsonOpt = False) -> None:
+    """Role bindings you may see: your own and those on scopes you manage."""
+    with Client() as c:
+        items = call(c.role_bindings)
+    if as_json:
+        emit_json(items)
+        return
+    table("role bindings", ["id", "subject", "role", "scope", "by", "created"], [
+        [str(b.id), b.subject, b.role, b.scope, b.created_by, when(b.created_at)]
+        for b in items])
+
+
+@role_app.command("revoke")
+def role_revoke(binding_id: int) -> None:
+    """Remove a role binding."""
+    with Client() as c:
+        b = call(lambda: c.revoke_binding(binding_id))
+    console.print(f"{b.subject} is no longer {b.role} on {b.scope}", highlight=False)
+
+
+def audit_log(
+    actor: Annotated[str | None, typer.Option(help="only this user's actions")] = None,
+    action: Annotated[str | None, typer.Option(help="e.g. job.submit, login, quota.update")
+                      ] = None,
+    outcome: Annotated[str | None, typer.Option(help="ok, denied or failed")] = None,
+    since_hours: Annotated[float | None, typer.Option(help="only the last N hours")] = None,
+    limit: Annotated[int, typer.Option()] = 100,
+    as_json: JsonOpt = False,
+) -> None:
+    """The audit log, newest first (admins only)."""
+    since = None if since_hours is None else time.time() - since_hours * 3600
+    with Client() as c:
+        items = call(lambda: c.audit(actor=actor, action=action, outcome=outcome, since=since,
+                                     limit=limit))
+    if as_json:
+        emit_json(items)
+        return
+    table("audit", ["time", "actor", "action", "target", "outcome", "detail", "from"], [
+        [time.strftime("%m-%d %H:%M:%S", time.localtime(a.at)), a.actor, a.action, a.target,
+         a.outcome, a.detail[:80], a.address] for a in items])
+
+
+@secret_app.command("set")
+def secret_set(project: str, name: str,
+               from_file: Annotated[Path | None, typer.Option(
+                   help="read the value from this file (default: standard input)")] = None
+               ) -> None:
+    """Set a secret: its value is read from stdin or a file, never from the command line."""
+    if from_file is not None:
+        try:
+            value = from_file.read_text()
+        except OSError as exc:
+            fail(f"cannot read {from_file}: {exc.strerror}")
+    elif sys.stdin.isatty():
+        value = typer.prompt(f"value of {name}", hide_input=True)
+    else:
+        value = sys.stdin.read()
+    value = value.removesuffix("\n")
+    with Client() as c:
+        s = call(lambda: c.set_secret(project, name, value))
+    console.print(f"secret {s.name} of project {s.project} set; its workers get it as "
+                  f"${s.name}", highlight=False)
+
+
+@secret_app.command("list")
+def secret_list(project: str, as_json: JsonOpt = False) -> None:
+    """A project's secret names (values are never shown)."""
+    with Client() as c:
+        items = call(lambda: c.secrets(project))
+    if as_json:
+        emit_json(items)
+        return
+    table(f"secrets of {project}", ["name", "updated by", "updated"],
+          [[s.name, s.updated_by, when(s.updated_at)] for s in items])
+
+
+@secret_app.command("delete")
+def secret_delete(project: str, name: str) -> None:
+    """Delete a secret."""
+    with Client() as c:
+        s = call(lambda: c.delete_secret(project, name))
+    console.print(f"secret {s.name} of project {s.project} deleted", highlight=False)
+
+
+@secret_app.command("new-key")
+def secret_new_key() -> None:
+    """Print a new key for FAIRPOOL_SECRET_KEY (servers sharing a database share one key)."""
+    from cryptography.fernet import Fernet
+
+    sys.stdout.write(Fernet.generate_key().decode() + "\n")
+
+
+@tls_app.command("self-signed")
+def tls_self_signed(
+    out: Annotated[Path, typer.Option(help="directory for cert.pem and key.pem")],
+    host: Annotated[list[str] | None, typer.Option(
+        help="names and addresses the certificate is for (repeatable)")] = None,
+    days: Annotated[int, typer.Option(min=1, max=3650)] = 365,
+) -> None:
+    """Make a self-signed certificate for trying TLS: fairpool up --tls-cert --tls-key."""
+    from fairpool.tlsgen import self_signed
+
+    hosts = host or ["localhost", "127.0.0.1"]
+    try:
+        cert, key = self_signed(out.expanduser(), hosts, days)
+    except OSError as exc:
+        fail(f"cannot write to {out}: {exc.strerror}")
+    console.print(f"wrote {cert} and {key} for {', '.join(hosts)}; clients trust it with "
+                  f"`fairpool login --ca {cert}` or FAIRPOOL_CA_BUNDLE={cert}", highlight=False)
+

@@ -1,0 +1,87 @@
+"""Request and response models of tokens, role bindings, the audit log and project secrets."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, Field, StringConstraints
+
+from fairpool.auth.rbac import Role
+from fairpool.services.specs import Input
+
+User = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,199}$")]
+Subject = Annotated[str, StringConstraints(
+    pattern=r"^(group:)?[A-Za-z0-9][A-Za-z0-9._@+-]{0,199}$")]
+Scope = Annotated[str, StringConstraints(pattern=r"^(\*|[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)$")]
+SecretName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+MAX_SECRET_BYTES = 32 * 1024
+MAX_SECRETS_PER_PROJECT = 100
+
+
+class TokenCreate(Input):
+    user: User
+    expires_in_s: float | None = Field(
+        90 * 86400, gt=0, le=5 * 365 * 86400, description="lifetime; null: never expires")
+    description: Annotated[str, StringConstraints(max_length=200)] = ""
+
+
+class TokenOut(BaseModel):
+    id: str
+    user: str
+    description: str
+    created_by: str
+    created_at: float
+    expires_at: float | None
+    revoked_at: float | None
+    last_used_at: float | None
+
+
+class TokenCreated(TokenOut):
+    token: str = Field(description="the token itself; shown only in this response")
+
+
+class BindingCreate(Input):
+    subject: Subject = Field(description="a user name, or group:NAME from the identity provider")
+    role: Role
+    scope: Scope = Field(description="* (the whole pool), a department or a project")
+
+
+class BindingOut(BaseModel):
+    id: int
+    subject: str
+    role: str
+    scope: str
+    created_by: str
+    created_at: float
+
+
+class AuditOut(BaseModel):
+    id: int
+    at: float
+    actor: str
+    action: str
+    target: str
+    outcome: str
+    detail: str
+    address: str
+
+
+class SecretSet(Input):
+    value: Annotated[str, StringConstraints(max_length=MAX_SECRET_BYTES)]
+
+
+class SecretOut(BaseModel):
+    """A secret's name and when it changed; its value is never returned."""
+
+    project: str
+    name: str
+    updated_by: str
+    updated_at: float
+
+
+class WhoAmI(BaseModel):
+    user: str
+    via: str
+    token_id: str | None
+    groups: list[str]
+    bindings: list[dict[str, str]]

@@ -1,0 +1,46 @@
+"""The audit log: who did what, when, from where, and whether it was allowed."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from fairpool.services.access_specs import AuditOut
+from fairpool.store.db import Store
+from fairpool.store.models import AuditRow
+
+
+def record(s: Session, actor: str, action: str, target: str = "", outcome: str = "ok",
+           detail: str = "", address: str = "") -> None:
+    """Add an entry in the caller's transaction, so an action and its record commit together."""
+    s.execute(insert(AuditRow).values(
+        at=time.time(), actor=actor[:253] or "-", action=action[:48], target=target[:300],
+        outcome=outcome, detail=detail[:2000], address=address[:64]))
+
+
+def record_now(store: Store, actor: str, action: str, target: str = "", outcome: str = "ok",
+               detail: str = "", address: str = "") -> None:
+    with store.writing() as s:
+        record(s, actor, action, target, outcome, detail, address)
+
+
+def query(store: Store, actor: str | None = None, action: str | None = None,
+          outcome: str | None = None, since: float | None = None, until: float | None = None,
+          limit: int = 200) -> list[AuditOut]:
+    q = select(AuditRow).order_by(AuditRow.id.desc()).limit(limit)
+    if actor is not None:
+        q = q.where(AuditRow.actor == actor)
+    if action is not None:
+        q = q.where(AuditRow.action == action)
+    if outcome is not None:
+        q = q.where(AuditRow.outcome == outcome)
+    if since is not None:
+        q = q.where(AuditRow.at >= since)
+    if until is not None:
+        q = q.where(AuditRow.at < until)
+    with store.session() as s:
+        return [AuditOut(id=r.id, at=r.at, actor=r.actor, action=r.action, target=r.target,
+                         outcome=r.outcome, detail=r.detail, address=r.address)
+                for r in s.execute(q).scalars()]
