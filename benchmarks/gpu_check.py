@@ -52,6 +52,8 @@ def main() -> int:
             except httpx.HTTPError:
                 time.sleep(0.2)
         time.sleep(1)
+        token = (work / "pool" / "admin-token").read_text().strip()
+        http.headers["Authorization"] = f"Bearer {token}"
         http.post("/api/v1/departments", json={"name": "d", "quota": {"gpus": 1}})
         http.post("/api/v1/projects", json={"name": "p", "department": "d",
                                             "quota": {"gpus": 1}})

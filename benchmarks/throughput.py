@@ -48,13 +48,19 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+#: the bearer token of the server started last (its first start's admin token)
+HEADERS: dict[str, str] = {}
+
+
 class Server:
     """A fresh ``fairpool up`` with ``up_args`` (the inventory) and a data directory of its own."""
 
     def __init__(self, up_args: list[str], workdir: Path, timeout: float = 30) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = dict(os.environ, XDG_CONFIG_HOME=str(workdir / "cfg"))
+        # the per-token submit rate limit guards a shared pool against one user; this measures
+        # the scheduler, so it is off
+        env = dict(os.environ, XDG_CONFIG_HOME=str(workdir / "cfg"), FAIRPOOL_SUBMIT_RATE="0")
         exe = Path(sys.executable).with_name("fairpool")
         self.log = (workdir / "server.log").open("wb")
         self.proc = subprocess.Popen(
@@ -65,6 +71,8 @@ class Server:
         while time.time() < deadline:
             try:
                 if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    token = (workdir / "pool" / "admin-token").read_text().strip()
+                    HEADERS["Authorization"] = f"Bearer {token}"
                     return
             except httpx.HTTPError:
                 time.sleep(0.1)
@@ -85,7 +93,7 @@ def drain(url: str, jobs: int, submitters: int, project: str = "p"
     body = {"project": project, "command": ["true"], "gpus": 1}
 
     def submit_many(n: int) -> list[str]:
-        with httpx.Client(base_url=url, timeout=60) as c:
+        with httpx.Client(base_url=url, timeout=60, headers=HEADERS) as c:
             return [c.post("/api/v1/jobs", json=body).json()["id"] for _ in range(n)]
 
     start = time.time()
@@ -93,7 +101,7 @@ def drain(url: str, jobs: int, submitters: int, project: str = "p"
     with ThreadPoolExecutor(submitters) as pool:
         ids = {i for part in pool.map(submit_many, share) for i in part}
     submitted = time.time()
-    with httpx.Client(base_url=url, timeout=60) as http:
+    with httpx.Client(base_url=url, timeout=60, headers=HEADERS) as http:
         while True:
             states = http.get("/api/v1/jobs", params={"project": project, "limit": 10_000}
                               ).json()
@@ -104,7 +112,7 @@ def drain(url: str, jobs: int, submitters: int, project: str = "p"
 
 
 def make_project(url: str, gpus: int) -> None:
-    with httpx.Client(base_url=url, timeout=60) as http:
+    with httpx.Client(base_url=url, timeout=60, headers=HEADERS) as http:
         http.post("/api/v1/departments", json={"name": "bench", "quota": {"gpus": gpus}})
         http.post("/api/v1/projects", json={"name": "p", "department": "bench",
                                             "quota": {"gpus": gpus}})
@@ -115,7 +123,7 @@ def run_fairpool(jobs: int, gpus: int, submitters: int, latency_jobs: int) -> di
     server = Server(["--simulate-gpus", str(gpus)], workdir)
     try:
         make_project(server.url, gpus)
-        http = httpx.Client(base_url=server.url, timeout=60)
+        http = httpx.Client(base_url=server.url, timeout=60, headers=HEADERS)
         body = {"project": "p", "command": ["true"], "gpus": 1}
 
         # 1. latency with free capacity: one job at a time on an idle pool

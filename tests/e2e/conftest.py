@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -35,6 +36,11 @@ class Pool:
     env: dict[str, str]
     proc: subprocess.Popen[bytes]
     client: Client
+    token: str  # the first start's admin token
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         out = subprocess.run([str(BIN), *args], env=self.env, capture_output=True, text=True,
@@ -62,11 +68,15 @@ class Pool:
         raise AssertionError(f"timed out waiting for {what or check}")
 
 
-def start_pool(tmp: Path, *extra: str, db: str | None = None, timeout: float = 30.0) -> Pool:
+def start_pool(tmp: Path, *extra: str, db: str | None = None, timeout: float = 30.0,
+               tls_cert: Path | None = None, env_extra: dict[str, str] | None = None) -> Pool:
+    """A ``fairpool up`` process; with ``tls_cert`` (and ``--tls-cert``/``--tls-key`` among
+    ``extra``) it serves HTTPS on localhost and clients trust that certificate."""
     port = free_port()
+    url = (f"https://localhost:{port}" if tls_cert is not None else f"http://127.0.0.1:{port}")
     env = dict(os.environ)
     env.update(XDG_CONFIG_HOME=str(tmp / "config"), XDG_DATA_HOME=str(tmp / "data"),
-               FAIRPOOL_URL=f"http://127.0.0.1:{port}", COLUMNS="200")
+               FAIRPOOL_URL=url, COLUMNS="200", **(env_extra or {}))
     args = [str(BIN), "up", "--port", str(port), "--data-dir", str(tmp / "pool"),
             "--grace", "3", *extra]
     if db is not None:
@@ -74,19 +84,23 @@ def start_pool(tmp: Path, *extra: str, db: str | None = None, timeout: float = 3
     log = (tmp / "server.log").open("wb")
     proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
     deadline = time.time() + timeout
+    verify: ssl.SSLContext | bool = True
+    if tls_cert is not None:
+        verify = ssl.create_default_context(cafile=str(tls_cert))
     while time.time() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"server exited: {(tmp / 'server.log').read_text()}")
         try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
+            if httpx.get(url + "/health", timeout=1, verify=verify).status_code == 200:
                 break
         except httpx.HTTPError:
             time.sleep(0.1)
     else:
         raise AssertionError("server did not come up")
-    return Pool(url, tmp / "pool", env, proc, Client(url))
+    token = (tmp / "pool" / "admin-token").read_text().strip()
+    ca = None if tls_cert is None else str(tls_cert)
+    return Pool(url, tmp / "pool", env, proc, Client(url, token=token, ca=ca), token)
 
 
 def reclaimed_borrowers(pool: Pool, borrowers: list[JobOut], claimer: str, count: int

@@ -58,11 +58,12 @@ def test_cancel_sends_sigterm_and_records_the_state(pool: Pool) -> None:
 
 def test_idempotent_resubmit(pool: Pool) -> None:
     body = {"project": "vision", "command": ["true"], "client_key": "nightly-42"}
-    first = httpx.post(pool.url + "/api/v1/jobs", json=body)
-    second = httpx.post(pool.url + "/api/v1/jobs", json=body)
+    first = httpx.post(pool.url + "/api/v1/jobs", json=body, headers=pool.auth)
+    second = httpx.post(pool.url + "/api/v1/jobs", json=body, headers=pool.auth)
     assert first.status_code == 201 and second.status_code == 200
     assert first.json()["id"] == second.json()["id"]
-    other = httpx.post(pool.url + "/api/v1/jobs", json={**body, "command": ["false"]})
+    other = httpx.post(pool.url + "/api/v1/jobs", json={**body, "command": ["false"]},
+                       headers=pool.auth)
     assert other.status_code == 409
     assert "already used" in other.json()["error"]
     pool.wait(first.json()["id"], {"succeeded"})
@@ -88,11 +89,11 @@ def test_bad_input_gets_a_clear_4xx_and_changes_nothing(pool: Pool) -> None:
         ({**ok, "env": {"1BAD": "x"}}, 422, "not valid"),
     ]
     for body, status, words in cases:
-        resp = httpx.post(url, json=body)
+        resp = httpx.post(url, json=body, headers=pool.auth)
         assert resp.status_code == status, (body, resp.text)
         assert words in resp.json()["error"], (body, resp.json())
     bad_json = httpx.post(url, content=b'{"project": "vision", ', headers={
-        "content-type": "application/json"})
+        "content-type": "application/json", **pool.auth})
     assert bad_json.status_code == 422 and "not valid JSON" in bad_json.json()["error"]
     hostile = [  # values JSON can carry but a job must not: each a 422, never a 500
         '{"project": "vision", "command": ["true"], "cpus": NaN}',
@@ -103,11 +104,11 @@ def test_bad_input_gets_a_clear_4xx_and_changes_nothing(pool: Pool) -> None:
     ]
     for body in hostile:
         resp = httpx.post(url, content=body.encode(), headers={
-            "content-type": "application/json"})
+            "content-type": "application/json", **pool.auth})
         assert resp.status_code == 422, (body, resp.text)
         assert resp.json()["error"]
-    assert httpx.get(pool.url + "/api/v1/jobs/zzz").status_code == 422
-    assert httpx.get(pool.url + "/api/v1/jobs/0123456789ab").status_code == 404
+    assert httpx.get(pool.url + "/api/v1/jobs/zzz", headers=pool.auth).status_code == 422
+    assert httpx.get(pool.url + "/api/v1/jobs/0123456789ab", headers=pool.auth).status_code == 404
     assert len(pool.client.jobs(limit=10_000)) == before
 
     cli = pool.cli("submit", "-p", "nope", "--", "true", check=False)

@@ -32,6 +32,13 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut, "description": what} for code, what in _WHAT.items()}
 
 
+#: FastAPI's answer to a body json.loads fails on other than by a syntax error (too deeply
+#: nested: RecursionError; not UTF-8), which does not say what to fix
+_FASTAPI_UNPARSED = "There was an error parsing the body"
+_UNPARSED = ("the body could not be read as JSON: send one UTF-8 JSON object nested at most a "
+             "few levels deep (see /docs for the fields)")
+
+
 def _safe(value: object) -> str | int:
     """Input echoed back (field names, messages) must always be encodable JSON text."""
     if isinstance(value, int):
@@ -74,7 +81,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
+        detail = str(exc.detail)
+        if exc.status_code == 400 and detail == _FASTAPI_UNPARSED:
+            detail = _UNPARSED
+        return JSONResponse({"error": detail}, status_code=exc.status_code)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:  # pragma: no cover

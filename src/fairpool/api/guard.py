@@ -9,6 +9,7 @@ Each refusal is recorded in the audit log.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -138,7 +139,7 @@ def queue_param(kind: str = "queue", parent: bool = False) -> Locate:
     param = "name" if kind == "queue" else kind
 
     async def locate(request: Request, ctx: AppContext) -> Target:
-        name = request.path_params[param]
+        name = _well_formed(request.path_params[param], QUEUE, param)
         path = await run_in_threadpool(queue_path, ctx.store, name)
         if path is not None and kind == "project" and len(path) != 3:
             path = None
@@ -146,9 +147,21 @@ def queue_param(kind: str = "queue", parent: bool = False) -> Locate:
     return locate
 
 
+JOB_ID = re.compile(r"^[0-9a-f]{12}$")
+QUEUE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def _well_formed(value: str, pattern: re.Pattern[str], what: str) -> str:
+    """Malformed names are input errors (422), found before anything is looked up."""
+    if not pattern.match(value):
+        raise Invalid422(f"{what}: {value[:80]!r} is not {what.replace('_', ' ')} ("
+                         f"pattern {pattern.pattern})")
+    return value
+
+
 def job_param() -> Locate:
     async def locate(request: Request, ctx: AppContext) -> Target:
-        job_id = request.path_params["job_id"]
+        job_id = _well_formed(request.path_params["job_id"], JOB_ID, "job_id")
         return Target(f"job {job_id}", await run_in_threadpool(job_path, ctx.store, job_id))
     return locate
 

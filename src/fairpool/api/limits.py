@@ -40,6 +40,7 @@ class BodyLimit:
             return
         seen = 0
         too_big = False
+        started = False
 
         async def counted() -> Message:
             nonlocal seen, too_big
@@ -51,13 +52,21 @@ class BodyLimit:
                     raise _TooLarge
             return message
 
+        async def answer(message: Message) -> None:
+            # once the body was cut off, whatever the app makes of that (FastAPI answers 400
+            # "error parsing the body") is replaced by the 413
+            nonlocal started
+            if too_big and not started:
+                return
+            started = True
+            await send(message)
+
         try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
-            await self._refuse(send)
+            await self.app(scope, counted, answer)
         except Exception:
-            if not too_big:
+            if not too_big or started:
                 raise
+        if too_big and not started:
             await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any, TypeVar
 
 import httpx
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from fairpool.config import client_ca, client_token, client_url
 from fairpool.services.access_specs import (
@@ -60,6 +60,19 @@ def tls_context(ca: str | None) -> ssl.SSLContext:
         except (OSError, ssl.SSLError) as exc:
             raise FairpoolError(f"cannot read the CA bundle {ca}: {exc}") from None
     return context
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def build(kind: type[M], **fields: Any) -> M:
+    """A request model, or a FairpoolError (status 422) naming each invalid field."""
+    try:
+        return kind.model_validate(fields)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'request'}: "
+                             f"{e['msg'].removeprefix('Value error, ')}" for e in exc.errors())
+        raise FairpoolError(problems, 422) from None
 
 
 class Client:
@@ -130,7 +143,7 @@ class Client:
 
     # -- jobs -------------------------------------------------------------------------------
     def submit(self, spec: JobSubmit | None = None, **fields: Any) -> JobOut:
-        body = spec if spec is not None else JobSubmit(**fields)
+        body = spec if spec is not None else build(JobSubmit, **fields)
         return self._send("POST", "/api/v1/jobs", body, JobOut)
 
     def jobs(self, project: str | None = None, state: str | None = None,
@@ -185,7 +198,7 @@ class Client:
 
     def create_token(self, user: str, expires_in_s: float | None = 90 * 86400,
                      description: str = "") -> TokenCreated:
-        spec = TokenCreate(user=user, expires_in_s=expires_in_s, description=description)
+        spec = build(TokenCreate, user=user, expires_in_s=expires_in_s, description=description)
         data = self._request("POST", "/api/v1/tokens",
                              json=spec.model_dump(mode="json")).json()
         return TokenCreated.model_validate(data)
@@ -197,7 +210,7 @@ class Client:
         return self._send("DELETE", f"/api/v1/tokens/{token_id}", None, TokenOut)
 
     def grant(self, subject: str, role: str, scope: str) -> BindingOut:
-        spec = BindingCreate.model_validate({"subject": subject, "role": role, "scope": scope})
+        spec = build(BindingCreate, subject=subject, role=role, scope=scope)
         return self._send("POST", "/api/v1/role-bindings", spec, BindingOut)
 
     def role_bindings(self) -> list[BindingOut]:
@@ -212,7 +225,7 @@ class Client:
 
     def set_secret(self, project: str, name: str, value: str) -> SecretOut:
         return self._send("PUT", f"/api/v1/projects/{project}/secrets/{name}",
-                          SecretSet(value=value), SecretOut)
+                          build(SecretSet, value=value), SecretOut)
 
     def secrets(self, project: str) -> list[SecretOut]:
         return self._get(f"/api/v1/projects/{project}/secrets", list[SecretOut])

@@ -29,17 +29,32 @@ MAX_ENV_BYTES = 64 * 1024
 ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
 def _no_nul(value: object) -> None:
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError("text must not contain NUL characters")
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            _no_nul(k)
-            _no_nul(v)
-    elif isinstance(value, list | tuple):
-        for v in value:
-            _no_nul(v)
+    """Without recursion: a body nested a thousand levels deep must not exhaust the stack."""
+    todo = [value]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise ValueError("text must not contain NUL characters")
+        elif isinstance(item, dict):
+            todo.extend(item.keys())
+            todo.extend(item.values())
+        elif isinstance(item, list | tuple):
+            todo.extend(item)
+
+
+def _printable(what: str, text: str) -> str:
+    """Text shown in terminals (job names, labels) must not carry control characters: an
+    escape sequence in a name would act on the terminal of whoever lists the jobs."""
+    found = CONTROL.search(text)
+    if found is not None:
+        raise ValueError(f"{what} must not contain control characters (found "
+                         f"{found.group()!r} at position {found.start()}); use printable text")
+    return text
 
 
 class Input(BaseModel):
@@ -123,6 +138,19 @@ class JobSubmit(Input):
         if sum(len(a.encode()) for a in argv) > MAX_COMMAND_BYTES:
             raise ValueError(f"command is longer than {MAX_COMMAND_BYTES} bytes")
         return argv
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        return _printable("the job name", name)
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        for key, value in labels.items():
+            _printable(f"label name {key!r}", key)
+            _printable(f"the value of label {key!r}", value)
+        return labels
 
     @field_validator("env")
     @classmethod
