@@ -133,3 +133,18 @@ def test_cli_token_create_prints_the_token_once(org: Org) -> None:
                             env={**org.pool.env, "FAIRPOOL_TOKEN": token}, capture_output=True,
                             text=True, timeout=60)
     assert denied.returncode != 0 and "only for itself" in denied.stderr
+
+
+def test_recover_admin_with_database_access(org: Org) -> None:
+    out = subprocess.run([str(BIN), "recover-admin", "--data-dir", str(org.pool.data_dir)],
+                         env=org.pool.env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    token = out.stdout.strip()
+    with Client(org.pool.url, token=token) as admin:
+        assert admin.whoami().user == "admin" and any(
+            b["role"] == "admin" for b in admin.whoami().bindings)
+    audit = org.pool.client.audit(actor="fairpool recover-admin", limit=10)
+    assert any("break-glass" in a.detail for a in audit)
+    bad = subprocess.run([str(BIN), "recover-admin", "--db", "mysql://x"], env=org.pool.env,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr

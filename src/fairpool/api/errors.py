@@ -24,19 +24,27 @@ class ErrorOut(BaseModel):
     details: list[dict[str, Any]] | None = None
 
 
-_WHAT = {401: "no valid credentials", 403: "not allowed for your role",
+_WHAT = {400: "the body could not be read as JSON (not UTF-8, or nested too deeply)",
+         401: "no valid credentials", 403: "not allowed for your role",
          404: "does not exist, or not visible to you", 409: "conflicts with the current state",
          413: "request body too large", 422: "invalid input", 429: "too many requests"}
 #: the error responses every API route may give, for the OpenAPI document
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut, "description": what} for code, what in _WHAT.items()}
+#: the same for a route whose success is not JSON: FastAPI would document its errors in that
+#: route's media type, but they are JSON like every other (ErrorOut is in the document through
+#: the other routes)
+JSON_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"description": what,
+           "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}}
+    for code, what in _WHAT.items()}
 
 
 #: FastAPI's answer to a body json.loads fails on other than by a syntax error (too deeply
 #: nested: RecursionError; not UTF-8), which does not say what to fix
 _FASTAPI_UNPARSED = "There was an error parsing the body"
-_UNPARSED = ("the body could not be read as JSON: send one UTF-8 JSON object nested at most a "
-             "few levels deep (see /docs for the fields)")
+_UNPARSED = ("the body could not be read as JSON: send one UTF-8 JSON object with the fields "
+             "in /docs, not nested hundreds of levels deep")
 
 
 def _safe(value: object) -> str | int:

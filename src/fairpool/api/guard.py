@@ -125,7 +125,7 @@ def pool() -> Locate:
 
 def queue_in_body(field: str, kind: str) -> Locate:
     async def locate(request: Request, ctx: AppContext) -> Target:
-        name = await _body_field(request, field)
+        name = _well_formed(await _body_field(request, field), QUEUE, field)
         path = await run_in_threadpool(queue_path, ctx.store, name)
         if path is not None and len(path) != (2 if kind == "department" else 3):
             path = None
@@ -153,7 +153,7 @@ QUEUE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 def _well_formed(value: str, pattern: re.Pattern[str], what: str) -> str:
     """Malformed names are input errors (422), found before anything is looked up."""
-    if not pattern.match(value):
+    if not pattern.fullmatch(value):  # match's $ would let a final newline through
         raise Invalid422(f"{what}: {value[:80]!r} is not {what.replace('_', ' ')} ("
                          f"pattern {pattern.pattern})")
     return value

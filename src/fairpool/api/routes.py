@@ -12,7 +12,7 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from fairpool.api import guard
 from fairpool.api.context import AppContext
-from fairpool.api.errors import ERRORS
+from fairpool.api.errors import ERRORS, JSON_ERRORS
 from fairpool.api.limits import rate_limited
 from fairpool.auth.rbac import Perm, Principal
 from fairpool.domain.states import TERMINAL_STATES, JobState
@@ -120,7 +120,8 @@ def router(ctx: AppContext) -> APIRouter:
     def explain(job_id: JobId) -> ExplainOut:
         return jobs.explain(ctx.store, job_id)
 
-    @api.get("/jobs/{job_id}/logs", response_class=PlainTextResponse, dependencies=[job_read])
+    @api.get("/jobs/{job_id}/logs", response_class=PlainTextResponse, dependencies=[job_read],
+             responses=JSON_ERRORS)
     def logs(
         request: Request,
         job_id: JobId,

@@ -127,6 +127,38 @@ def up(
         fail(f"cannot start: {exc}")
 
 
+@app.command(name="recover-admin")
+def recover_admin(
+    data_dir: Annotated[Path | None, typer.Option(help="the pool's data directory")] = None,
+    db: Annotated[str | None, typer.Option(help="the pool's database URL")] = None,
+    config: Annotated[Path | None, typer.Option(help="the pool's TOML settings")] = None,
+) -> None:
+    """Lost the admin token? With direct access to the pool's database, make the configured
+    admin user admin again and print a new token (valid one day) for it."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from fairpool.config import load_server_settings
+    from fairpool.services.tokens import recover_admin as recover
+    from fairpool.store.db import Store
+
+    values: dict[str, object] = {k: v for k, v in (("data_dir", data_dir), ("db", db))
+                                 if v is not None}
+    try:
+        settings = load_server_settings(values, config)
+        store = Store(settings.database_url())
+        try:
+            store.migrate()
+            token = recover(store, settings.admin_user)
+        finally:
+            store.close()
+    except ValidationError as exc:
+        fail(_validation(exc))
+    except (ValueError, SQLAlchemyError, OSError) as exc:
+        fail(f"cannot use the pool's database: {str(exc).strip().splitlines()[0]}")
+    sys.stderr.write(f"new token for {settings.admin_user} (admin), valid for one day:\n")
+    sys.stdout.write(token + "\n")
+
+
 @app.command()
 def submit(
     command: Annotated[list[str], typer.Argument(help="the command, after --")],

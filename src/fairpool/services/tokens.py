@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from fairpool.auth import tokens as tok
 from fairpool.auth.oidc import OidcError, OidcVerifier
@@ -77,13 +78,32 @@ def bootstrap_admin(store: Store, user: str = "admin") -> str | None:
         if s.execute(select(RoleBindingRow.id).where(
                 RoleBindingRow.role == Role.ADMIN.value).limit(1)).first() is not None:
             return None
-    with store.writing() as s:
-        s.add(RoleBindingRow(subject=user, role=Role.ADMIN.value, scope=POOL,
-                             created_by="fairpool", created_at=time.time()))
-        audit.record(s, "fairpool", "role.grant", f"{user}:admin@*",
-                     detail="first start: the pool's first administrator")
+    try:
+        with store.writing() as s:
+            s.add(RoleBindingRow(subject=user, role=Role.ADMIN.value, scope=POOL,
+                                 created_by="fairpool", created_at=time.time()))
+            audit.record(s, "fairpool", "role.grant", f"{user}:admin@*",
+                         detail="first start: the pool's first administrator")
+    except IntegrityError:  # another server sharing the database did it first
+        return None
     spec = TokenCreate(user=user, expires_in_s=None, description="created by the first start")
     return create(store, "fairpool", spec).token
+
+
+def recover_admin(store: Store, user: str) -> str:
+    """Break-glass for whoever holds the database: make ``user`` admin (if it is not) and
+    return a new token for it. Recorded in the audit log."""
+    with store.writing() as s:
+        held = s.execute(select(RoleBindingRow.id).where(
+            RoleBindingRow.subject == user, RoleBindingRow.role == Role.ADMIN.value,
+            RoleBindingRow.scope == POOL)).first()
+        if held is None:
+            s.add(RoleBindingRow(subject=user, role=Role.ADMIN.value, scope=POOL,
+                                 created_by="fairpool recover-admin", created_at=time.time()))
+        audit.record(s, "fairpool recover-admin", "role.grant", f"{user}:admin@*",
+                     detail="break-glass recovery with direct database access")
+    spec = TokenCreate(user=user, expires_in_s=86400, description="recover-admin")
+    return create(store, "fairpool recover-admin", spec).token
 
 
 @dataclass
