@@ -82,7 +82,8 @@ def router(ctx: AppContext) -> APIRouter:
     submit_guard = rate_limited(ctx.submit_limiter, guard.allow(
         ctx, Perm.SUBMIT, guard.queue_in_body("project", "project")), "submit")
 
-    @api.post("/jobs", status_code=201, response_model=JobOut)
+    @api.post("/jobs", status_code=201, response_model=JobOut, responses={200: {
+        "model": JobOut, "description": "a job with this client_key exists already: that job"}})
     def submit(spec: JobSubmit, response: Response, request: Request,
                who: Principal = submit_guard) -> JobOut:
         out, created = jobs.submit(ctx.store, spec, ctx.wake, actor=who.user,

@@ -432,6 +432,8 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         raise SystemExit(130) from None
+    except FairpoolError as exc:  # e.g. an unreadable CA bundle, found making the client
+        fail(exc.message)
 
 
 if __name__ == "__main__":

@@ -80,7 +80,11 @@ class Client:
                  ca: str | None = None) -> None:
         self.url = (url or client_url()).rstrip("/")
         self.token = token if token is not None else client_token()
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        # a token HTTP cannot carry (control characters, non-ASCII) fails each request with a
+        # FairpoolError, not with an encoding error from httpx or the server's bare 400
+        self._bad_token = bool(self.token) and not all(" " <= c <= "~" for c in self.token or "")
+        headers = ({"Authorization": f"Bearer {self.token}"}
+                   if self.token and not self._bad_token else {})
         self._http = httpx.Client(base_url=self.url, timeout=timeout, headers=headers,
                                   verify=tls_context(ca if ca is not None else client_ca()))
 
@@ -95,6 +99,10 @@ class Client:
 
     # -- plumbing ---------------------------------------------------------------------------
     def _request(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        if self._bad_token:
+            raise FairpoolError("the token has characters no token has (control characters or "
+                                "non-ASCII); set FAIRPOOL_TOKEN or run `fairpool login --token "
+                                "...` with the token exactly as it was issued", 401)
         try:
             resp = self._http.request(method, path, **kw)
         except httpx.ConnectError as exc:

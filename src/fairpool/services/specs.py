@@ -30,16 +30,22 @@ ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+SURROGATE = re.compile(r"[\ud800-\udfff]")  # after JSON decoding, only lone ones are left
 
 
 def _no_nul(value: object) -> None:
-    """Without recursion: a body nested a thousand levels deep must not exhaust the stack."""
+    """No NUL and no lone surrogate in any text, dictionary keys included (pydantic checks
+    only values). Without recursion: a body nested a thousand levels deep must not exhaust the
+    stack."""
     todo = [value]
     while todo:
         item = todo.pop()
         if isinstance(item, str):
             if "\x00" in item:
                 raise ValueError("text must not contain NUL characters")
+            if not item.isascii() and SURROGATE.search(item):
+                raise ValueError("text must be valid Unicode: a lone surrogate (\\ud800-"
+                                 "\\udfff) is not a character")
         elif isinstance(item, dict):
             todo.extend(item.keys())
             todo.extend(item.values())
