@@ -6,3 +6,7 @@ that do I/O.
 """
 
 __version__ = "0.1.0"
+
+from fairpool.utilization import report_utilization
+
+__all__ = ["__version__", "report_utilization"]

@@ -31,6 +31,7 @@ from fairpool.auth.oidc import OidcVerifier
 from fairpool.auth.secretbox import SecretBox, load_or_create_key
 from fairpool.config import ServerSettings, write_client_config
 from fairpool.control.loop import ControlLoop
+from fairpool.control.stats import LoopStats
 from fairpool.executors.base import Executor, NodeInfo
 from fairpool.executors.gpus import load_nodes_file, local_node
 from fairpool.executors.local import LocalExecutor
@@ -81,7 +82,7 @@ def make_executor(settings: ServerSettings, nodes: list[NodeInfo]) -> tuple[Exec
 
 
 def run_loop(settings: ServerSettings, nodes: list[NodeInfo], wake: Event, stop: Event,
-             started: Connection, box: SecretBox) -> None:
+             started: Connection, box: SecretBox, stats: LoopStats) -> None:
     """The control-loop process: builds the executor, tells the API process how that went
     (``("ready", inventory)`` or ``("error", one line)``), then runs the loop."""
     _logging()
@@ -100,7 +101,8 @@ def run_loop(settings: ServerSettings, nodes: list[NodeInfo], wake: Event, stop:
                            config=SchedulerConfig(strategy=settings.strategy),
                            grace_s=settings.grace_s, wake_event=wake, stop_event=stop,
                            sync_every_s=30.0 if settings.ray_address is None else 1.0,
-                           secret_env=SecretEnv(box))
+                           secret_env=SecretEnv(box), stats=stats,
+                           sample_every_s=settings.sample_every_s)
         loop.sync_nodes()
         started.send(("ready", executor.nodes()))
         started.close()
@@ -197,7 +199,8 @@ def serve(settings: ServerSettings, ready: threading.Event | None = None) -> Non
     ctx = multiprocessing.get_context("fork")  # before any thread starts in this process
     wake, stop = ctx.Event(), ctx.Event()
     receiver, sender = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=run_loop, args=(settings, nodes, wake, stop, sender, box),
+    stats = LoopStats(ctx)
+    child = ctx.Process(target=run_loop, args=(settings, nodes, wake, stop, sender, box, stats),
                         name="fairpool-control", daemon=True)
     child.start()
     sender.close()
@@ -208,7 +211,7 @@ def serve(settings: ServerSettings, ready: threading.Event | None = None) -> Non
         box=box, wake=wake.set,
         submit_limiter=RateLimiter(settings.submit_rate, settings.submit_burst),
         max_pending_per_project=settings.max_pending_per_project,
-        max_body_bytes=settings.max_body_bytes))
+        max_body_bytes=settings.max_body_bytes, stats=stats))
     tls = settings.tls_cert is not None
     server = uvicorn.Server(uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level="warning", access_log=False,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from fairpool.api.limits import RateLimiter
 from fairpool.auth.secretbox import SecretBox
+from fairpool.control.stats import LoopStats
 from fairpool.services.tokens import Authenticator
 from fairpool.store.db import Store
 
@@ -22,3 +23,4 @@ class AppContext:
     submit_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(20.0, 500))
     max_pending_per_project: int = 10_000
     max_body_bytes: int = 1 << 20
+    stats: LoopStats | None = None  # the control loop's cycle counters (shared memory)

@@ -49,10 +49,29 @@ def address(request: Request) -> str:
     return request.client.host if request.client else ""
 
 
+#: the dashboard's cookie (sent only to /ui): the API token its user signed in with
+UI_COOKIE = "fairpool_ui"
+
+
+def is_ui(path: str) -> bool:
+    return path == "/ui" or path.startswith("/ui/")
+
+
+def credentials(request: Request) -> str | None:
+    """The ``Authorization`` header; for a dashboard page without one, the token in the
+    dashboard's cookie as a bearer token (the API itself never reads the cookie)."""
+    header = request.headers.get("authorization")
+    if header is None and is_ui(request.url.path):
+        token = request.cookies.get(UI_COOKIE)
+        if token:
+            return f"Bearer {token}"
+    return header
+
+
 def authenticated(ctx: AppContext) -> Callable[[Request], Awaitable[Principal]]:
     async def principal(request: Request) -> Principal:
-        found = await run_in_threadpool(ctx.auth.authenticate,
-                                        request.headers.get("authorization"), address(request))
+        found = await run_in_threadpool(ctx.auth.authenticate, credentials(request),
+                                        address(request))
         request.state.principal = found
         return found
     return principal

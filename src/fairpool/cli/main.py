@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
 
-from fairpool.cli import access
+from fairpool.cli import access, reports
 from fairpool.cli.output import call as _call
 from fairpool.cli.output import console, emit_json, fail, gpus, table, when
 from fairpool.cli.simulate import simulate as simulate_command
@@ -38,6 +39,7 @@ app.add_typer(project_app, name="project")
 app.add_typer(department_app, name="department")
 app.command(name="simulate")(simulate_command)
 access.register(app)
+reports.register(app, project_app)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 
@@ -218,9 +220,21 @@ def jobs(
     if as_json:
         emit_json(items)
         return
-    table("jobs", ["id", "project", "state", "gpus", "workers", "submitted", "reason"], [
+    table("jobs", ["id", "project", "state", "gpus", "workers", "submitted", "gpu util",
+                   "reason"], [
         [j.id, j.project, j.state, _job_gpus(j), str(j.workers), when(j.submitted_at),
-         (j.reason or "")[:80]] for j in items])
+         _util(j), (j.reason or "")[:80]] for j in items])
+
+
+def _util(j: JobOut) -> str:
+    """The last utilisation reading, marked sim(ulated), and IDLE when the policy flagged it."""
+    if j.gpu_util is None:
+        return ""
+    text = f"{j.gpu_util:.0%}" + (" sim" if j.util_simulated else "")
+    if j.idle:
+        since = "" if j.idle_since is None else f" {(time.time() - j.idle_since) / 60:.0f}m"
+        text = f"[bold yellow]IDLE{since}[/bold yellow] {text}"
+    return text
 
 
 def _job_gpus(j: JobOut) -> str:

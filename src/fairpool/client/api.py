@@ -38,6 +38,7 @@ from fairpool.services.specs import (
     QueueOut,
     QueueUpdate,
 )
+from fairpool.services.usage import UsageOut
 
 T = TypeVar("T")
 
@@ -199,6 +200,28 @@ class Client:
 
     def health(self) -> dict[str, str]:
         return self._get("/health", dict[str, str])
+
+    # -- reports ----------------------------------------------------------------------------
+    def usage(self, start: float | None = None, end: float | None = None,
+              by: str = "project") -> list[UsageOut]:
+        params: dict[str, Any] = {"by": by}
+        if start is not None:
+            params["from"] = start
+        if end is not None:
+            params["to"] = end
+        return self._get("/api/v1/usage", list[UsageOut], params=params)
+
+    def usage_csv(self, start: float | None = None, end: float | None = None,
+                  by: str = "project") -> str:
+        params: dict[str, Any] = {"by": by, "format": "csv"}
+        if start is not None:
+            params["from"] = start
+        if end is not None:
+            params["to"] = end
+        return self._request("GET", "/api/v1/usage", params=params).text
+
+    def metrics(self) -> str:
+        return self._request("GET", "/metrics").text
 
     # -- access -----------------------------------------------------------------------------
     def whoami(self) -> WhoAmI:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from fairpool.auth.secretbox import SecretKeyError
 from fairpool.domain import Job, JobState, Node, Queue, Resources
-from fairpool.domain.states import transition
+from fairpool.domain.states import PENDING_STATES, transition
 from fairpool.executors.base import (
     Executor,
     NodeInfo,
@@ -35,6 +36,7 @@ from fairpool.executors.base import (
     WorkerStatus,
 )
 from fairpool.scheduler import Plan, Scheduler, SchedulerConfig, Snapshot
+from fairpool.services import usage
 from fairpool.services.jobs import add_event
 from fairpool.services.secrets import SecretEnv
 from fairpool.store.convert import job_domain, node_domain, queue_domain
@@ -42,6 +44,8 @@ from fairpool.store.db import Store
 from fairpool.store.models import JobRow, NodeRow, QueueRow
 
 from .inventory import write_inventory
+from .sampling import UtilSampler, hold_back
+from .stats import LoopStats
 from .workers import parse_worker_id, placement_json, worker_specs
 
 log = logging.getLogger("fairpool.control")
@@ -81,6 +85,8 @@ class ControlLoop:
         sync_every_s: float = 30.0,
         forget_after_s: float = 600.0,
         secret_env: SecretEnv | None = None,
+        stats: LoopStats | None = None,
+        sample_every_s: float = 10.0,
     ) -> None:
         self.store = store
         self.executor = executor
@@ -112,6 +118,8 @@ class ControlLoop:
         self._forget_check_at = 0.0
         self.errors = 0
         self.secret_env = secret_env  # decrypts projects' secrets for their workers
+        self.stats = stats  # cycle counters for the metrics endpoint
+        self.sampler = UtilSampler(store, executor, sample_every_s, stats)
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -188,9 +196,14 @@ class ControlLoop:
         snapshot = self._snapshot()
         if self._drop_stale(snapshot):
             return True  # the next iteration applies the losses, then schedules
+        began = time.perf_counter()
         plan = self.scheduler.cycle(snapshot)
         starts: list[WorkerSpec] = []
         if not plan.reused:
+            if self.stats is not None:
+                self.stats.cycle(time.perf_counter() - began,
+                                 Counter(b.action for b in plan.binds),
+                                 Counter(e.action for e in plan.evictions))
             if plan.fair_shares != self._fair:
                 self._publish(plan.fair_shares)
             starts = self._record(plan)
@@ -198,6 +211,11 @@ class ControlLoop:
         if self._reasons_stale and self.clock() - self._reasons_at >= self.reasons_every_s:
             self._write_reasons(plan)
             self._reasons_at, self._reasons_stale = self.clock(), False
+        now = self.clock()
+        if self.sampler.due(now):
+            waiting = any(j.state in PENDING_STATES and j.total_gpus_milli > 0
+                          for j in self._domain.values())
+            self._refresh(self.sampler.sample(list(self._live.values()), waiting, now))
         stops, ready = self._pending_effects()
         starts += self._mark_starting(ready)
         self._act(stops, starts)
@@ -267,8 +285,14 @@ class ControlLoop:
                               .scalars(), read=True)
                 self._seq = max(self._seq, generation)
         _, nodes, queues = self._inventory
-        return Snapshot(nodes, queues, tuple(self._domain.values()), now=self.clock(),
-                        generation=self._seq)
+        now = self.clock()
+        jobs = tuple(j for j in self._domain.values()
+                     if not (j.pending and (self._live[j.id].not_before or 0) > now))
+        # a held-back job joins the snapshot when its time comes, without a new generation: a
+        # snapshot without all pending jobs must not be the one a later cycle reuses
+        held = len(jobs) != len(self._domain)
+        return Snapshot(nodes, queues, jobs, now=now,
+                        generation=None if held else self._seq)
 
     def _refresh(self, rows: Iterable[JobRow], read: bool = False) -> None:
         """Take changed rows into the in-memory view. Only rows *read* advance ``_seq``: after
@@ -340,6 +364,7 @@ class ControlLoop:
             row.state = transition(state, S.RUNNING).value
             row.started_at = now
             add_event(s, row.id, "running", f"running on {_nodes(workers)}", now)
+            usage.opened(s, row, now)
         if all(w["phase"] in ("exited", "lost") for w in workers):  # placement is not empty
             self._finish(s, row, workers, now)
 
@@ -349,12 +374,17 @@ class ControlLoop:
         reason = row.stop_reason
         codes = [w["exit_code"] for w in workers if w["phase"] == "exited"]
         self._stop_sent.difference_update(w["worker_id"] for w in workers)
-        if reason == "cancel":
+        usage.closed(s, row.id, now)
+        row.idle_since, row.idle_flagged = None, False
+        if reason in ("cancel", "idle-stop"):
             row.state = transition(state, S.CANCELLED).value
-            add_event(s, row.id, "cancelled", "cancelled; all workers stopped", now)
-        elif reason in ("preempt", "lost"):
-            mid = S.PREEMPTED if reason == "preempt" else S.LOST
+            add_event(s, row.id, "cancelled", "cancelled; all workers stopped" if reason ==
+                      "cancel" else "stopped by the idle policy; all workers stopped", now)
+        elif reason in ("preempt", "idle-preempt", "lost"):
+            mid = S.LOST if reason == "lost" else S.PREEMPTED
             transition(transition(state, mid), S.REQUEUED)
+            if reason == "idle-preempt":  # hold it back, or it would take its GPUs again
+                hold_back(s, row, now)
             row.state = S.REQUEUED.value
             row.attempt += 1
             row.placement = None

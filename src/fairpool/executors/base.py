@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
+from fairpool.executors.utilisation import WorkerUsage, util_file
+
 
 @dataclass(frozen=True, slots=True)
 class DeviceInfo:
@@ -96,6 +98,10 @@ class Executor(Protocol):
         """A TCP port free on ``node`` now, for the rank 0 of a gang placed there."""
         ...
 
+    def utilisation(self) -> dict[str, WorkerUsage]:
+        """GPU utilisation of running workers that have a reading now (by worker id)."""
+        ...
+
     def close(self) -> None:
         """Release the executor's resources; running workers are left alone."""
         ...
@@ -110,6 +116,7 @@ def worker_env(spec: WorkerSpec) -> dict[str, str]:
         "FAIRPOOL_WORKER_ID": spec.worker_id,
         "FAIRPOOL_ATTEMPT": str(spec.attempt),
         "FAIRPOOL_NODE": spec.node,
+        "FAIRPOOL_UTIL_FILE": util_file(spec.log_path),
         "MASTER_ADDR": spec.master_addr,
         "MASTER_PORT": str(spec.master_port),
         "RANK": str(spec.rank),

@@ -12,6 +12,7 @@ import signal
 from collections.abc import Sequence
 
 from fairpool.executors.base import NodeInfo, WorkerPhase, WorkerSpec, WorkerStatus
+from fairpool.executors.utilisation import WorkerUsage
 
 
 class FakeExecutor:
@@ -27,6 +28,7 @@ class FakeExecutor:
         self._live: set[str] = set()  # started, end not yet reported
         self._unreported: list[str] = []  # started, RUNNING not yet reported
         self._ends: dict[str, WorkerStatus] = {}  # ends the next poll reports
+        self.usage: dict[str, WorkerUsage] = {}  # readings utilisation() returns (if live)
 
     def nodes(self) -> list[NodeInfo]:
         return list(self._nodes)
@@ -34,6 +36,12 @@ class FakeExecutor:
     def set_nodes(self, nodes: Sequence[NodeInfo]) -> None:
         """Change the inventory (nodes join or leave)."""
         self._nodes = list(nodes)
+
+    def set_utilisation(self, worker_id: str, util: float, simulated: bool = True) -> None:
+        self.usage[worker_id] = WorkerUsage(util, None, simulated)
+
+    def utilisation(self) -> dict[str, WorkerUsage]:
+        return {w: u for w, u in self.usage.items() if w in self._live}
 
     def rendezvous_port(self, node: str) -> int:
         self._ports += 1

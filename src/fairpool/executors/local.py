@@ -25,6 +25,7 @@ from fairpool.executors.base import (
     free_port,
     worker_env,
 )
+from fairpool.executors.utilisation import Nvml, WorkerUsage, read_reported, util_file
 
 EXIT_NOT_FOUND = 127  # shell convention: command not found
 EXIT_CANNOT_EXECUTE = 126  # shell convention: found but not executable
@@ -67,6 +68,8 @@ class LocalExecutor:
             raise ValueError(f"duplicate node names in inventory: {sorted(names)}")
         self._nodes = list(nodes)
         self._node_names = frozenset(names)
+        self._simulated = frozenset(n.name for n in nodes if n.simulated)
+        self._nvml: Nvml | None = None  # opened on the first reading of a real GPU
         self._workers: dict[str, _Worker] = {}
         self._lock = threading.Lock()
         self._closed = False
@@ -162,8 +165,30 @@ class LocalExecutor:
                 del self._workers[wid]
         return out
 
+    def utilisation(self) -> dict[str, WorkerUsage]:
+        """NVML readings of the worker's devices on nodes with real GPUs; on simulated ones, what
+        the worker reported itself (labelled simulated)."""
+        with self._lock:
+            running = [(wid, w.spec) for wid, w in self._workers.items()
+                       if w.proc is not None and w.proc.poll() is None]
+        out: dict[str, WorkerUsage] = {}
+        now = time.time()
+        for wid, spec in running:
+            reading = None
+            if spec.devices and spec.node not in self._simulated:
+                if self._nvml is None:
+                    self._nvml = Nvml()
+                reading = self._nvml.devices(spec.devices)
+            if reading is None:
+                reading = read_reported(util_file(spec.log_path), now)
+            if reading is not None:
+                out[wid] = reading
+        return out
+
     def close(self) -> None:
         """Forget every worker; running ones keep running (they have their own sessions)."""
         with self._lock:
             self._closed = True
             self._workers.clear()
+        if self._nvml is not None:
+            self._nvml.close()

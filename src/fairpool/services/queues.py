@@ -16,6 +16,7 @@ from fairpool.services.specs import (
     MAX_CPUS,
     MAX_GPUS,
     MAX_MEMORY_MIB,
+    IdlePolicySpec,
     ProjectCreate,
     QueueCreate,
     QueueOut,
@@ -68,12 +69,19 @@ def _create(store: Store, spec: QueueCreate, kind: str, parent: str | None, acto
                        over_quota_weight=spec.over_quota_weight, priority=spec.priority,
                        created_at=time.time(), quota_gpu=0, quota_cpu=0, quota_memory=0)
         _set(row, spec.quota, spec.limit, unlimited=False)
+        if isinstance(spec, ProjectCreate) and spec.idle is not None:
+            _set_idle(row, spec.idle)
         s.add(row)
         Store.bump(s)
         audit.record(s, actor, f"{kind}.create", spec.name, detail=_summary(row),
                      address=address)
     forget_paths(store)
     return queue_status(store, spec.name)
+
+
+def _set_idle(row: QueueRow, idle: IdlePolicySpec) -> None:
+    row.idle_action, row.idle_threshold = idle.action, idle.threshold
+    row.idle_after_s, row.idle_stop_after_s = idle.after_s, idle.stop_after_s
 
 
 def _summary(row: QueueRow) -> str:
@@ -104,6 +112,10 @@ def update_queue(store: Store, name: str, spec: QueueUpdate, actor: str = "syste
             row.over_quota_weight = spec.over_quota_weight
         if spec.priority is not None:
             row.priority = spec.priority
+        if spec.idle is not None:
+            if row.kind != "project":
+                raise Invalid(f"{name} is a department; idle-GPU policies are set per project")
+            _set_idle(row, spec.idle)
         Store.bump(s)
         audit.record(s, actor, "queue.update", name, detail=_summary(row), address=address)
     return queue_status(store, name)

@@ -7,7 +7,7 @@ names the field and the rule, before anything is written.
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -86,6 +86,31 @@ class ResourceSpec(Input):
     memory_mib: int = Field(0, ge=0, le=MAX_MEMORY_MIB)
 
 
+class IdlePolicySpec(Input):
+    """What happens to a project's jobs whose GPUs stay idle (Run:ai's idle GPU timeout)."""
+
+    action: Literal["none", "notify", "preempt", "stop"] = Field(
+        "notify", description="notify: flag only; preempt: requeue when others wait; stop: end "
+                              "after stop_after_s")
+    threshold: float = Field(0.05, ge=0, le=1, description="utilisation below this is idle")
+    after_s: float = Field(1800, ge=1, le=30 * 86400, description="idle this long: flagged")
+    stop_after_s: float | None = Field(None, ge=1, le=30 * 86400,
+                                       description="for stop: idle this long ends the job")
+
+    @model_validator(mode="after")
+    def _stop_needs_time(self) -> IdlePolicySpec:
+        if self.action == "stop" and self.stop_after_s is None:
+            raise ValueError("action stop needs stop_after_s")
+        return self
+
+
+class IdlePolicyOut(BaseModel):
+    action: str
+    threshold: float
+    after_s: float
+    stop_after_s: float | None
+
+
 class QueueCreate(Input):
     name: Name
     quota: ResourceSpec = Field(default_factory=ResourceSpec)
@@ -96,6 +121,7 @@ class QueueCreate(Input):
 
 class ProjectCreate(QueueCreate):
     department: Name
+    idle: IdlePolicySpec | None = Field(None, description="idle-GPU policy of its jobs")
 
 
 class QueueUpdate(Input):
@@ -104,6 +130,7 @@ class QueueUpdate(Input):
     unlimited: bool = Field(False, description="remove the limit")
     over_quota_weight: int | None = Field(None, ge=0, le=1000)
     priority: int | None = Field(None, ge=-1000, le=1000)
+    idle: IdlePolicySpec | None = Field(None, description="projects only: idle-GPU policy")
 
     @model_validator(mode="after")
     def _one_limit(self) -> QueueUpdate:
@@ -196,6 +223,7 @@ class QueueOut(BaseModel):
     pending: ResourcesOut
     running_jobs: int
     pending_jobs: int
+    idle: IdlePolicyOut | None = None  # projects only
 
 
 class WorkerOut(BaseModel):
@@ -233,6 +261,10 @@ class JobOut(BaseModel):
     placement: list[WorkerOut]
     client_key: str | None
     submitted_by: str | None = None
+    gpu_util: float | None = None  # the last reading, 0..1 (None: not measured)
+    util_simulated: bool = False  # the reading came from the job itself (simulated GPUs)
+    idle: bool = False  # flagged by its project's idle-GPU policy
+    idle_since: float | None = None
 
 
 class EventOut(BaseModel):

@@ -18,7 +18,7 @@ from fairpool.domain import (
 )
 from fairpool.domain.job import ANY_NODE, NodeSelector
 from fairpool.domain.resources import CPU_UNIT
-from fairpool.services.specs import JobOut, QueueOut, ResourcesOut, WorkerOut
+from fairpool.services.specs import IdlePolicyOut, JobOut, QueueOut, ResourcesOut, WorkerOut
 from fairpool.store.models import JobRow, NodeRow, QueueRow
 
 
@@ -102,6 +102,8 @@ def job_out(row: JobRow) -> JobOut:
         placement=[worker_out(w) for w in (row.placement or ())],
         client_key=row.client_key,
         submitted_by=row.submitted_by,
+        gpu_util=row.gpu_util, util_simulated=bool(row.util_simulated),
+        idle=bool(row.idle_flagged), idle_since=row.idle_since,
     )
 
 
@@ -123,5 +125,10 @@ def queue_out(row: QueueRow, **extra: Any) -> QueueOut:
     return QueueOut(
         name=row.name, kind=row.kind, parent=row.parent,
         quota=resources_out(row.quota_gpu, row.quota_cpu, row.quota_memory), limit=limit,
-        over_quota_weight=row.over_quota_weight, priority=row.priority, **extra,
+        over_quota_weight=row.over_quota_weight, priority=row.priority,
+        idle=IdlePolicyOut(action=row.idle_action or "none", threshold=row.idle_threshold
+                           if row.idle_threshold is not None else 0.05,
+                           after_s=row.idle_after_s if row.idle_after_s is not None else 1800.0,
+                           stop_after_s=row.idle_stop_after_s) if row.kind == "project" else None,
+        **extra,
     )

@@ -49,6 +49,11 @@ class QueueRow(Base):
     fair_gpu: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     fair_cpu: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     fair_memory: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # the idle-GPU policy of a project's jobs (see fairpool.control.idle)
+    idle_action: Mapped[str] = mapped_column(String(16), default="none")
+    idle_threshold: Mapped[float] = mapped_column(Float, default=0.05)
+    idle_after_s: Mapped[float] = mapped_column(Float, default=1800.0)
+    idle_stop_after_s: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class NodeRow(Base):
@@ -109,6 +114,13 @@ class JobRow(Base):
     client_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
     submitted_by: Mapped[str | None] = mapped_column(String(253), nullable=True)
     request_hash: Mapped[str] = mapped_column(String(64))
+    gpu_util: Mapped[float | None] = mapped_column(Float, nullable=True)  # last sample, 0..1
+    util_simulated: Mapped[bool] = mapped_column(Boolean, default=False)
+    gpu_memory_used_mib: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    idle_since: Mapped[float | None] = mapped_column(Float, nullable=True)  # below threshold
+    idle_flagged: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: a waiting job is not scheduled before this time (held back after an idle preemption)
+    not_before: Mapped[float | None] = mapped_column(Float, nullable=True)
     #: the store generation of the last change the scheduler must see (see Store.bump); the
     #: control loop reads only jobs whose seq is newer than what it already holds
     seq: Mapped[int] = mapped_column(BigInteger, default=0, index=True)
@@ -116,6 +128,7 @@ class JobRow(Base):
 
 class JobEventRow(Base):
     __tablename__ = "job_events"
+    __table_args__ = (Index("ix_job_events_kind", "kind"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
@@ -189,3 +202,24 @@ class SecretRow(Base):
     ciphertext: Mapped[str] = mapped_column(Text)
     updated_by: Mapped[str] = mapped_column(String(253))
     updated_at: Mapped[float] = mapped_column(Float)
+
+
+class UsageRow(Base):
+    """A stretch of time in which a job held ``gpus`` GPUs at utilisation ``util`` (None: not
+    measured). Accounting sums the overlap of these with any time range; a new row starts when
+    a job starts running or its utilisation moves by more than a few points."""
+
+    __tablename__ = "usage"
+    __table_args__ = (Index("ix_usage_span", "start", "end"), Index("ix_usage_job", "job_id"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(String(32))
+    project: Mapped[str] = mapped_column(String(63))
+    department: Mapped[str] = mapped_column(String(63))
+    attempt: Mapped[int] = mapped_column(Integer)
+    gpus: Mapped[float] = mapped_column(Float)  # of the whole job (all workers), may be a share
+    util: Mapped[float | None] = mapped_column(Float, nullable=True)
+    simulated: Mapped[bool] = mapped_column(Boolean, default=False)
+    start: Mapped[float] = mapped_column(Float)
+    end: Mapped[float] = mapped_column(Float)
+    open: Mapped[bool] = mapped_column(Boolean, default=True)  # the job still runs

@@ -30,6 +30,7 @@ from typing import Any, BinaryIO
 
 from fairpool.executors.base import NodeInfo, WorkerPhase, WorkerSpec, WorkerStatus, worker_env
 from fairpool.executors.local import exit_detail
+from fairpool.executors.utilisation import WorkerUsage
 
 from . import host as host_module
 from .inventory import gpu_count, node_info
@@ -190,6 +191,11 @@ class RayExecutor:
             raise
         self._give_back(node_id, host)
         return port
+
+    def utilisation(self) -> dict[str, WorkerUsage]:
+        """Not measured on Ray yet: workers run on other machines, whose NVML and report files
+        this process cannot read (accounting counts their GPUs as allocated, not measured)."""
+        return {}
 
     def close(self) -> None:
         """Stop the pump and release idle hosts. Running workers keep running until this

@@ -1,0 +1,160 @@
+"""Prometheus metrics at /metrics: queues (quota, fair share, allocated, pending), jobs by
+state, devices (allocation, and utilisation where measured), evictions by reason, and the
+scheduling cycles of the control loop (from :class:`~fairpool.control.stats.LoopStats`).
+
+Everything but the cycle counters is read from the store at scrape time, so the numbers are
+the store's."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+
+from fairpool.control.stats import CYCLE_BUCKETS, LoopStats
+from fairpool.domain import GPU_UNIT
+from fairpool.services import queues
+from fairpool.store.db import Store
+from fairpool.store.models import JobEventRow, JobRow, NodeRow
+
+HOLDING = ("admitted", "starting", "running")
+
+
+class StoreCollector(Collector):
+    def __init__(self, store: Store, stats: LoopStats | None) -> None:
+        self.store = store
+        self.stats = stats
+        self._lock = threading.Lock()
+        self._evictions: dict[str, int] = {}
+        self._last_event = 0
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._queues()
+        yield from self._jobs_and_devices()
+        yield self._evicted()
+        if self.stats is not None:
+            yield from self._cycles(self.stats)
+
+    def _queues(self) -> Iterator[Metric]:
+        labels = ["queue", "kind", "parent"]
+        quota = GaugeMetricFamily("fairpool_queue_quota_gpus", "Guaranteed GPUs", labels=labels)
+        fair = GaugeMetricFamily("fairpool_queue_fair_share_gpus",
+                                 "GPUs the last scheduling cycle's fair share gives",
+                                 labels=labels)
+        alloc = GaugeMetricFamily("fairpool_queue_allocated_gpus",
+                                  "GPUs held by admitted, starting and running jobs",
+                                  labels=labels)
+        pending = GaugeMetricFamily("fairpool_queue_pending_gpus", "GPUs asked by waiting jobs",
+                                    labels=labels)
+        for q in queues.list_queues(self.store):
+            key = [q.name, q.kind, q.parent or ""]
+            quota.add_metric(key, q.quota.gpus)
+            if q.fair_share is not None:
+                fair.add_metric(key, q.fair_share.gpus)
+            alloc.add_metric(key, q.allocated.gpus)
+            pending.add_metric(key, q.pending.gpus)
+        yield from (quota, fair, alloc, pending)
+
+    def _jobs_and_devices(self) -> Iterator[Metric]:
+        with self.store.session() as s:
+            counts = s.execute(select(JobRow.project, JobRow.state, func.count())
+                               .group_by(JobRow.project, JobRow.state)).all()
+            holding = s.execute(select(JobRow.id, JobRow.project, JobRow.placement,
+                                       JobRow.gpu_util, JobRow.util_simulated,
+                                       JobRow.gpu_memory_used_mib, JobRow.idle_flagged)
+                                .where(JobRow.state.in_(HOLDING))).all()
+            nodes = s.execute(select(NodeRow.name, NodeRow.devices, NodeRow.simulated)).all()
+        jobs = GaugeMetricFamily("fairpool_jobs", "Jobs by project and state",
+                                 labels=["project", "state"])
+        for project, state, n in counts:
+            jobs.add_metric([project, state], n)
+        yield jobs
+        job_util = GaugeMetricFamily("fairpool_job_gpu_utilization",
+                                     "Last GPU utilisation reading of a running job (0..1)",
+                                     labels=["job", "project", "simulated"])
+        job_mem = GaugeMetricFamily("fairpool_job_gpu_memory_used_mib",
+                                    "GPU memory a running job used at the last reading (NVML)",
+                                    labels=["job", "project"])
+        idle = GaugeMetricFamily("fairpool_job_idle", "1 when the idle-GPU policy flagged a job",
+                                 labels=["job", "project"])
+        held: dict[tuple[str, int], float] = {}
+        busy: dict[tuple[str, int], list[tuple[float, float]]] = {}
+        for job_id, project, placement, util, simulated, memory, flagged in holding:
+            if util is not None:
+                job_util.add_metric([job_id, project, str(bool(simulated)).lower()], util)
+            if memory is not None:
+                job_mem.add_metric([job_id, project], memory)
+            idle.add_metric([job_id, project], 1.0 if flagged else 0.0)
+            for w in placement or ():
+                for d in w["devices"]:
+                    share = w["share"] / GPU_UNIT
+                    held[(w["node"], d)] = held.get((w["node"], d), 0.0) + share
+                    if util is not None:
+                        busy.setdefault((w["node"], d), []).append((util, share))
+        yield from (job_util, job_mem, idle)
+        labels = ["node", "device", "simulated"]
+        allocated = GaugeMetricFamily("fairpool_device_allocated",
+                                      "Share of a device held by jobs (0..1)", labels=labels)
+        used = GaugeMetricFamily("fairpool_device_utilization",
+                                 "Utilisation of a device by its jobs, where measured (0..1)",
+                                 labels=labels)
+        for name, devices, simulated in nodes:
+            for d in devices:
+                key = [name, str(d["index"]), str(bool(simulated)).lower()]
+                allocated.add_metric(key, held.get((name, d["index"]), 0.0))
+                readings = busy.get((name, d["index"]))
+                if readings:
+                    used.add_metric(key, min(1.0, sum(u * sh for u, sh in readings)))
+        yield from (allocated, used)
+
+    def _evicted(self) -> Metric:
+        """Counted from the store's eviction events, reading only those new since last time."""
+        with self._lock, self.store.session() as s:
+            rows = s.execute(select(JobEventRow.id, JobEventRow.message).where(
+                JobEventRow.kind == "evicted", JobEventRow.id > self._last_event)
+                .order_by(JobEventRow.id)).all()
+            for event_id, message in rows:
+                reason = message.split(":", 1)[0].strip() or "other"
+                self._evictions[reason] = self._evictions.get(reason, 0) + 1
+                self._last_event = event_id
+            counts = dict(self._evictions)
+        family = CounterMetricFamily("fairpool_evictions", "Jobs evicted, by reason",
+                                     labels=["reason"])
+        for reason, n in sorted(counts.items()):
+            family.add_metric([reason], n)
+        return family
+
+    def _cycles(self, stats: LoopStats) -> Iterator[Metric]:
+        read = stats.read()
+        bounds = [*(f"{b:g}" for b in CYCLE_BUCKETS), "+Inf"]
+        hist = HistogramMetricFamily("fairpool_scheduling_cycle_seconds",
+                                     "Duration of scheduling cycles that had work to do")
+        hist.add_metric([], list(zip(bounds, read.buckets, strict=True)), read.total)
+        yield hist
+        decisions = CounterMetricFamily("fairpool_scheduling_decisions",
+                                        "Jobs placed and evicted by scheduling cycles",
+                                        labels=["kind", "action"])
+        for action, n in read.binds.items():
+            decisions.add_metric(["bind", action], n)
+        for action, n in read.evictions.items():
+            decisions.add_metric(["evict", action], n)
+        yield decisions
+
+
+def registry(store: Store, stats: LoopStats | None) -> CollectorRegistry:
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(StoreCollector(store, stats))
+    return reg
+
+
+def render(reg: CollectorRegistry) -> bytes:
+    return generate_latest(reg)

@@ -1,0 +1,89 @@
+"""CLI commands of reports and policies: usage accounting and projects' idle-GPU policy."""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import datetime
+from typing import Annotated
+
+import typer
+
+from fairpool.cli.output import call, console, emit_json, fail, table
+from fairpool.client import Client, FairpoolError
+from fairpool.client.api import build
+from fairpool.services.specs import IdlePolicySpec, QueueUpdate
+
+
+def register(app: typer.Typer, project_app: typer.Typer) -> None:
+    app.command(name="usage")(usage)
+    project_app.command(name="set-idle")(set_idle)
+
+
+def parse_time(text: str, option: str) -> float:
+    """ISO date or date-time (local time unless it says otherwise), or seconds since the
+    epoch."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        fail(f"{option} {text!r}: write a date like 2026-11-01, a time like "
+             "2026-11-01T08:00, or seconds since the epoch")
+
+
+def usage(
+    start: Annotated[str | None, typer.Option("--from", help="start (default: 30 days ago)")
+                     ] = None,
+    end: Annotated[str | None, typer.Option("--to", help="end (default: now)")] = None,
+    by: Annotated[str, typer.Option(help="project, department or job")] = "project",
+    csv: Annotated[bool, typer.Option("--csv", help="print CSV")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """GPU-hours allocated and actually used, per project, department or job."""
+    if by not in ("project", "department", "job"):
+        fail("--by: use project, department or job")
+    hi = time.time() if end is None else parse_time(end, "--to")
+    lo = hi - 30 * 86400 if start is None else parse_time(start, "--from")
+    with Client() as c:
+        if csv:
+            sys.stdout.write(call(lambda: c.usage_csv(lo, hi, by)))
+            return
+        rows = call(lambda: c.usage(lo, hi, by))
+    if as_json:
+        emit_json(rows)
+        return
+    title = (f"GPU-hours {datetime.fromtimestamp(lo):%Y-%m-%d %H:%M} → "
+             f"{datetime.fromtimestamp(hi):%Y-%m-%d %H:%M}")
+    table(title, [by, "department", "jobs", "allocated", "used", "measured", "used/measured"], [
+        [r.key, r.department, str(r.jobs), f"{r.allocated_gpu_hours:.2f}",
+         f"{r.used_gpu_hours:.2f}", f"{r.measured_gpu_hours:.2f}",
+         f"{r.used_gpu_hours / r.measured_gpu_hours:.0%}" if r.measured_gpu_hours else "-"]
+        for r in rows])
+
+
+def set_idle(
+    name: str,
+    action: Annotated[str, typer.Option(help="none, notify, preempt or stop")] = "notify",
+    threshold: Annotated[float, typer.Option(help="utilisation below this is idle (0..1)")
+                         ] = 0.05,
+    after: Annotated[float, typer.Option(help="seconds idle before a job is flagged")] = 1800,
+    stop_after: Annotated[float | None, typer.Option(
+        help="for --action stop: seconds idle before the job is ended")] = None,
+) -> None:
+    """Set a project's idle-GPU policy (what happens to jobs whose GPUs stay idle)."""
+    try:
+        idle = build(IdlePolicySpec, action=action, threshold=threshold, after_s=after,
+                     stop_after_s=stop_after)
+    except FairpoolError as exc:
+        fail(exc.message.replace("_s", "").replace("_", "-"))
+    with Client() as c:
+        q = call(lambda: c.update_queue(name, QueueUpdate(idle=idle)))
+    if q.idle is not None:
+        console.print(f"{q.name}: idle GPUs (below {q.idle.threshold:.0%} for "
+                      f"{q.idle.after_s:g} s) → {q.idle.action}"
+                      + (f", ended after {q.idle.stop_after_s:g} s" if q.idle.stop_after_s
+                         else ""), highlight=False)
+

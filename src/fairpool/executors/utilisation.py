@@ -1,0 +1,76 @@
+"""GPU utilisation of running workers: NVML for real devices, and for simulated ones what the
+worker itself reports through :func:`fairpool.report_utilization` (always labelled simulated).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+#: a report older than this is ignored (the worker stopped reporting)
+STALE_S = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerUsage:
+    util: float  # 0..1, the mean over the worker's devices
+    memory_mib: int | None = None
+    simulated: bool = False
+
+
+def util_file(log_path: str) -> str:
+    """Where a worker reports its own utilisation: next to its log."""
+    return log_path + ".util.json"
+
+
+def read_reported(path: str, now: float | None = None) -> WorkerUsage | None:
+    try:
+        data = json.loads(Path(path).read_text())
+        util = float(data["util"])
+        at = float(data["at"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if (time.time() if now is None else now) - at > STALE_S or not 0.0 <= util <= 1.0:
+        return None
+    memory = data.get("memory_mib")
+    return WorkerUsage(util, int(memory) if isinstance(memory, int | float) else None, True)
+
+
+class Nvml:
+    """Device utilisation through NVML, when the ``nvidia-ml-py`` package and a driver are
+    present; otherwise every reading is None."""
+
+    def __init__(self) -> None:
+        self._nvml: Any = None
+        with contextlib.suppress(Exception):
+            nvml = importlib.import_module("pynvml")
+            nvml.nvmlInit()
+            self._nvml = nvml
+
+    @property
+    def available(self) -> bool:
+        return self._nvml is not None
+
+    def devices(self, indexes: tuple[int, ...]) -> WorkerUsage | None:
+        if self._nvml is None or not indexes:
+            return None
+        try:
+            utils, memory = [], 0
+            for index in indexes:
+                handle = self._nvml.nvmlDeviceGetHandleByIndex(index)
+                utils.append(self._nvml.nvmlDeviceGetUtilizationRates(handle).gpu / 100.0)
+                memory += int(self._nvml.nvmlDeviceGetMemoryInfo(handle).used) // (1 << 20)
+        except Exception:
+            return None
+        return WorkerUsage(sum(utils) / len(utils), memory, False)
+
+    def close(self) -> None:
+        if self._nvml is not None:
+            with contextlib.suppress(Exception):
+                self._nvml.nvmlShutdown()
+            self._nvml = None
