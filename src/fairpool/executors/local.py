@@ -25,7 +25,13 @@ from fairpool.executors.base import (
     free_port,
     worker_env,
 )
-from fairpool.executors.utilisation import Nvml, WorkerUsage, read_reported, util_file
+from fairpool.executors.utilisation import (
+    Nvml,
+    WorkerUsage,
+    group_pids,
+    read_reported,
+    util_file,
+)
 
 EXIT_NOT_FOUND = 127  # shell convention: command not found
 EXIT_CANNOT_EXECUTE = 126  # shell convention: found but not executable
@@ -169,16 +175,19 @@ class LocalExecutor:
         """NVML readings of the worker's devices on nodes with real GPUs; on simulated ones, what
         the worker reported itself (labelled simulated)."""
         with self._lock:
-            running = [(wid, w.spec) for wid, w in self._workers.items()
+            running = [(wid, w.spec, w.proc.pid) for wid, w in self._workers.items()
                        if w.proc is not None and w.proc.poll() is None]
         out: dict[str, WorkerUsage] = {}
         now = time.time()
-        for wid, spec in running:
+        for wid, spec, pid in running:
             reading = None
             if spec.devices and spec.node not in self._simulated:
                 if self._nvml is None:
                     self._nvml = Nvml()
-                reading = self._nvml.devices(spec.devices)
+                # a GPU fraction shares its device: count only the worker's own processes
+                reading = (self._nvml.processes(spec.devices, group_pids(pid))
+                           if spec.gpu_fraction is not None or spec.gpu_memory_mib is not None
+                           else self._nvml.devices(spec.devices))
             if reading is None:
                 reading = read_reported(util_file(spec.log_path), now)
             if reading is not None:

@@ -69,8 +69,50 @@ class Nvml:
             return None
         return WorkerUsage(sum(utils) / len(utils), memory, False)
 
+    def processes(self, indexes: tuple[int, ...], pids: set[int]) -> WorkerUsage | None:
+        """Utilisation and memory of ``pids`` alone on devices they share with other jobs
+        (GPU fractions): the SM share NVML sampled per process, summed over the processes."""
+        if self._nvml is None or not indexes or not pids:
+            return None
+        utils, memory = [], 0
+        for index in indexes:
+            try:
+                handle = self._nvml.nvmlDeviceGetHandleByIndex(index)
+                latest: dict[int, tuple[int, float]] = {}
+                try:
+                    samples = self._nvml.nvmlDeviceGetProcessUtilization(handle, 0)
+                except Exception:  # NVML_ERROR_NOT_FOUND: no process sampled lately
+                    samples = []
+                for sample in samples:
+                    if sample.pid in pids and sample.timeStamp >= latest.get(
+                            sample.pid, (-1, 0.0))[0]:
+                        latest[sample.pid] = (sample.timeStamp, sample.smUtil / 100.0)
+                utils.append(min(1.0, sum(u for _, u in latest.values())))
+                for proc in self._nvml.nvmlDeviceGetComputeRunningProcesses(handle):
+                    if proc.pid in pids and proc.usedGpuMemory:
+                        memory += int(proc.usedGpuMemory) // (1 << 20)
+            except Exception:
+                return None
+        return WorkerUsage(sum(utils) / len(utils), memory, False)
+
     def close(self) -> None:
         if self._nvml is not None:
             with contextlib.suppress(Exception):
                 self._nvml.nvmlShutdown()
             self._nvml = None
+
+
+def group_pids(pgid: int) -> set[int]:
+    """The processes of a process group (a worker and everything it started), from /proc."""
+    out = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()  # after "pid (comm) "
+        if len(fields) > 2 and fields[2] == str(pgid):
+            out.add(int(entry.name))
+    return out
