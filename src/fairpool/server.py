@@ -10,10 +10,13 @@ submitted or cancelled, so a job on free GPUs starts within milliseconds.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import importlib.util
 import logging
 import multiprocessing
 import os
+import signal
 import socket
 import threading
 from collections.abc import Callable
@@ -60,7 +63,7 @@ Closer = Callable[[], None]
 def make_executor(settings: ServerSettings, nodes: list[NodeInfo]) -> tuple[Executor, Closer]:
     """The executor the settings ask for, and how to release it."""
     if settings.ray_address is None:
-        local = LocalExecutor(nodes)
+        local = LocalExecutor(nodes, state_dir=settings.data_dir / "run")
         return local, local.close
     from fairpool.executors.ray import RaySettings, connect, disconnect
     from fairpool.executors.ray.executor import RayExecutor
@@ -81,10 +84,25 @@ def make_executor(settings: ServerSettings, nodes: list[NodeInfo]) -> tuple[Exec
     return ray_executor, close
 
 
+def _die_with(parent: int) -> None:
+    """If ``fairpool up`` is killed (even with SIGKILL) its control loop must not go on: a
+    restarted server would run a second loop on the same pool. Linux ends this process with
+    its parent; the workers live on in their own sessions, for the next server to adopt."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the call above took effect
+        os._exit(1)
+
+
+PR_SET_PDEATHSIG = 1
+
+
 def run_loop(settings: ServerSettings, nodes: list[NodeInfo], wake: Event, stop: Event,
-             started: Connection, box: SecretBox, stats: LoopStats) -> None:
+             started: Connection, box: SecretBox, stats: LoopStats, parent: int) -> None:
     """The control-loop process: builds the executor, tells the API process how that went
     (``("ready", inventory)`` or ``("error", one line)``), then runs the loop."""
+    _die_with(parent)
     _logging()
     try:
         executor, close = make_executor(settings, nodes)
@@ -200,8 +218,8 @@ def serve(settings: ServerSettings, ready: threading.Event | None = None) -> Non
     wake, stop = ctx.Event(), ctx.Event()
     receiver, sender = ctx.Pipe(duplex=False)
     stats = LoopStats(ctx)
-    child = ctx.Process(target=run_loop, args=(settings, nodes, wake, stop, sender, box, stats),
-                        name="fairpool-control", daemon=True)
+    child = ctx.Process(target=run_loop, name="fairpool-control", daemon=True,
+                        args=(settings, nodes, wake, stop, sender, box, stats, os.getpid()))
     child.start()
     sender.close()
     nodes = _wait_started(child, receiver, settings)
