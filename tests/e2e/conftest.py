@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -37,6 +37,7 @@ class Pool:
     proc: subprocess.Popen[bytes]
     client: Client
     token: str  # the first start's admin token
+    args: list[str] = field(default_factory=list)  # how it was started
 
     @property
     def auth(self) -> dict[str, str]:
@@ -81,26 +82,44 @@ def start_pool(tmp: Path, *extra: str, db: str | None = None, timeout: float = 3
             "--grace", "3", *extra]
     if db is not None:
         args += ["--db", db]
-    log = (tmp / "server.log").open("wb")
-    proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    deadline = time.time() + timeout
     verify: ssl.SSLContext | bool = True
     if tls_cert is not None:
         verify = ssl.create_default_context(cafile=str(tls_cert))
+    proc = launch(tmp, args, env, url, verify, timeout)
+    token = (tmp / "pool" / "admin-token").read_text().strip()
+    ca = None if tls_cert is None else str(tls_cert)
+    pool = Pool(url, tmp / "pool", env, proc, Client(url, token=token, ca=ca), token)
+    pool.args = args
+    return pool
+
+
+def launch(tmp: Path, args: list[str], env: dict[str, str], url: str,
+           verify: ssl.SSLContext | bool = True, timeout: float = 30.0
+           ) -> subprocess.Popen[bytes]:
+    """Start ``fairpool up`` (its output appended to tmp/server.log) and wait until it serves."""
+    log = (tmp / "server.log").open("ab")
+    proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"server exited: {(tmp / 'server.log').read_text()}")
         try:
             if httpx.get(url + "/health", timeout=1, verify=verify).status_code == 200:
-                break
+                return proc
         except httpx.HTTPError:
             time.sleep(0.1)
-    else:
-        raise AssertionError("server did not come up")
-    token = (tmp / "pool" / "admin-token").read_text().strip()
-    ca = None if tls_cert is None else str(tls_cert)
-    return Pool(url, tmp / "pool", env, proc, Client(url, token=token, ca=ca), token)
+    raise AssertionError("server did not come up")
+
+
+def crash_and_restart(pool: Pool) -> float:
+    """kill -9 the server (its control loop dies with it; workers live on), start it again on
+    the same data and port; returns the seconds until it served again."""
+    pool.proc.kill()
+    pool.proc.wait(10)
+    began = time.time()
+    pool.proc = launch(pool.data_dir.parent, pool.args, pool.env, pool.url, timeout=60)
+    return time.time() - began
 
 
 def reclaimed_borrowers(pool: Pool, borrowers: list[JobOut], claimer: str, count: int
