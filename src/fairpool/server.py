@@ -120,7 +120,8 @@ def run_loop(settings: ServerSettings, nodes: list[NodeInfo], wake: Event, stop:
                            grace_s=settings.grace_s, wake_event=wake, stop_event=stop,
                            sync_every_s=30.0 if settings.ray_address is None else 1.0,
                            secret_env=SecretEnv(box), stats=stats,
-                           sample_every_s=settings.sample_every_s)
+                           sample_every_s=settings.sample_every_s,
+                           retry_base_s=settings.retry_backoff_s)
         loop.sync_nodes()
         started.send(("ready", executor.nodes()))
         started.close()

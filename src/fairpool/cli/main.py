@@ -179,6 +179,10 @@ def submit(
     node_pool: Annotated[str | None, typer.Option(help="run only in this node pool")] = None,
     same_node: Annotated[bool, typer.Option(help="all workers on one node")] = False,
     key: Annotated[str | None, typer.Option(help="idempotency key")] = None,
+    max_retries: Annotated[int, typer.Option(
+        help="retry a failed attempt this often (backoff doubles each time)")] = 0,
+    max_runtime: Annotated[float | None, typer.Option(
+        help="stop the job after running this many seconds (default: the project's)")] = None,
     workdir: Annotated[Path | None, typer.Option(
         help="directory the workers start in (default: this one)")] = None,
     as_json: JsonOpt = False,
@@ -195,7 +199,8 @@ def submit(
                          gpu_fraction=gpu_fraction, gpu_memory_mib=gpu_memory, workers=workers,
                          cpus=cpus, memory_mib=memory, priority=priority,
                          preemptible=preemptible, env=env_map, name=name, node_pool=node_pool,
-                         same_node=same_node, client_key=key,
+                         same_node=same_node, client_key=key, max_retries=max_retries,
+                         max_runtime_s=max_runtime,
                          workdir=str((workdir or Path.cwd()).resolve()))
     except ValidationError as exc:
         fail(_validation(exc))

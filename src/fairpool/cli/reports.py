@@ -18,6 +18,7 @@ from fairpool.services.specs import IdlePolicySpec, QueueUpdate
 def register(app: typer.Typer, project_app: typer.Typer) -> None:
     app.command(name="usage")(usage)
     project_app.command(name="set-idle")(set_idle)
+    project_app.command(name="set-max-runtime")(set_max_runtime)
 
 
 def parse_time(text: str, option: str) -> float:
@@ -87,3 +88,17 @@ def set_idle(
                       + (f", ended after {q.idle.stop_after_s:g} s" if q.idle.stop_after_s
                          else ""), highlight=False)
 
+
+
+def set_max_runtime(
+    name: str,
+    seconds: Annotated[float, typer.Argument(help="the default; 0 removes it")],
+) -> None:
+    """Set the max runtime of a project's jobs that do not set their own (--max-runtime)."""
+    if seconds < 0:
+        fail("seconds: 0 or more (0 removes the default)")
+    with Client() as c:
+        q = call(lambda: c.update_queue(name, QueueUpdate(default_max_runtime_s=seconds)))
+    console.print(f"{q.name}: jobs stop after {q.default_max_runtime_s:g} s unless they set "
+                  "--max-runtime" if q.default_max_runtime_s else
+                  f"{q.name}: no default max runtime", highlight=False)

@@ -43,6 +43,7 @@ from fairpool.store.convert import job_domain, node_domain, queue_domain
 from fairpool.store.db import Store
 from fairpool.store.models import JobRow, NodeRow, QueueRow
 
+from . import failures
 from .inventory import write_inventory
 from .sampling import UtilSampler, hold_back
 from .stats import LoopStats
@@ -87,6 +88,8 @@ class ControlLoop:
         secret_env: SecretEnv | None = None,
         stats: LoopStats | None = None,
         sample_every_s: float = 10.0,
+        retry_base_s: float = 5.0,
+        retry_cap_s: float = 300.0,
     ) -> None:
         self.store = store
         self.executor = executor
@@ -120,6 +123,8 @@ class ControlLoop:
         self.secret_env = secret_env  # decrypts projects' secrets for their workers
         self.stats = stats  # cycle counters for the metrics endpoint
         self.sampler = UtilSampler(store, executor, sample_every_s, stats)
+        self.retry_base_s, self.retry_cap_s = retry_base_s, retry_cap_s  # retry backoff
+        self._deadlines_at = 0.0
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -212,6 +217,11 @@ class ControlLoop:
             self._write_reasons(plan)
             self._reasons_at, self._reasons_stale = self.clock(), False
         now = self.clock()
+        if now >= self._deadlines_at:  # max runtimes, checked every second
+            self._deadlines_at = now + 1.0
+            late = failures.overdue(self._live.values(), now)
+            if late:
+                self._refresh(failures.stop_overdue(self.store, late, now))
         if self.sampler.due(now):
             waiting = any(j.state in PENDING_STATES and j.total_gpus_milli > 0
                           for j in self._domain.values())
@@ -347,6 +357,7 @@ class ControlLoop:
                 started = True
             elif st.phase == WorkerPhase.EXITED:
                 w["phase"], w["exit_code"] = "exited", st.exit_code
+                w["detail"] = st.detail
                 if st.exit_code != 0 and row.stop_reason is None:
                     row.stop_reason = "gang-failed" if row.workers > 1 else "failed"
                     row.exit_code = st.exit_code  # the first failure is the one to report
@@ -394,11 +405,22 @@ class ControlLoop:
             add_event(s, row.id, "requeued", f"{mid.value}; requeued as attempt {row.attempt}",
                       now)
             return
-        elif any(c != 0 for c in codes) or reason in ("failed", "gang-failed"):
+        elif reason == "timeout":
             row.state = transition(state, S.FAILED).value
-            if row.exit_code is None:
-                row.exit_code = next((c for c in codes if c != 0), None)
-            add_event(s, row.id, "finished", f"failed with exit code {row.exit_code}", now)
+            row.exit_code = next((c for c in codes if c != 0), None)
+            how = "; ".join(f"rank {w['rank']} {w['detail']}" for w in workers
+                            if w.get("detail"))
+            add_event(s, row.id, "finished", f"failed: ran longer than its max runtime "
+                      f"({row.max_runtime_s or 0:g} s)" + (f"; {how}" if how else ""), now)
+        elif any(c != 0 for c in codes) or reason in ("failed", "gang-failed"):
+            code = row.exit_code if row.exit_code is not None else next(
+                (c for c in codes if c != 0), None)
+            why = f"failed with exit code {code}"
+            if failures.retry(s, row, now, why, self.retry_base_s, self.retry_cap_s):
+                return
+            row.state = transition(state, S.FAILED).value
+            row.exit_code = code
+            add_event(s, row.id, "finished", why, now)
         else:
             row.state = transition(state, S.SUCCEEDED).value
             row.exit_code = 0

@@ -165,8 +165,8 @@ class LocalExecutor:
             if code is None:
                 return None
             record = None if self.state_dir is None else read_exit(self.state_dir, w.spec.worker_id)
-            if record is not None and record[1]:  # the supervisor could not start it
-                return record
+            if record is not None:  # the command's own end, as its supervisor saw it
+                return record[0], record[1] or exit_detail(record[0], w.killed)
             return code, exit_detail(code, w.killed)
         if w.pid is not None and adopt.pid_alive(w.pid):
             return None

@@ -65,8 +65,10 @@ def main(argv: list[str]) -> int:
             continue
     write_exit(state, worker_id, code, "")
     if code < 0:  # end the way the command ended, so a waiting parent sees the same signal
-        signal.signal(-code, signal.SIG_DFL)
+        if -code not in (signal.SIGKILL, signal.SIGSTOP):  # those cannot be handled anyway
+            signal.signal(-code, signal.SIG_DFL)
         os.kill(os.getpid(), -code)
+        return 128 - code  # the signal did not end us (e.g. SIGCHLD is ignored by default)
     return code & 0xFF
 
 

@@ -112,6 +112,7 @@ def submit(store: Store, spec: JobSubmit, wake: Callable[[], None] | None = None
         if project is None or project.kind != "project":
             raise NotFound(f"project {spec.project} does not exist; create it with "
                            f"`fairpool project create {spec.project} --department D`")
+        default_runtime = project.default_max_runtime_s
         if spec.client_key is not None:
             existing = _by_key(s, spec.project, spec.client_key)
             if existing is not None:
@@ -127,6 +128,8 @@ def submit(store: Store, spec: JobSubmit, wake: Callable[[], None] | None = None
         cpu=round(spec.cpus * CPU_UNIT), memory=spec.memory_mib, priority_class=pclass.name,
         priority=pclass.value, preemptible=preemptible, node_pool=spec.node_pool,
         labels=dict(spec.labels), same_node=spec.same_node, min_runtime_s=spec.min_runtime_s,
+        max_retries=spec.max_retries,
+        max_runtime_s=spec.max_runtime_s or default_runtime,
         state=JobState.QUEUED.value, attempt=0, submitted_at=now, client_key=spec.client_key,
         request_hash=digest, submitted_by=actor,
     )

@@ -41,7 +41,8 @@ def list_nodes(store: Store, within: set[str] | None = None) -> list[NodeOut]:
             ))
         out.append(NodeOut(
             name=n.name, pool=n.pool, labels=dict(n.labels), simulated=n.simulated,
-            ready=n.ready, cordoned=n.cordoned, cpus=n.cpu / CPU_UNIT, memory_mib=n.memory,
+            ready=n.ready, cordoned=n.cordoned, cordon_until=n.cordon_until,
+            cordon_reason=n.cordon_reason, cpus=n.cpu / CPU_UNIT, memory_mib=n.memory,
             devices=devices,
         ))
     return out

@@ -69,8 +69,10 @@ def _create(store: Store, spec: QueueCreate, kind: str, parent: str | None, acto
                        over_quota_weight=spec.over_quota_weight, priority=spec.priority,
                        created_at=time.time(), quota_gpu=0, quota_cpu=0, quota_memory=0)
         _set(row, spec.quota, spec.limit, unlimited=False)
-        if isinstance(spec, ProjectCreate) and spec.idle is not None:
-            _set_idle(row, spec.idle)
+        if isinstance(spec, ProjectCreate):
+            if spec.idle is not None:
+                _set_idle(row, spec.idle)
+            row.default_max_runtime_s = spec.default_max_runtime_s
         s.add(row)
         Store.bump(s)
         audit.record(s, actor, f"{kind}.create", spec.name, detail=_summary(row),
@@ -112,10 +114,14 @@ def update_queue(store: Store, name: str, spec: QueueUpdate, actor: str = "syste
             row.over_quota_weight = spec.over_quota_weight
         if spec.priority is not None:
             row.priority = spec.priority
-        if spec.idle is not None:
+        if spec.idle is not None or spec.default_max_runtime_s is not None:
             if row.kind != "project":
-                raise Invalid(f"{name} is a department; idle-GPU policies are set per project")
-            _set_idle(row, spec.idle)
+                raise Invalid(f"{name} is a department; idle-GPU policies and max runtimes "
+                              "are set per project")
+            if spec.idle is not None:
+                _set_idle(row, spec.idle)
+            if spec.default_max_runtime_s is not None:
+                row.default_max_runtime_s = spec.default_max_runtime_s or None
         Store.bump(s)
         audit.record(s, actor, "queue.update", name, detail=_summary(row), address=address)
     return queue_status(store, name)

@@ -122,6 +122,8 @@ class QueueCreate(Input):
 class ProjectCreate(QueueCreate):
     department: Name
     idle: IdlePolicySpec | None = Field(None, description="idle-GPU policy of its jobs")
+    default_max_runtime_s: float | None = Field(
+        None, gt=0, le=365 * 86400, description="max runtime of its jobs that set none")
 
 
 class QueueUpdate(Input):
@@ -131,6 +133,9 @@ class QueueUpdate(Input):
     over_quota_weight: int | None = Field(None, ge=0, le=1000)
     priority: int | None = Field(None, ge=-1000, le=1000)
     idle: IdlePolicySpec | None = Field(None, description="projects only: idle-GPU policy")
+    default_max_runtime_s: float | None = Field(
+        None, ge=0, le=365 * 86400, description="projects only: max runtime of jobs that set "
+                                                 "none; 0 removes it")
 
     @model_validator(mode="after")
     def _one_limit(self) -> QueueUpdate:
@@ -161,6 +166,10 @@ class JobSubmit(Input):
     labels: dict[str, str] = Field(default_factory=dict, max_length=32)
     same_node: bool = False
     min_runtime_s: float = Field(0, ge=0, le=30 * 86400)
+    max_retries: int = Field(0, ge=0, le=100, description="failed attempts to retry")
+    max_runtime_s: float | None = Field(
+        None, gt=0, le=365 * 86400, description="stop the job after running this long "
+                                                 "(default: its project's)")
     client_key: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = Field(
         None, description="idempotency key: a resubmit with the same key returns the same job"
     )
@@ -224,6 +233,7 @@ class QueueOut(BaseModel):
     running_jobs: int
     pending_jobs: int
     idle: IdlePolicyOut | None = None  # projects only
+    default_max_runtime_s: float | None = None
 
 
 class WorkerOut(BaseModel):
@@ -265,6 +275,10 @@ class JobOut(BaseModel):
     util_simulated: bool = False  # the reading came from the job itself (simulated GPUs)
     idle: bool = False  # flagged by its project's idle-GPU policy
     idle_since: float | None = None
+    max_retries: int = 0
+    retries: int = 0  # failed attempts retried so far
+    max_runtime_s: float | None = None
+    not_before: float | None = None  # waiting jobs: not scheduled before (retry backoff)
 
 
 class EventOut(BaseModel):
@@ -295,6 +309,8 @@ class NodeOut(BaseModel):
     simulated: bool
     ready: bool
     cordoned: bool
+    cordon_until: float | None = None
+    cordon_reason: str | None = None
     cpus: float
     memory_mib: int
     devices: list[DeviceOut]

@@ -104,6 +104,9 @@ def job_out(row: JobRow) -> JobOut:
         submitted_by=row.submitted_by,
         gpu_util=row.gpu_util, util_simulated=bool(row.util_simulated),
         idle=bool(row.idle_flagged), idle_since=row.idle_since,
+        max_retries=row.max_retries or 0, retries=row.retries or 0,
+        max_runtime_s=row.max_runtime_s,
+        not_before=row.not_before if row.state in ("queued", "requeued") else None,
     )
 
 
@@ -130,5 +133,6 @@ def queue_out(row: QueueRow, **extra: Any) -> QueueOut:
                            if row.idle_threshold is not None else 0.05,
                            after_s=row.idle_after_s if row.idle_after_s is not None else 1800.0,
                            stop_after_s=row.idle_stop_after_s) if row.kind == "project" else None,
+        default_max_runtime_s=row.default_max_runtime_s,
         **extra,
     )

@@ -54,6 +54,7 @@ class QueueRow(Base):
     idle_threshold: Mapped[float] = mapped_column(Float, default=0.05)
     idle_after_s: Mapped[float] = mapped_column(Float, default=1800.0)
     idle_stop_after_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    default_max_runtime_s: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class NodeRow(Base):
@@ -69,6 +70,8 @@ class NodeRow(Base):
     ready: Mapped[bool] = mapped_column(Boolean, default=True)
     cordoned: Mapped[bool] = mapped_column(Boolean, default=False)
     address: Mapped[str] = mapped_column(String(253), default="127.0.0.1")
+    cordon_until: Mapped[float | None] = mapped_column(Float, nullable=True)  # None: until told
+    cordon_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     updated_at: Mapped[float] = mapped_column(Float)
 
 
@@ -119,6 +122,9 @@ class JobRow(Base):
     gpu_memory_used_mib: Mapped[int | None] = mapped_column(Integer, nullable=True)
     idle_since: Mapped[float | None] = mapped_column(Float, nullable=True)  # below threshold
     idle_flagged: Mapped[bool] = mapped_column(Boolean, default=False)
+    max_retries: Mapped[int] = mapped_column(Integer, default=0)
+    retries: Mapped[int] = mapped_column(Integer, default=0)  # failed attempts retried so far
+    max_runtime_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     #: a waiting job is not scheduled before this time (held back after an idle preemption)
     not_before: Mapped[float | None] = mapped_column(Float, nullable=True)
     #: the store generation of the last change the scheduler must see (see Store.bump); the
