@@ -63,6 +63,11 @@ S = JobState
 LIVE = (S.QUEUED, S.REQUEUED, S.ADMITTED, S.STARTING, S.RUNNING)
 LIVE_VALUES = [s.value for s in LIVE]
 HOLDING = (S.ADMITTED.value, S.STARTING.value, S.RUNNING.value)
+#: what a stopping worker is told (``$FAIRPOOL_STOP_FILE``), by the job's stop reason: a
+#: preempted job is requeued and should checkpoint; the others end
+STOP_REASONS = {"preempt": "preempted", "idle-preempt": "preempted", "cancel": "cancelled",
+                "idle-stop": "cancelled", "timeout": "timeout", "failed": "failed",
+                "gang-failed": "failed", "lost": "failed"}
 #: Pending reasons are written at most this often: with thousands of waiting jobs, comparing
 #: and writing them every iteration would cost more than scheduling them.
 REASONS_EVERY_S = 0.5
@@ -555,7 +560,9 @@ class ControlLoop:
 
     def _act(self, stops: list[str], specs: list[WorkerSpec]) -> None:
         for wid in stops:
-            self.executor.stop(wid, self.grace_s)
+            row = self._live.get(parse_worker_id(wid)[0])
+            reason = STOP_REASONS.get(row.stop_reason or "", "stopped") if row else "stopped"
+            self.executor.stop(wid, self.grace_s, reason)
             self._stop_sent.add(wid)
         if specs:
             (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)

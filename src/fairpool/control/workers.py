@@ -46,6 +46,8 @@ def worker_specs(row: JobRow, addresses: dict[str, str], data_dir: Path,
     (a single worker gets 0: its executor picks a port when it starts). The project's
     ``secrets`` join the environment; a variable the job sets itself wins."""
     env = {**(secrets or {}), **row.env}
+    if row.attempt > (row.retries or 0):  # an earlier attempt was preempted (or lost): resume
+        env["FAIRPOOL_PREEMPTED"] = "1"
     workers = sorted(row.placement or (), key=lambda w: w["rank"])
     master = addresses.get(workers[0]["node"], "127.0.0.1") if workers else "127.0.0.1"
     master_port = port(workers[0]["node"]) if len(workers) > 1 else 0
@@ -64,5 +66,6 @@ def worker_specs(row: JobRow, addresses: dict[str, str], data_dir: Path,
             gpu_fraction=w["share"] / GPU_UNIT if fractional else None,
             gpu_memory_mib=w["gpu_memory"] if fractional else None,
             workdir=row.workdir,
+            checkpoint_dir=str(data_dir / "checkpoints" / row.id),
         ))
     return specs

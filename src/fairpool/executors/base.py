@@ -10,10 +10,12 @@ database; the control loop turns their reports into job states.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Protocol
 
 from fairpool.executors.utilisation import WorkerUsage, util_file
@@ -57,6 +59,7 @@ class WorkerSpec:
     gpu_fraction: float | None = None  # share of each device for fractional workers
     gpu_memory_mib: int | None = None  # GPU memory granted per device for fractional workers
     workdir: str | None = None
+    checkpoint_dir: str | None = None  # kept across the job's attempts
 
 
 class WorkerPhase(StrEnum):
@@ -82,8 +85,10 @@ class Executor(Protocol):
         """Start the worker; a second call with the same worker id does nothing."""
         ...
 
-    def stop(self, worker_id: str, grace_s: float) -> None:
-        """SIGTERM now, SIGKILL after ``grace_s``; unknown or finished workers are ignored."""
+    def stop(self, worker_id: str, grace_s: float, reason: str = "") -> None:
+        """SIGTERM now, SIGKILL after ``grace_s``; unknown or finished workers are ignored.
+        ``reason`` ("preempted", "cancelled", ...) is written to the worker's
+        ``$FAIRPOOL_STOP_FILE`` before the signal, so it knows whether to checkpoint."""
         ...
 
     def known(self) -> set[str]:
@@ -117,17 +122,31 @@ def worker_env(spec: WorkerSpec) -> dict[str, str]:
         "FAIRPOOL_ATTEMPT": str(spec.attempt),
         "FAIRPOOL_NODE": spec.node,
         "FAIRPOOL_UTIL_FILE": util_file(spec.log_path),
+        "FAIRPOOL_STOP_FILE": stop_file(spec.log_path),
         "MASTER_ADDR": spec.master_addr,
         "MASTER_PORT": str(spec.master_port),
         "RANK": str(spec.rank),
         "WORLD_SIZE": str(spec.world_size),
         "LOCAL_RANK": str(spec.local_rank),
     }
+    if spec.checkpoint_dir is not None:
+        env["FAIRPOOL_CHECKPOINT_DIR"] = spec.checkpoint_dir
     if spec.gpu_fraction is not None:
         env["FAIRPOOL_GPU_FRACTION"] = f"{spec.gpu_fraction:g}"
     if spec.gpu_memory_mib is not None:
         env["FAIRPOOL_GPU_MEMORY_MIB"] = str(spec.gpu_memory_mib)
     return env
+
+
+def stop_file(log_path: str) -> str:
+    """Where a worker learns why it is being stopped (see :mod:`fairpool.checkpoint`)."""
+    return log_path + ".stop"
+
+
+def write_stop_reason(log_path: str, reason: str) -> None:
+    if reason:
+        with contextlib.suppress(OSError):
+            Path(stop_file(log_path)).write_text(reason + "\n")
 
 
 def free_port() -> int:

@@ -75,7 +75,7 @@ class FakeExecutor:
         """The worker vanishes; the next poll reports it LOST."""
         self._end(WorkerStatus(worker_id, WorkerPhase.LOST, detail="lost"))
 
-    def stop(self, worker_id: str, grace_s: float) -> None:
+    def stop(self, worker_id: str, grace_s: float, reason: str = "") -> None:
         self.stopped.append((worker_id, grace_s))
         if worker_id in self._live and worker_id not in self.ignore_term:
             self._end(WorkerStatus(worker_id, WorkerPhase.EXITED, -int(signal.SIGTERM),

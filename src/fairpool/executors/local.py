@@ -25,6 +25,7 @@ from fairpool.executors.base import (
     WorkerStatus,
     free_port,
     worker_env,
+    write_stop_reason,
 )
 from fairpool.executors.supervisor import read_exit
 from fairpool.executors.utilisation import (
@@ -127,6 +128,8 @@ class LocalExecutor:
         try:
             log_path = Path(spec.log_path)
             log_path.parent.mkdir(parents=True, exist_ok=True)
+            if spec.checkpoint_dir is not None:
+                Path(spec.checkpoint_dir).mkdir(parents=True, exist_ok=True)
             log = log_path.open("ab", buffering=0)
         except OSError as exc:
             return _Worker(spec, None, EXIT_CANNOT_EXECUTE,
@@ -179,11 +182,13 @@ class LocalExecutor:
     def rendezvous_port(self, node: str) -> int:
         return free_port()  # every node of this executor is this machine
 
-    def stop(self, worker_id: str, grace_s: float) -> None:
+    def stop(self, worker_id: str, grace_s: float, reason: str = "") -> None:
         with self._lock:
             w = self._workers.get(worker_id)
             if w is None or w.pid is None or self._exit(w) is not None:
                 return  # unknown, never started, or exited (reported by the next poll)
+            if not w.term_sent:
+                write_stop_reason(w.spec.log_path, reason)
             deadline = time.monotonic() + max(grace_s, 0.0)
             if w.kill_deadline is None or deadline < w.kill_deadline:
                 w.kill_deadline = deadline

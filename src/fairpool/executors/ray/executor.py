@@ -162,7 +162,9 @@ class RayExecutor:
             self._workers[worker.worker_id] = w
         self._wakeup.set()
 
-    def stop(self, worker_id: str, grace_s: float) -> None:
+    def stop(self, worker_id: str, grace_s: float, reason: str = "") -> None:
+        """As the protocol says; the reason is not passed to Ray workers yet (their stop file
+        would be on another machine), so they see SIGTERM alone."""
         with self._lock:
             w = self._workers.get(worker_id)
             if w is not None:
