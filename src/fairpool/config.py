@@ -70,6 +70,10 @@ class ServerSettings(BaseSettings):
     submit_burst: int = Field(500, ge=1, le=1_000_000)
     max_pending_per_project: int = Field(10_000, ge=1, le=10_000_000)
     max_body_bytes: int = Field(1 << 20, ge=1024, le=1 << 30)
+    breaker_failures: int = Field(3, ge=1, le=1000, description="failures of distinct jobs on a "
+                                  "node within breaker_window_s that cordon it")
+    breaker_window_s: float = Field(60.0, gt=0, le=86400)
+    breaker_cooldown_s: float = Field(300.0, gt=0, le=7 * 86400)
     retry_backoff_s: float = Field(5.0, ge=0, le=3600,
                                    description="wait before a first retry; doubles each time")
     sample_every_s: float = Field(10.0, ge=0.1, le=3600,

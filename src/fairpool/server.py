@@ -33,6 +33,7 @@ from fairpool.api.limits import RateLimiter
 from fairpool.auth.oidc import OidcVerifier
 from fairpool.auth.secretbox import SecretBox, load_or_create_key
 from fairpool.config import ServerSettings, write_client_config
+from fairpool.control.breaker import NodeBreaker
 from fairpool.control.loop import ControlLoop
 from fairpool.control.stats import LoopStats
 from fairpool.executors.base import Executor, NodeInfo
@@ -121,7 +122,10 @@ def run_loop(settings: ServerSettings, nodes: list[NodeInfo], wake: Event, stop:
                            sync_every_s=30.0 if settings.ray_address is None else 1.0,
                            secret_env=SecretEnv(box), stats=stats,
                            sample_every_s=settings.sample_every_s,
-                           retry_base_s=settings.retry_backoff_s)
+                           retry_base_s=settings.retry_backoff_s,
+                           breaker=NodeBreaker(settings.breaker_failures,
+                                               settings.breaker_window_s,
+                                               settings.breaker_cooldown_s))
         loop.sync_nodes()
         started.send(("ready", executor.nodes()))
         started.close()

@@ -37,6 +37,8 @@ project_app = typer.Typer(no_args_is_help=True, help="Projects (leaf queues).")
 department_app = typer.Typer(no_args_is_help=True, help="Departments (groups of projects).")
 app.add_typer(project_app, name="project")
 app.add_typer(department_app, name="department")
+node_app = typer.Typer(no_args_is_help=True, help="Node operations (admins).")
+app.add_typer(node_app, name="node")
 app.command(name="simulate")(simulate_command)
 access.register(app)
 reports.register(app, project_app)
@@ -355,8 +357,9 @@ def nodes(as_json: JsonOpt = False) -> None:
         return
     rows = []
     for n in items:
-        status = "ready" if n.ready and not n.cordoned else ("cordoned" if n.cordoned
-                                                           else "not ready")
+        status = "ready" if n.ready and not n.cordoned else (
+            f"cordoned ({n.cordon_reason})" if n.cordoned and n.cordon_reason else
+            "cordoned" if n.cordoned else "not ready")
         for d in n.devices or []:
             rows.append([n.name, n.pool, status, f"{d.index}", d.model + (" (simulated)"
                          if n.simulated else ""), f"{d.used:g}", ", ".join(d.holders)])
@@ -444,6 +447,32 @@ def project_set_quota(
         q = _call(lambda: c.update_queue(name, spec))
     console.print(f"{q.name}: quota {gpus(q.quota.gpus)} GPUs, limit "
                   f"{gpus(q.limit.gpus) if q.limit else '∞'}, weight {q.over_quota_weight}")
+
+
+@node_app.command("cordon")
+def node_cordon(name: str, reason: Annotated[str, typer.Option(help="why, for the event")] = ""
+                ) -> None:
+    """Send no new work to a node; what runs there stays."""
+    with _client() as c:
+        n = _call(lambda: c.cordon(name, reason))
+    console.print(f"{n.name} cordoned: {n.cordon_reason}", highlight=False)
+
+
+@node_app.command("uncordon")
+def node_uncordon(name: str) -> None:
+    """Let a node take work again."""
+    with _client() as c:
+        n = _call(lambda: c.uncordon(name))
+    console.print(f"{n.name} takes work again", highlight=False)
+
+
+@node_app.command("drain")
+def node_drain(name: str) -> None:
+    """Cordon a node and requeue its jobs (SIGTERM, the grace period, then SIGKILL)."""
+    with _client() as c:
+        n, moved = _call(lambda: c.drain(name))
+    console.print(f"{n.name} cordoned; {moved} job{'s' if moved != 1 else ''} requeued",
+                  highlight=False)
 
 
 def main() -> None:

@@ -198,6 +198,17 @@ class Client:
     def nodes(self) -> list[NodeOut]:
         return self._get("/api/v1/nodes", list[NodeOut])
 
+    def cordon(self, node: str, reason: str = "") -> NodeOut:
+        return TypeAdapter(NodeOut).validate_python(self._request(
+            "POST", f"/api/v1/nodes/{node}/cordon", json={"reason": reason}).json())
+
+    def uncordon(self, node: str) -> NodeOut:
+        return self._send("POST", f"/api/v1/nodes/{node}/uncordon", None, NodeOut)
+
+    def drain(self, node: str) -> tuple[NodeOut, int]:
+        data = self._request("POST", f"/api/v1/nodes/{node}/drain").json()
+        return NodeOut.model_validate(data["node"]), int(data["jobs_moved"])
+
     def health(self) -> dict[str, str]:
         return self._get("/health", dict[str, str])
 

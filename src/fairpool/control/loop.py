@@ -44,6 +44,7 @@ from fairpool.store.db import Store
 from fairpool.store.models import JobRow, NodeRow, QueueRow
 
 from . import failures
+from .breaker import NodeBreaker
 from .inventory import write_inventory
 from .sampling import UtilSampler, hold_back
 from .stats import LoopStats
@@ -95,6 +96,7 @@ class ControlLoop:
         sample_every_s: float = 10.0,
         retry_base_s: float = 5.0,
         retry_cap_s: float = 300.0,
+        breaker: NodeBreaker | None = None,
     ) -> None:
         self.store = store
         self.executor = executor
@@ -130,6 +132,7 @@ class ControlLoop:
         self.sampler = UtilSampler(store, executor, sample_every_s, stats)
         self.retry_base_s, self.retry_cap_s = retry_base_s, retry_cap_s  # retry backoff
         self._deadlines_at = 0.0
+        self.breaker = breaker or NodeBreaker()
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -227,6 +230,7 @@ class ControlLoop:
             late = failures.overdue(self._live.values(), now)
             if late:
                 self._refresh(failures.stop_overdue(self.store, late, now))
+        self.breaker.release(self.store, now)
         if self.sampler.due(now):
             waiting = any(j.state in PENDING_STATES and j.total_gpus_milli > 0
                           for j in self._domain.values())
@@ -364,6 +368,7 @@ class ControlLoop:
                 w["phase"], w["exit_code"] = "exited", st.exit_code
                 w["detail"] = st.detail
                 if st.exit_code != 0 and row.stop_reason is None:
+                    self.breaker.failed(s, w["node"], row.id, now, st.exit_code)
                     row.stop_reason = "gang-failed" if row.workers > 1 else "failed"
                     row.exit_code = st.exit_code  # the first failure is the one to report
                     how = st.detail or f"exited with code {st.exit_code}"
@@ -372,6 +377,7 @@ class ControlLoop:
             else:
                 w["phase"] = "lost"
                 if row.stop_reason is None:
+                    self.breaker.failed(s, w["node"], row.id, now)
                     row.stop_reason = "lost"
                     add_event(s, row.id, "lost", f"rank {w['rank']} was lost: {st.detail}", now)
         row.placement = workers

@@ -1,0 +1,81 @@
+"""Node operations: cordon (no new work), uncordon, and drain (cordon, and move its jobs away:
+running ones are preempted, with SIGTERM and the grace period, and requeued)."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import select
+
+from fairpool.domain import JobState
+from fairpool.domain.states import transition
+from fairpool.services import audit
+from fairpool.services.errors import NotFound
+from fairpool.services.jobs import add_event
+from fairpool.services.nodes import list_nodes
+from fairpool.services.specs import NodeOut
+from fairpool.store.db import Store
+from fairpool.store.models import JobRow, NodeRow
+
+S = JobState
+HOLDING = (S.ADMITTED.value, S.STARTING.value, S.RUNNING.value)
+
+
+def _node(s: object, name: str) -> NodeRow:
+    row = s.get(NodeRow, name)  # type: ignore[attr-defined]
+    if row is None:
+        raise NotFound(f"node {name} does not exist; `fairpool nodes` lists them")
+    assert isinstance(row, NodeRow)
+    return row
+
+
+def _out(store: Store, name: str) -> NodeOut:
+    return next(n for n in list_nodes(store) if n.name == name)
+
+
+def cordon(store: Store, name: str, actor: str, reason: str = "", until: float | None = None,
+           address: str = "") -> NodeOut:
+    with store.writing() as s:
+        row = _node(s, name)
+        row.cordoned, row.cordon_until = True, until
+        row.cordon_reason = reason or f"cordoned by {actor}"
+        Store.bump(s)
+        audit.record(s, actor, "node.cordon", name, detail=row.cordon_reason, address=address)
+    return _out(store, name)
+
+
+def uncordon(store: Store, name: str, actor: str, address: str = "") -> NodeOut:
+    with store.writing() as s:
+        row = _node(s, name)
+        row.cordoned, row.cordon_until, row.cordon_reason = False, None, None
+        Store.bump(s)
+        audit.record(s, actor, "node.uncordon", name, address=address)
+    return _out(store, name)
+
+
+def drain(store: Store, name: str, actor: str, address: str = "") -> tuple[NodeOut, int]:
+    """Cordon the node and requeue every job holding it; returns the node and how many jobs."""
+    now = time.time()
+    moved = 0
+    with store.writing() as s:
+        row = _node(s, name)
+        row.cordoned, row.cordon_until = True, None
+        row.cordon_reason = f"drained by {actor}"
+        seq = Store.bump(s)
+        for job in s.execute(select(JobRow).where(JobRow.state.in_(HOLDING))).scalars():
+            if not any(w["node"] == name for w in job.placement or ()):
+                continue
+            if job.stop_reason is not None:
+                continue  # already stopping
+            add_event(s, job.id, "evicted", f"drain: node {name} is being drained by {actor}",
+                      now)
+            if job.state == S.ADMITTED.value:  # never started: back to the queue at once
+                transition(transition(S.ADMITTED, S.PREEMPTED), S.REQUEUED)
+                job.state, job.placement, job.waits_for = S.REQUEUED.value, None, None
+            else:
+                job.stop_reason = "preempt"
+            job.seq = seq
+            moved += 1
+        audit.record(s, actor, "node.drain", name, detail=f"{moved} jobs moved",
+                     address=address)
+    return _out(store, name), moved

@@ -1,0 +1,121 @@
+"""Node health and operations: cordon/uncordon, drain (its jobs requeued, told they were
+preempted), and the circuit breaker that cordons a node whose workers keep dying, for a
+cooldown, with an event that says why."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from fairpool.services.specs import ProjectCreate, QueueCreate, ResourceSpec
+from tests.e2e.conftest import Pool, start_pool, stop_pool
+
+NODES = """
+[[node]]
+name = "gpu-a"
+gpus = 2
+pool = "a"
+[[node]]
+name = "gpu-b"
+gpus = 2
+pool = "b"
+"""
+# writes its pid, then waits; tells what stop reason it got on SIGTERM
+SLEEPER = ("import os, signal, sys, time\n"
+           "def bye(*_):\n"
+           "    print('stop reason:', open(os.environ['FAIRPOOL_STOP_FILE']).read().strip(),"
+           " flush=True)\n"
+           "    sys.exit(0)\n"
+           "signal.signal(signal.SIGTERM, bye)\n"
+           "open(sys.argv[1], 'w').write(str(os.getpid()))\n"
+           "time.sleep(600)\n")
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pool]:
+    tmp: Path = tmp_path_factory.mktemp("nodes")
+    (tmp / "nodes.toml").write_text(NODES)
+    p = start_pool(tmp, "--nodes-file", str(tmp / "nodes.toml"), env_extra={
+        "FAIRPOOL_BREAKER_FAILURES": "3", "FAIRPOOL_BREAKER_COOLDOWN_S": "3"})
+    try:
+        p.client.create_department(QueueCreate(name="infra", quota=ResourceSpec(gpus=4)))
+        p.client.create_project(ProjectCreate(name="ops", department="infra",
+                                              quota=ResourceSpec(gpus=4)))
+        yield p
+    finally:
+        stop_pool(p)
+
+
+def node_of(pool: Pool, job_id: str) -> str:
+    return pool.client.job(job_id).placement[0].node
+
+
+def test_cordon_and_drain(pool: Pool, tmp_path: Path) -> None:
+    c = pool.client
+    c.cordon("gpu-a", "disk replacement")
+    listing = pool.cli("nodes").stdout
+    assert "cordoned (disk replacement)" in listing
+    jobs = [c.submit(project="ops", gpus=1, command=[sys.executable, "-c", SLEEPER,
+                                                     str(tmp_path / f"pid{i}")])
+            for i in range(2)]
+    for job in jobs:
+        pool.wait(job.id, {"running"})
+        assert node_of(pool, job.id) == "gpu-b"
+    c.uncordon("gpu-a")
+    out = pool.cli("node", "drain", "gpu-b").stdout
+    assert "2 jobs requeued" in out
+    for job in jobs:  # moved to the other node, after being told they were preempted
+        pool.until(lambda j=job: c.job(j.id).attempt == 1 and c.job(j.id).state == "running",
+                   timeout=60, what="the drained job running again")
+        assert node_of(pool, job.id) == "gpu-a"
+        assert "stop reason: preempted" in c.logs(job.id, attempt=0)
+        assert any(e.message.startswith("drain: node gpu-b is being drained by admin")
+                   for e in c.events(job.id))
+    assert {n.name: n.cordoned for n in c.nodes()} == {"gpu-a": False, "gpu-b": True}
+    pool.cli("node", "uncordon", "gpu-b")
+    assert not any(n.cordoned for n in c.nodes())
+    audit = {a.action for a in c.audit(actor="admin", limit=100)}
+    assert {"node.cordon", "node.uncordon", "node.drain"} <= audit
+    for job in jobs:
+        c.cancel(job.id)
+    # only admins operate nodes
+    c.grant("nina", "researcher", "ops")
+    resp = httpx.post(pool.url + "/api/v1/nodes/gpu-a/cordon", json={}, headers={
+        "Authorization": f"Bearer {c.create_token('nina').token}"})
+    assert resp.status_code == 403
+    missing = pool.cli("node", "cordon", "gpu-z", check=False)
+    assert missing.returncode != 0 and "does not exist" in missing.stderr
+
+
+def test_breaker_cordons_a_node_whose_workers_keep_dying(pool: Pool, tmp_path: Path) -> None:
+    c = pool.client
+    victims = []
+    for i in range(3):  # three different jobs on gpu-a, each killed by a signal
+        pid = tmp_path / f"victim{i}"
+        job = c.submit(project="ops", gpus=1, node_pool="a",
+                       command=[sys.executable, "-c", SLEEPER, str(pid)])
+        pool.until(pid.exists, what="the worker's pid")
+        os.kill(int(pid.read_text()), signal.SIGKILL)
+        assert pool.wait(job.id, {"failed"}) == "failed"
+        victims.append(job)
+    node = next(n for n in c.nodes() if n.name == "gpu-a")
+    assert node.cordoned and node.cordon_until is not None
+    assert node.cordon_reason is not None and "3 workers failed here within 60 s" in (
+        node.cordon_reason)
+    assert any(e.kind == "node-cordoned" and "gpu-a" in e.message
+               for e in c.events(victims[-1].id))
+    # the cooldown ends by itself
+    pool.until(lambda: not next(n for n in c.nodes() if n.name == "gpu-a").cordoned,
+               timeout=30, what="the cooldown to end")
+    # ordinary failures (exit codes) are the job's business: no cordon
+    for _ in range(3):
+        job = c.submit(project="ops", node_pool="a",
+                       command=[sys.executable, "-c", "raise SystemExit(1)"])
+        assert pool.wait(job.id, {"failed"}) == "failed"
+    assert not next(n for n in c.nodes() if n.name == "gpu-a").cordoned
