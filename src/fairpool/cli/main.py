@@ -282,11 +282,13 @@ def logs(
     job_id: str,
     follow: Annotated[bool, typer.Option("--follow", "-f")] = False,
     rank: Annotated[int, typer.Option()] = 0,
+    attempt: Annotated[int | None, typer.Option(help="an earlier attempt (default: the last)")
+                       ] = None,
 ) -> None:
     """Print a worker's output; -f follows it until the job ends."""
     with _client() as c:
-        if not follow:
-            sys.stdout.write(_call(lambda: c.logs(job_id, rank)))
+        if not follow or attempt is not None:
+            sys.stdout.write(_call(lambda: c.logs(job_id, rank, attempt)))
             return
         try:
             for chunk in c.follow_logs(job_id, rank):
