@@ -1,12 +1,13 @@
 """The FastAPI application. Every route needs a bearer token except /health and the API's
-documentation (/docs, /openapi.json), which hold no data."""
+documentation (/docs, /openapi.json), which hold no data; the dashboard's pages under /ui take
+the same token from their sign-in cookie."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
 from fairpool import __version__
-from fairpool.api import access_routes, errors, report_routes
+from fairpool.api import access_routes, dashboard, errors, node_routes, report_routes
 from fairpool.api.context import AppContext
 from fairpool.api.limits import BodyLimit
 from fairpool.api.routes import router
@@ -20,6 +21,8 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.include_router(router(ctx))
     app.include_router(access_routes.router(ctx))
     app.include_router(report_routes.router(ctx))
+    app.include_router(node_routes.router(ctx))
+    dashboard.install(app, ctx)
 
     @app.get("/health")
     def health() -> dict[str, str]:
