@@ -80,6 +80,14 @@ DELETE /role-bindings d-admin@D   200/200  403/404  404/404  404/404  404/404  4
 # the same rule: only admins manage the pool, so only they see the admin binding (409: the last)
 DELETE /role-bindings admin@*     409      404      404      404      404      404      401  401
 GET /audit                        200      403      403      403      403      403      401  401
+GET /usage                        200      200      200      200      200      200      401  401
+GET /usage/series                 200      200      200      200      200      200      401  401
+GET /metrics                      200      403      403      403      403      403      401  401
+POST /nodes/{n}/cordon            200      403      403      403      403      403      401  401
+POST /nodes/{n}/uncordon          200      403      403      403      403      403      401  401
+# a drain would requeue the jobs this module keeps running: a node that does not exist shows
+# the guard (403 before any lookup) while the admin's call reaches the lookup
+POST /nodes/{none}/drain          404      403      403      403      403      403      401  401
 GET /projects/{P}/secrets         200/200  200/404  200/404  403/404  200/404  404/404  401  401
 PUT /projects/{P}/secrets/{K}     200/200  200/404  200/404  403/404  200/404  404/404  401  401
 DELETE /projects/{P}/secrets/{K}  200/200  200/404  200/404  403/404  200/404  404/404  401  401
@@ -673,6 +681,75 @@ def _audit(w: World, c: Case) -> Call:
     def check(resp: httpx.Response) -> None:
         assert isinstance(resp.json(), list) and resp.json()
     return Call("GET", "/api/v1/audit", check=check)
+
+
+def _usage_check(actor: str, key: str) -> Callable[[httpx.Response], None]:
+    def check(resp: httpx.Response) -> None:
+        body = resp.json()
+        projects = ({r["project"] for r in body} if key == "rows"
+                    else set(body["series"]))
+        assert actor == "admin" or projects <= SEES[actor], (actor, projects)
+    return check
+
+
+@probe("GET /usage")
+def _usage(w: World, c: Case) -> Call:
+    return Call("GET", "/api/v1/usage", check=_usage_check(c.actor, "rows"))
+
+
+@probe("GET /usage/series")
+def _usage_series(w: World, c: Case) -> Call:
+    return Call("GET", "/api/v1/usage/series", check=_usage_check(c.actor, "series"))
+
+
+@probe("GET /metrics")
+def _metrics(w: World, c: Case) -> Call:
+    def check(resp: httpx.Response) -> None:
+        assert "fairpool_jobs" in resp.text
+    return Call("GET", "/metrics", check=check)
+
+
+def _node_name(w: World) -> str:
+    nodes = w.http["admin"].get("/api/v1/nodes").json()
+    return str(nodes[0]["name"])
+
+
+def _not_cordoned(w: World) -> Callable[[], None]:
+    def unchanged() -> None:
+        assert not any(n["cordoned"] for n in w.http["admin"].get("/api/v1/nodes").json())
+    return unchanged
+
+
+def _uncordon_all(w: World) -> Callable[[httpx.Response], None]:
+    def cleanup(_: httpx.Response) -> None:
+        for n in w.http["admin"].get("/api/v1/nodes").json():
+            w.http["admin"].post(f"/api/v1/nodes/{n['name']}/uncordon")
+    return cleanup
+
+
+@probe("POST /nodes/{n}/cordon")
+def _cordon(w: World, c: Case) -> Call:
+    def check(resp: httpx.Response) -> None:
+        assert resp.json()["cordoned"] is True
+    return Call("POST", f"/api/v1/nodes/{_node_name(w)}/cordon", json={"reason": "matrix"},
+                check=check, unchanged=_not_cordoned(w), cleanup=_uncordon_all(w))
+
+
+@probe("POST /nodes/{n}/uncordon")
+def _uncordon(w: World, c: Case) -> Call:
+    name = _node_name(w)
+    w.http["admin"].post(f"/api/v1/nodes/{name}/cordon", json={"reason": "matrix"})
+
+    def still_cordoned() -> None:
+        nodes = w.http["admin"].get("/api/v1/nodes").json()
+        assert all(n["cordoned"] for n in nodes if n["name"] == name)
+    return Call("POST", f"/api/v1/nodes/{name}/uncordon", unchanged=still_cordoned,
+                cleanup=_uncordon_all(w))
+
+
+@probe("POST /nodes/{none}/drain")
+def _drain(w: World, c: Case) -> Call:
+    return Call("POST", "/api/v1/nodes/no-such-node/drain", unchanged=_not_cordoned(w))
 
 
 @probe("GET /projects/{P}/secrets")
