@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from fairpool.domain import JobState
 from fairpool.domain.states import transition
@@ -21,11 +22,10 @@ S = JobState
 HOLDING = (S.ADMITTED.value, S.STARTING.value, S.RUNNING.value)
 
 
-def _node(s: object, name: str) -> NodeRow:
-    row = s.get(NodeRow, name)  # type: ignore[attr-defined]
+def _node(s: Session, name: str) -> NodeRow:
+    row = s.get(NodeRow, name)
     if row is None:
         raise NotFound(f"node {name} does not exist; `fairpool nodes` lists them")
-    assert isinstance(row, NodeRow)
     return row
 
 
