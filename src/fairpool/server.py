@@ -248,7 +248,8 @@ def serve(settings: ServerSettings, ready: threading.Event | None = None) -> Non
     gpus = sum(len(n.devices) for n in nodes)
     simulated = any(n.simulated for n in nodes)
     where = f"  Ray: {settings.ray_address}" if settings.ray_address else ""
-    print(f"fairpool {settings.url()}  nodes: {len(nodes)}  GPUs: {gpus}"
+    print(f"fairpool {settings.url()} (dashboard: {settings.url()}/ui)  nodes: {len(nodes)}  "
+          f"GPUs: {gpus}"
           f"{' (simulated)' if simulated else ''}{where}  data: {settings.data_dir}", flush=True)
     if gpus == 0:
         hint = ("give Ray nodes GPUs, or a GPU resource to simulate them (see the README)"
