@@ -21,7 +21,7 @@ from fairpool.api.context import AppContext
 from fairpool.auth.rbac import POOL, ROLE_PERMS, Path, Perm, Principal, Role, may_grant
 from fairpool.services import audit, roles, tokens
 from fairpool.services.errors import NotFound, ServiceError
-from fairpool.services.scopes import job_path, queue_path
+from fairpool.services.scopes import cached_path, job_path, queue_path
 
 
 class Forbidden(ServiceError):
@@ -70,8 +70,10 @@ def credentials(request: Request) -> str | None:
 
 def authenticated(ctx: AppContext) -> Callable[[Request], Awaitable[Principal]]:
     async def principal(request: Request) -> Principal:
-        found = await run_in_threadpool(ctx.auth.authenticate, credentials(request),
-                                        address(request))
+        header = credentials(request)
+        found = ctx.auth.cached(header)  # most requests: no thread, no database
+        if found is None:
+            found = await run_in_threadpool(ctx.auth.authenticate, header, address(request))
         request.state.principal = found
         return found
     return principal
@@ -145,7 +147,8 @@ def pool() -> Locate:
 def queue_in_body(field: str, kind: str) -> Locate:
     async def locate(request: Request, ctx: AppContext) -> Target:
         name = _well_formed(await _body_field(request, field), QUEUE, field)
-        path = await run_in_threadpool(queue_path, ctx.store, name)
+        path = cached_path(ctx.store, name) or await run_in_threadpool(
+            queue_path, ctx.store, name)
         if path is not None and len(path) != (2 if kind == "department" else 3):
             path = None
         return Target(f"{kind} {name}", path)

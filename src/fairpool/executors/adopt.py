@@ -1,7 +1,14 @@
-"""What lets local workers outlive the fairpool server: each runs under a supervisor
-(:mod:`fairpool.executors.supervisor`) whose command line names the worker, and the state
-directory keeps each worker's spec (without its environment, which may hold secrets) and its
-exit record. A restarted server finds running supervisors in /proc and exit records on disk.
+"""What lets local workers outlive the fairpool server.
+
+Each worker runs under a supervisor: a POSIX shell (a few hundred microseconds to start, where a
+Python one costs tens of milliseconds on every job) that runs the command in the foreground,
+survives the SIGTERM that stopping the worker sends to its process group (a trap with a command
+is reset to the default in the child, so the command still gets it), and writes the command's
+exit status to ``STATE/<worker>.exit`` before exiting the same way (a reader looks at the record
+only once the supervisor is gone, so a plain write is enough). Its command line names the
+state directory and the worker, and the state directory keeps each worker's spec (without its
+environment, which may hold secrets). A restarted server finds running supervisors in /proc and
+exit records on disk.
 """
 
 from __future__ import annotations
@@ -9,13 +16,20 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 from fairpool.executors.base import WorkerSpec
-from fairpool.executors.supervisor import MODULE, exit_path
+
+#: the shell's $0: how a supervisor is recognised in /proc
+MARK = "fairpool-supervisor"
+SUPERVISOR = """trap : TERM INT HUP
+"$@"
+code=$?
+echo "$code" > "$STATE/$WID.exit"
+exit "$code"
+"""
 
 #: exit records are kept this long after they were reported, so a server that crashed before
 #: committing what it polled still finds them when it restarts
@@ -23,8 +37,27 @@ KEEP_EXITS_S = 300.0
 
 
 def supervised(state: Path, spec: WorkerSpec) -> list[str]:
-    return [sys.executable, "-m", MODULE, "--state", str(state), "--worker", spec.worker_id,
-            "--", *spec.command]
+    script = f'STATE="$1"; WID="$2"; shift 2\n{SUPERVISOR}'
+    return ["/bin/sh", "-c", script, MARK, str(state), spec.worker_id, *spec.command]
+
+
+def exit_path(state: Path, worker_id: str) -> Path:
+    return state / f"{worker_id}.exit"
+
+
+def read_exit(state: Path, worker_id: str) -> tuple[int, str] | None:
+    """(code, detail) of how a supervised command ended; a shell reports death by signal N as
+    128+N, which is turned back into -N, as Python reports it."""
+    try:
+        code = int(exit_path(state, worker_id).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    if code > 128:
+        return -(code - 128), ""
+    if code in (126, 127):
+        return code, ("cannot start the command: not found" if code == 127 else
+                      "cannot start the command: not executable") + " (the log says more)"
+    return code, ""
 
 
 def save_spec(state: Path, spec: WorkerSpec) -> None:
@@ -65,14 +98,9 @@ def running_supervisors(state: Path) -> dict[str, int]:
         except OSError:
             continue
         args = [a.decode(errors="replace") for a in argv]
-        if MODULE not in args or "--state" not in args or "--worker" not in args:
-            continue
-        try:
-            if args[args.index("--state") + 1] != str(state):
-                continue
-            found[args[args.index("--worker") + 1]] = int(entry.name)
-        except (IndexError, ValueError):
-            continue
+        # /bin/sh -c SCRIPT fairpool-supervisor STATE WORKER COMMAND...
+        if len(args) > 5 and args[3] == MARK and args[4] == str(state):
+            found[args[5]] = int(entry.name)
     return found
 
 

@@ -27,7 +27,6 @@ from fairpool.executors.base import (
     worker_env,
     write_stop_reason,
 )
-from fairpool.executors.supervisor import read_exit
 from fairpool.executors.utilisation import (
     Nvml,
     WorkerUsage,
@@ -167,13 +166,15 @@ class LocalExecutor:
             code = w.proc.poll()
             if code is None:
                 return None
-            record = None if self.state_dir is None else read_exit(self.state_dir, w.spec.worker_id)
+            record = None if self.state_dir is None else adopt.read_exit(self.state_dir,
+                                                                       w.spec.worker_id)
             if record is not None:  # the command's own end, as its supervisor saw it
                 return record[0], record[1] or exit_detail(record[0], w.killed)
             return code, exit_detail(code, w.killed)
         if w.pid is not None and adopt.pid_alive(w.pid):
             return None
-        record = None if self.state_dir is None else read_exit(self.state_dir, w.spec.worker_id)
+        record = None if self.state_dir is None else adopt.read_exit(self.state_dir,
+                                                                       w.spec.worker_id)
         if record is None:
             return -9, "its supervisor vanished while no server watched it (no exit record)"
         code, detail = record

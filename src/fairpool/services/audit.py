@@ -11,13 +11,15 @@ from fairpool.services.access_specs import AuditOut
 from fairpool.store.db import Store
 from fairpool.store.models import AuditRow
 
+_INSERT = insert(AuditRow)  # one statement, compiled once: it is on the submit path
+
 
 def record(s: Session, actor: str, action: str, target: str = "", outcome: str = "ok",
            detail: str = "", address: str = "") -> None:
     """Add an entry in the caller's transaction, so an action and its record commit together."""
-    s.execute(insert(AuditRow).values(
-        at=time.time(), actor=actor[:253] or "-", action=action[:48], target=target[:300],
-        outcome=outcome, detail=detail[:2000], address=address[:64]))
+    s.execute(_INSERT, {"at": time.time(), "actor": actor[:253] or "-", "action": action[:48],
+                        "target": target[:300], "outcome": outcome, "detail": detail[:2000],
+                        "address": address[:64]})
 
 
 def record_now(store: Store, actor: str, action: str, target: str = "", outcome: str = "ok",

@@ -37,6 +37,14 @@ def queue_paths(store: Store, s: Session | None = None) -> dict[str, Path]:
     return paths
 
 
+def cached_path(store: Store, name: str) -> Path | None:
+    """A queue's path from a fresh cache, without I/O; None when a lookup is needed."""
+    at, paths = store.cache.get("paths", (0.0, {}))
+    if time.monotonic() - at > PATHS_TTL_S:
+        return None
+    return paths.get(name)  # type: ignore[no-any-return]
+
+
 def forget_paths(store: Store) -> None:
     store.cache.pop("paths", None)
 

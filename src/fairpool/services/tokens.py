@@ -136,6 +136,21 @@ class Authenticator:
         with self._lock:
             self._cache.clear()
 
+    def cached(self, header: str | None) -> Principal | None:
+        """The caller, if its credentials were verified moments ago (no I/O: the API calls it
+        on its event loop and goes to a thread only when this says None)."""
+        scheme, _, value = (header or "").partition(" ")
+        value = value.strip()
+        if scheme.lower() != "bearer" or not value:
+            return None
+        now = time.time()
+        with self._lock:
+            hit = self._cache.get(hashlib.sha256(value.encode()).hexdigest())
+        if hit is not None and hit.until > now and (hit.expires_at is None
+                                                    or hit.expires_at > now):
+            return hit.principal
+        return None
+
     def authenticate(self, header: str | None, address: str = "") -> Principal:
         scheme, _, value = (header or "").partition(" ")
         value = value.strip()
