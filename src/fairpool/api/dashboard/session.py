@@ -53,8 +53,11 @@ async def form(request: Request) -> dict[str, str]:
     body = await request.body()
     if len(body) > MAX_FORM_BYTES:
         return {}
-    parsed = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True,
-                      max_num_fields=16)
+    try:
+        parsed = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True,
+                          max_num_fields=16)
+    except ValueError:  # more fields than any of our forms has
+        return {}
     return {key: values[0] for key, values in parsed.items() if values}
 
 
