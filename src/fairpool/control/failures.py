@@ -28,6 +28,14 @@ def backoff_s(retry: int, base_s: float, cap_s: float) -> float:
     return float(min(cap_s, base_s * 2 ** max(0, retry - 1)))
 
 
+def next_attempt(row: JobRow) -> None:
+    """Bookkeeping of a job whose attempt ended and that goes back to the queue."""
+    row.attempt += 1
+    row.placement = None
+    row.started_at = row.admitted_at = None
+    row.stop_reason = None
+
+
 def retry(s: Session, row: JobRow, now: float, why: str, base_s: float, cap_s: float) -> bool:
     """Requeue a failed attempt if the job has retries left (in the caller's transaction)."""
     if row.retries >= row.max_retries:
@@ -43,10 +51,7 @@ def retry(s: Session, row: JobRow, now: float, why: str, base_s: float, cap_s: f
     row.reason = (f"retry {row.retries} of {row.max_retries} after: {why}; scheduled again "
                   f"after {time.strftime('%H:%M:%S', time.localtime(now + wait))}")
     row.reason_code = "retry-backoff"
-    row.attempt += 1
-    row.placement = None
-    row.started_at = row.admitted_at = None
-    row.stop_reason = None
+    next_attempt(row)
     row.exit_code = None
     add_event(s, row.id, "retrying", f"attempt {row.attempt - 1} {why}; retry {row.retries} of "
               f"{row.max_retries} in {wait:g} s as attempt {row.attempt}", now)

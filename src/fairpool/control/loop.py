@@ -36,7 +36,7 @@ from fairpool.executors.base import (
     WorkerStatus,
 )
 from fairpool.scheduler import Plan, Scheduler, SchedulerConfig, Snapshot
-from fairpool.services.jobs import add_event
+from fairpool.services.jobs import add_event, requeue_unstarted
 from fairpool.services.secrets import SecretEnv
 from fairpool.store.convert import job_domain, node_domain, queue_domain
 from fairpool.store.db import Store
@@ -273,7 +273,7 @@ class ControlLoop:
             for row in _load(s, job_ids).values():
                 if row.state != S.ADMITTED.value:
                     continue
-                _requeue_unstarted(row)
+                requeue_unstarted(row)
                 row.admitted_at = None
                 row.seq = seq
                 add_event(s, row.id, "requeued", f"placed but not started: {why}", now)
@@ -366,7 +366,7 @@ class ControlLoop:
                 state = S(row.state)
                 add_event(s, row.id, "evicted", f"{e.action}: {e.reason}", now)
                 if state == S.ADMITTED:  # never started: back to the queue at once
-                    _requeue_unstarted(row)
+                    requeue_unstarted(row)
                 else:
                     row.stop_reason = "preempt"
                 row.seq = seq
@@ -493,12 +493,6 @@ class ControlLoop:
                     WorkerStatus(spec.worker_id, WorkerPhase.RUNNING),
                     WorkerStatus(spec.worker_id, WorkerPhase.EXITED, 126, f"start failed: {exc}"),
                 ])
-
-
-def _requeue_unstarted(row: JobRow) -> None:
-    """An admitted job that never started goes straight back to the queue."""
-    transition(transition(S(row.state), S.PREEMPTED), S.REQUEUED)
-    row.state, row.placement, row.waits_for = S.REQUEUED.value, None, None
 
 
 def _load(s: Session, ids: Iterable[str]) -> dict[str, JobRow]:

@@ -88,11 +88,7 @@ class Outcomes:
             if reason == "idle-preempt":  # hold it back, or it would take its GPUs again
                 hold_back(s, row, now)
             row.state = S.REQUEUED.value
-            row.attempt += 1
-            row.placement = None
-            row.started_at = None
-            row.admitted_at = None
-            row.stop_reason = None
+            failures.next_attempt(row)
             add_event(s, row.id, "requeued", f"{mid.value}; requeued as attempt {row.attempt}",
                       now)
             return

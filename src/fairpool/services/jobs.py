@@ -28,6 +28,12 @@ FINAL = {s.value for s in (*TERMINAL_STATES, JobState.FAILED)}
 WAITING = {JobState.QUEUED.value, JobState.REQUEUED.value}
 
 
+def requeue_unstarted(row: JobRow) -> None:
+    """An admitted job that never started goes straight back to the queue."""
+    transition(transition(JobState(row.state), JobState.PREEMPTED), JobState.REQUEUED)
+    row.state, row.placement, row.waits_for = JobState.REQUEUED.value, None, None
+
+
 def add_event(s: Session, job_id: str, kind: str, message: str, at: float | None = None) -> None:
     s.add(JobEventRow(job_id=job_id, at=time.time() if at is None else at, kind=kind,
                       message=message))

@@ -9,10 +9,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fairpool.domain import JobState
-from fairpool.domain.states import transition
 from fairpool.services import audit
 from fairpool.services.errors import NotFound
-from fairpool.services.jobs import add_event
+from fairpool.services.jobs import add_event, requeue_unstarted
 from fairpool.services.nodes import list_nodes
 from fairpool.services.specs import NodeOut
 from fairpool.store.db import Store
@@ -70,8 +69,7 @@ def drain(store: Store, name: str, actor: str, address: str = "") -> tuple[NodeO
             add_event(s, job.id, "evicted", f"drain: node {name} is being drained by {actor}",
                       now)
             if job.state == S.ADMITTED.value:  # never started: back to the queue at once
-                transition(transition(S.ADMITTED, S.PREEMPTED), S.REQUEUED)
-                job.state, job.placement, job.waits_for = S.REQUEUED.value, None, None
+                requeue_unstarted(job)
             else:
                 job.stop_reason = "preempt"
             job.seq = seq

@@ -15,10 +15,16 @@ from fairpool.store.models import JobRow, QueueRow
 PATHS_TTL_S = 2.0
 
 
-def queue_paths(store: Store, s: Session | None = None) -> dict[str, Path]:
+def _fresh(store: Store) -> dict[str, Path] | None:
+    """The cached paths if they are fresh, else None."""
     at, paths = store.cache.get("paths", (0.0, {}))
-    if time.monotonic() - at <= PATHS_TTL_S:
-        return paths  # type: ignore[no-any-return]
+    return paths if time.monotonic() - at <= PATHS_TTL_S else None
+
+
+def queue_paths(store: Store, s: Session | None = None) -> dict[str, Path]:
+    paths = _fresh(store)
+    if paths is not None:
+        return paths
     if s is None:
         with store.session() as own:
             rows = own.execute(select(QueueRow.name, QueueRow.parent)).all()
@@ -39,10 +45,8 @@ def queue_paths(store: Store, s: Session | None = None) -> dict[str, Path]:
 
 def cached_path(store: Store, name: str) -> Path | None:
     """A queue's path from a fresh cache, without I/O; None when a lookup is needed."""
-    at, paths = store.cache.get("paths", (0.0, {}))
-    if time.monotonic() - at > PATHS_TTL_S:
-        return None
-    return paths.get(name)  # type: ignore[no-any-return]
+    paths = _fresh(store)
+    return None if paths is None else paths.get(name)
 
 
 def forget_paths(store: Store) -> None:

@@ -97,6 +97,11 @@ def _stretches(store: Store, start: float, end: float, within: set[str] | None
         return list(s.execute(q).scalars())
 
 
+def _end(seg: UsageRow, now: float) -> float:
+    """A stretch of a job still running lasts until now."""
+    return max(seg.end, now) if seg.open else seg.end
+
+
 def _check_range(start: float, end: float) -> None:
     if not end > start:
         raise Invalid("the range is empty: --to must be after --from")
@@ -112,7 +117,7 @@ def report(store: Store, start: float, end: float, by: str = "project",
     meta: dict[str, tuple[str | None, str]] = {}
     jobs: dict[str, set[str]] = {}
     for seg in _stretches(store, start, end, within):
-        seg_end = max(seg.end, now) if seg.open else seg.end
+        seg_end = _end(seg, now)
         overlap = min(seg_end, end) - max(seg.start, start)
         if overlap <= 0:
             continue
@@ -139,7 +144,7 @@ def series(store: Store, start: float, end: float, steps: int = 60,
     step = (end - start) / steps
     out: dict[str, list[float]] = {}
     for seg in _stretches(store, start, end, within):
-        seg_end = max(seg.end, now) if seg.open else seg.end
+        seg_end = _end(seg, now)
         line = out.setdefault(seg.project, [0.0] * steps)
         first = max(0, int((seg.start - start) // step))
         for i in range(first, steps):
