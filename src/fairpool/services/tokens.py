@@ -136,35 +136,39 @@ class Authenticator:
         with self._lock:
             self._cache.clear()
 
-    def cached(self, header: str | None) -> Principal | None:
-        """The caller, if its credentials were verified moments ago (no I/O: the API calls it
-        on its event loop and goes to a thread only when this says None)."""
+    @staticmethod
+    def _bearer(header: str | None) -> str | None:
         scheme, _, value = (header or "").partition(" ")
         value = value.strip()
-        if scheme.lower() != "bearer" or not value:
-            return None
-        now = time.time()
-        with self._lock:
-            hit = self._cache.get(hashlib.sha256(value.encode()).hexdigest())
-        if hit is not None and hit.until > now and (hit.expires_at is None
-                                                    or hit.expires_at > now):
-            return hit.principal
-        return None
+        return value if scheme.lower() == "bearer" and value else None
 
-    def authenticate(self, header: str | None, address: str = "") -> Principal:
-        scheme, _, value = (header or "").partition(" ")
-        value = value.strip()
-        if scheme.lower() != "bearer" or not value:
-            self._fail("-", "no bearer token", address)
-            raise Unauthenticated("authentication required: send 'Authorization: Bearer "
-                                  "<token>' (create one with `fairpool token create`)")
-        key = hashlib.sha256(value.encode()).hexdigest()
-        now = time.time()
+    def _hit(self, key: str, now: float) -> Principal | None:
         with self._lock:
             hit = self._cache.get(key)
         if hit is not None and hit.until > now and (hit.expires_at is None
                                                     or hit.expires_at > now):
             return hit.principal
+        return None
+
+    def cached(self, header: str | None) -> Principal | None:
+        """The caller, if its credentials were verified moments ago (no I/O: the API calls it
+        on its event loop and goes to a thread only when this says None)."""
+        value = self._bearer(header)
+        if value is None:
+            return None
+        return self._hit(hashlib.sha256(value.encode()).hexdigest(), time.time())
+
+    def authenticate(self, header: str | None, address: str = "") -> Principal:
+        value = self._bearer(header)
+        if value is None:
+            self._fail("-", "no bearer token", address)
+            raise Unauthenticated("authentication required: send 'Authorization: Bearer "
+                                  "<token>' (create one with `fairpool token create`)")
+        key = hashlib.sha256(value.encode()).hexdigest()
+        now = time.time()
+        found = self._hit(key, now)
+        if found is not None:
+            return found
         if tok.looks_like_api_token(value):
             principal, expires = self._api_token(value, address, now)
         elif self.oidc is not None:
