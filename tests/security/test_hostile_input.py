@@ -296,7 +296,9 @@ def test_submit_rate_is_limited_per_token(tight: Org) -> None:
     admin.grant("rate-a", "researcher", "p1b")
     admin.grant("rate-b", "researcher", "p1b")
     first, second = (admin.create_token(user).token for user in ("rate-a", "rate-b"))
-    body = submit_json(project="p1b", command=["true"])
+    # a job that cannot end by itself before the cancel below (a trivial one could, and the
+    # cancel would then be refused as too late)
+    body = submit_json(project="p1b", command=LONG)
 
     def submit(token: str) -> httpx.Response:
         resp = httpx.post(tight.pool.url + "/api/v1/jobs", json=body, timeout=30,
