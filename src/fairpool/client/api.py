@@ -213,23 +213,19 @@ class Client:
         return self._get("/health", dict[str, str])
 
     # -- reports ----------------------------------------------------------------------------
+    @staticmethod
+    def _range(start: float | None, end: float | None, **params: Any) -> dict[str, Any]:
+        bounds = {"from": start, "to": end}
+        return {**params, **{k: v for k, v in bounds.items() if v is not None}}
+
     def usage(self, start: float | None = None, end: float | None = None,
               by: str = "project") -> list[UsageOut]:
-        params: dict[str, Any] = {"by": by}
-        if start is not None:
-            params["from"] = start
-        if end is not None:
-            params["to"] = end
-        return self._get("/api/v1/usage", list[UsageOut], params=params)
+        return self._get("/api/v1/usage", list[UsageOut], params=self._range(start, end, by=by))
 
     def usage_csv(self, start: float | None = None, end: float | None = None,
                   by: str = "project") -> str:
-        params: dict[str, Any] = {"by": by, "format": "csv"}
-        if start is not None:
-            params["from"] = start
-        if end is not None:
-            params["to"] = end
-        return self._request("GET", "/api/v1/usage", params=params).text
+        return self._request("GET", "/api/v1/usage",
+                             params=self._range(start, end, by=by, format="csv")).text
 
     def metrics(self) -> str:
         return self._request("GET", "/metrics").text
