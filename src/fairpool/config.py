@@ -13,7 +13,7 @@ import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
@@ -24,6 +24,8 @@ from pydantic_settings import (
 )
 
 from fairpool.scheduler.snapshot import Strategy
+
+RunAsMode = Literal["auto", "dynamic", "user", "project", "server"]
 
 
 def default_data_dir() -> Path:
@@ -78,6 +80,28 @@ class ServerSettings(BaseSettings):
                                    description="wait before a first retry; doubles each time")
     sample_every_s: float = Field(10.0, ge=0.1, le=3600,
                                   description="how often GPU utilisation is read")
+    run_as: RunAsMode = Field(
+        "auto", description="Unix account of jobs: auto (dynamic when the server is root, "
+                            "else server), dynamic (a transient uid per job), user (the "
+                            "submitter's account, or `fairpool user map`), project (account "
+                            "project_account), server (this server's own account)")
+    project_account: str = Field("fp-{project}", min_length=1, max_length=64,
+                                 description="run_as=project: the account of a project's jobs")
+    dynamic_uids: str = Field("61184-65519", pattern=r"^\d+-\d+$",
+                              description="run_as=dynamic: the range of transient uids")
+    env_passthrough: list[str] = Field(
+        default_factory=list, max_length=256,
+        description="variables of the server's environment passed on to jobs (names)")
+    cgroups: bool = Field(True, description="confine each worker in its own cgroup (root)")
+    namespaces: bool = Field(True, description="run each worker in its own PID and mount "
+                                               "namespace with bubblewrap (root)")
+    pids_limit: int = Field(4096, ge=16, le=4_194_304,
+                            description="most processes and threads per worker")
+    allowed_mount_roots: list[Path] = Field(
+        default_factory=list, max_length=256,
+        description="host directories under which jobs may --mount (none: no mounts)")
+    image_pull: Literal["missing", "never", "always"] = Field(
+        "missing", description="when podman pulls a job's image")
 
     @field_validator("db")
     @classmethod
@@ -85,6 +109,29 @@ class ServerSettings(BaseSettings):
         if url is not None and not url.startswith(("sqlite", "postgresql")):
             raise ValueError("use a sqlite:///… or postgresql+psycopg://… database URL")
         return url
+
+    @field_validator("env_passthrough")
+    @classmethod
+    def _variable_names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not name or not (name[0].isalpha() or name[0] == "_") or not all(
+                    c.isalnum() or c == "_" for c in name) or not name.isascii():
+                raise ValueError(f"{name!r} is not an environment variable name")
+        return names
+
+    @field_validator("allowed_mount_roots")
+    @classmethod
+    def _absolute_roots(cls, roots: list[Path]) -> list[Path]:
+        out = []
+        for root in roots:
+            root = root.expanduser()
+            if not root.is_absolute():
+                raise ValueError(f"allowed mount root {root} must be an absolute path")
+            if root == Path("/"):
+                raise ValueError("allowed mount root / would allow every host path; name the "
+                                 "directories that hold datasets")
+            out.append(Path(os.path.normpath(root)))
+        return out
 
     @field_validator("data_dir", "nodes_file", "ray_token_file", "tls_cert", "tls_key",
                      "secret_key_file")

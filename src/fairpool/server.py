@@ -39,6 +39,7 @@ from fairpool.control.stats import LoopStats
 from fairpool.executors.base import Executor, NodeInfo
 from fairpool.executors.gpus import load_nodes_file, local_node
 from fairpool.executors.local import LocalExecutor
+from fairpool.executors.sandbox.policy import Sandbox, SandboxConfig
 from fairpool.scheduler import SchedulerConfig
 from fairpool.services.secrets import SecretEnv
 from fairpool.services.tokens import Authenticator, bootstrap_admin
@@ -64,7 +65,10 @@ Closer = Callable[[], None]
 def make_executor(settings: ServerSettings, nodes: list[NodeInfo]) -> tuple[Executor, Closer]:
     """The executor the settings ask for, and how to release it."""
     if settings.ray_address is None:
-        local = LocalExecutor(nodes, state_dir=settings.data_dir / "run")
+        state = settings.data_dir / "run"
+        sandbox = Sandbox(sandbox_config(settings), settings.data_dir, state,
+                          [(n.name, len(n.devices)) for n in nodes if n.simulated])
+        local = LocalExecutor(nodes, state_dir=state, sandbox=sandbox)
         return local, local.close
     from fairpool.executors.ray import RaySettings, connect, disconnect
     from fairpool.executors.ray.executor import RayExecutor
@@ -83,6 +87,33 @@ def make_executor(settings: ServerSettings, nodes: list[NodeInfo]) -> tuple[Exec
         disconnect()
 
     return ray_executor, close
+
+
+def sandbox_config(settings: ServerSettings) -> SandboxConfig:
+    return SandboxConfig(
+        run_as=settings.run_as, project_account=settings.project_account,
+        dynamic_uids=settings.dynamic_uids, env_passthrough=tuple(settings.env_passthrough),
+        cgroups=settings.cgroups, namespaces=settings.namespaces,
+        pids_limit=settings.pids_limit, image_pull=settings.image_pull,
+        mount_roots=tuple(str(r) for r in settings.allowed_mount_roots))
+
+
+def isolation_line(nodes: list[NodeInfo]) -> str:
+    """What ``fairpool up`` says of how jobs are kept apart (one line per kind of node)."""
+    lines = []
+    for report in {repr(n.isolation): n.isolation for n in nodes if n.isolation}.values():
+        assert report is not None
+        level, run_as = report.get("level"), report.get("run_as")
+        missing = "; ".join(report.get("missing") or ())
+        if level == "none":
+            lines.append(f"isolation: none: jobs run as this server's own account (run_as="
+                         f"{run_as}) and are NOT isolated from one another or from the server")
+        elif level == "partial":
+            lines.append(f"isolation: partial (run_as={run_as}); missing: {missing}")
+        else:
+            lines.append(f"isolation: full (run_as={run_as}: own account, cgroup, PID and "
+                         f"mount namespaces per job)")
+    return "\n".join(lines)
 
 
 def _die_with(parent: int) -> None:
@@ -209,7 +240,9 @@ def _check_port(host: str, port: int) -> None:
 def serve(settings: ServerSettings, ready: threading.Event | None = None) -> None:
     _logging()
     _check_port(settings.host, settings.port)
+    os.umask(0o077)  # the database, its journal, keys and tokens: this account's alone
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(settings.data_dir, 0o700)
     if settings.ray_address is not None and importlib.util.find_spec("ray") is None:
         raise ImportError("--ray-address needs Ray", name="ray")
     nodes = inventory(settings) if settings.ray_address is None else []
@@ -234,7 +267,8 @@ def serve(settings: ServerSettings, ready: threading.Event | None = None) -> Non
         box=box, wake=wake.set,
         submit_limiter=RateLimiter(settings.submit_rate, settings.submit_burst),
         max_pending_per_project=settings.max_pending_per_project,
-        max_body_bytes=settings.max_body_bytes, stats=stats))
+        max_body_bytes=settings.max_body_bytes, stats=stats,
+        mount_roots=tuple(settings.allowed_mount_roots)))
     tls = settings.tls_cert is not None
     server = uvicorn.Server(uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
@@ -251,6 +285,9 @@ def serve(settings: ServerSettings, ready: threading.Event | None = None) -> Non
     print(f"fairpool {settings.url()} (dashboard: {settings.url()}/ui)  nodes: {len(nodes)}  "
           f"GPUs: {gpus}"
           f"{' (simulated)' if simulated else ''}{where}  data: {settings.data_dir}", flush=True)
+    isolation = isolation_line(nodes)
+    if isolation:
+        print(isolation, flush=True)
     if gpus == 0:
         hint = ("give Ray nodes GPUs, or a GPU resource to simulate them (see the README)"
                 if settings.ray_address else "use --simulate-gpus N to try fairpool without GPUs")

@@ -88,6 +88,10 @@ POST /nodes/{n}/uncordon          200      403      403      403      403      4
 # a drain would requeue the jobs this module keeps running: a node that does not exist shows
 # the guard (403 before any lookup) while the admin's call reaches the lookup
 POST /nodes/{none}/drain          404      403      403      403      403      403      401  401
+# which Unix account users' jobs run as: admins only (the pool is no secret: 403)
+GET /accounts                     200      403      403      403      403      403      401  401
+PUT /accounts/{U}                 200      403      403      403      403      403      401  401
+DELETE /accounts/{U}              200      403      403      403      403      403      401  401
 GET /projects/{P}/secrets         200/200  200/404  200/404  403/404  200/404  404/404  401  401
 PUT /projects/{P}/secrets/{K}     200/200  200/404  200/404  403/404  200/404  404/404  401  401
 DELETE /projects/{P}/secrets/{K}  200/200  200/404  200/404  403/404  200/404  404/404  401  401
@@ -117,6 +121,8 @@ MANAGES: dict[str, frozenset[str]] = {
 #: the over-quota weight each caller tries to set: unique, so a write can be traced to it
 WEIGHT = {a: i + 2 for i, a in enumerate(ACTORS)}
 QUICK = [sys.executable, "-c", "pass"]
+#: a user mapped to a Unix account, which only an admin may change or remove
+VICTIM_USER, VICTIM_ACCOUNT = "victim-user", "victim"
 HIDDEN = "(another project)"
 
 
@@ -208,6 +214,7 @@ class Snapshot:
     secrets: dict[str, set[str]]  # project -> names
     bindings: dict[int, tuple[str, str, str]]  # id -> (subject, role, scope)
     tokens: dict[str, tuple[str, str, bool]]  # id -> (user, description, revoked)
+    accounts: dict[str, str]  # user -> the Unix account its jobs run as
 
 
 @dataclass
@@ -264,6 +271,13 @@ class World:
     def tokens(self) -> dict[str, dict[str, Any]]:
         return {t["id"]: t for t in self.get("/api/v1/tokens")}
 
+    def accounts(self) -> dict[str, str]:
+        return {a["user"]: a["account"] for a in self.get("/api/v1/accounts")}
+
+    def map_account(self, user: str, account: str) -> None:
+        resp = self.admin.put(f"/api/v1/accounts/{user}", json={"account": account})
+        assert resp.status_code == 200, resp.text
+
     def snapshot(self) -> Snapshot:
         queues = self.get("/api/v1/queues")
         jobs = self.get("/api/v1/jobs", limit=10_000)
@@ -276,6 +290,7 @@ class World:
             bindings={b["id"]: (b["subject"], b["role"], b["scope"]) for b in self.bindings()},
             tokens={t["id"]: (t["user"], t["description"], t["revoked_at"] is not None)
                     for t in self.tokens().values()},
+            accounts=self.accounts(),
         )
 
 
@@ -296,6 +311,7 @@ def world(org: Org) -> Iterator[World]:
         w.victim_boss[dept] = w.grant(f"victim-boss-{dept}", "department-admin", dept)
     for user in USERS:
         w.victim_token[user] = w.token(user, f"victim-{user}")
+    w.map_account(VICTIM_USER, VICTIM_ACCOUNT)
     admins = [b["id"] for b in w.bindings() if b["role"] == "admin"]
     assert len(admins) == 1, admins
     w.admin_binding = admins[0]
@@ -752,6 +768,49 @@ def _drain(w: World, c: Case) -> Call:
     return Call("POST", "/api/v1/nodes/no-such-node/drain", unchanged=_not_cordoned(w))
 
 
+@probe("GET /accounts")
+def _list_accounts(w: World, c: Case) -> Call:
+    def check(resp: httpx.Response) -> None:
+        got = {a["user"]: a["account"] for a in resp.json()}
+        assert got.get(VICTIM_USER) == VICTIM_ACCOUNT and got == w.accounts()
+    return Call("GET", "/api/v1/accounts", check=check)
+
+
+def _account_of(c: Case) -> str:
+    return c.mark.replace("-", "_")[:32]
+
+
+@probe("PUT /accounts/{U}")
+def _map_account(w: World, c: Case) -> Call:
+    # allowed: a user of its own; refused: the victim, which must keep its account
+    user = c.mark if c.allowed else VICTIM_USER
+
+    def check(resp: httpx.Response) -> None:
+        assert resp.json()["account"] == _account_of(c) and w.accounts()[user] == _account_of(c)
+
+    def unchanged() -> None:
+        assert w.accounts().get(VICTIM_USER) == VICTIM_ACCOUNT, \
+            f"refused, yet {VICTIM_USER} was mapped to {w.accounts().get(VICTIM_USER)}"
+    return Call("PUT", f"/api/v1/accounts/{user}", {"account": _account_of(c)}, check=check,
+                unchanged=unchanged)
+
+
+@probe("DELETE /accounts/{U}")
+def _unmap_account(w: World, c: Case) -> Call:
+    user = VICTIM_USER
+    if c.allowed:
+        user = f"fresh-{c.mark}"
+        w.map_account(user, "fresh")
+
+    def check(resp: httpx.Response) -> None:
+        assert resp.json()["user"] == user and user not in w.accounts()
+
+    def unchanged() -> None:
+        assert w.accounts().get(VICTIM_USER) == VICTIM_ACCOUNT, \
+            f"refused, yet {VICTIM_USER}'s mapping was removed"
+    return Call("DELETE", f"/api/v1/accounts/{user}", check=check, unchanged=unchanged)
+
+
 @probe("GET /projects/{P}/secrets")
 def _list_secrets(w: World, c: Case) -> Call:
     def check(resp: httpx.Response) -> None:
@@ -890,6 +949,15 @@ def test_no_cross_scope_writes(world: World) -> None:
             problems.append(f"a token for {user} was created ({description})")
         if revoked and not description.startswith("fresh-"):
             problems.append(f"token {token_id} of {user} ({description}) was revoked")
+
+    for user, account in after.accounts.items():
+        if user in before.accounts:
+            if account != before.accounts[user]:
+                problems.append(f"{user}'s account was changed to {account}")
+        elif _mark(user) not in _allowed("PUT /accounts/{U}", lambda a, s: "", ""):
+            problems.append(f"{user} was mapped to {account}")
+    problems += [f"{u}'s account mapping was removed" for u in set(before.accounts)
+                 - set(after.accounts)]
 
     assert problems == [], "\n".join(problems)
 

@@ -1,4 +1,5 @@
-"""Routes of tokens, role bindings, the audit log, project secrets and ``whoami``."""
+"""Routes of tokens, role bindings, the audit log, project secrets, users' Unix accounts and
+``whoami``."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from fairpool.api import guard
 from fairpool.api.context import AppContext
 from fairpool.api.errors import ERRORS
 from fairpool.auth.rbac import Perm, Principal
-from fairpool.services import audit, roles, secrets, tokens
+from fairpool.services import accounts, audit, roles, secrets, tokens
 from fairpool.services.access_specs import (
+    AccountOut,
+    AccountSet,
     AuditOut,
     BindingCreate,
     BindingOut,
@@ -26,6 +29,7 @@ from fairpool.services.access_specs import (
 TokenId = Annotated[str, Path(pattern=r"^[0-9a-f]{12}$")]
 ProjectName = Annotated[str, Path(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
 SecretKey = Annotated[str, Path(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+UserName = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,199}$")]
 
 
 def router(ctx: AppContext) -> APIRouter:
@@ -34,6 +38,7 @@ def router(ctx: AppContext) -> APIRouter:
     project_secrets = guard.allow(ctx, Perm.SECRETS, guard.queue_param("project"))
     token_create, token_owner = guard.token_for_body(ctx), guard.token_param(ctx)
     may_grant, may_revoke = guard.grant_body(ctx), guard.binding_param(ctx)
+    map_accounts = guard.allow(ctx, Perm.ACCOUNTS, guard.pool())
 
     @api.get("/whoami", response_model=WhoAmI)
     def whoami(who: Principal = signed_in) -> WhoAmI:
@@ -86,6 +91,22 @@ def router(ctx: AppContext) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=10_000)] = 200,
     ) -> list[AuditOut]:
         return audit.query(ctx.store, actor, action, outcome, since, until, limit)
+
+    # -- users' Unix accounts (run_as = user) ----------------------------------------------
+    @api.get("/accounts", response_model=list[AccountOut], dependencies=[map_accounts])
+    def list_accounts() -> list[AccountOut]:
+        return accounts.list_accounts(ctx.store)
+
+    @api.put("/accounts/{user}", response_model=AccountOut)
+    def map_account(user: UserName, spec: AccountSet, request: Request,
+                    who: Principal = map_accounts) -> AccountOut:
+        return accounts.map_account(ctx.store, user, spec.account, who.user,
+                                    guard.address(request))
+
+    @api.delete("/accounts/{user}", response_model=AccountOut)
+    def unmap_account(user: UserName, request: Request,
+                      who: Principal = map_accounts) -> AccountOut:
+        return accounts.unmap(ctx.store, user, who.user, guard.address(request))
 
     # -- project secrets ------------------------------------------------------------------
     @api.get("/projects/{project}/secrets", response_model=list[SecretOut],

@@ -24,3 +24,4 @@ class AppContext:
     max_pending_per_project: int = 10_000
     max_body_bytes: int = 1 << 20
     stats: LoopStats | None = None  # the control loop's cycle counters (shared memory)
+    mount_roots: tuple[Path, ...] = ()  # host directories jobs may mount from (none: no mounts)

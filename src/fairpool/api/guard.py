@@ -88,7 +88,7 @@ async def _deny(ctx: AppContext, request: Request, who: Principal, exc: ServiceE
 
 _DOING = {Perm.READ: "see", Perm.SUBMIT: "submit jobs", Perm.CANCEL: "cancel jobs",
           Perm.SECRETS: "manage secrets", Perm.MANAGE: "manage projects, quotas and roles",
-          Perm.ADMIN: "use admin functions"}
+          Perm.ADMIN: "use admin functions", Perm.ACCOUNTS: "map users to Unix accounts"}
 
 
 def _refusal(who: Principal, perm: Perm, act: Path) -> Forbidden:

@@ -88,7 +88,8 @@ def router(ctx: AppContext) -> APIRouter:
                who: Principal = submit_guard) -> JobOut:
         out, created = jobs.submit(ctx.store, spec, ctx.wake, actor=who.user,
                                    max_pending=ctx.max_pending_per_project,
-                                   address=guard.address(request))
+                                   address=guard.address(request),
+                                   mount_roots=ctx.mount_roots)
         if not created:
             response.status_code = 200
         return out

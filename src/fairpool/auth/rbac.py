@@ -29,6 +29,7 @@ class Perm(StrEnum):
     SECRETS = "secrets"  # list names, set and delete a project's secrets
     MANAGE = "manage"  # create projects under, change quotas of children, grant roles within
     ADMIN = "admin"  # tokens of others, the audit log
+    ACCOUNTS = "accounts"  # which Unix account each user's jobs run as (admins only)
 
 
 ROLE_PERMS: dict[Role, frozenset[Perm]] = {

@@ -1,4 +1,5 @@
-"""CLI commands of access: log in, tokens, roles, the audit log, project secrets, TLS."""
+"""CLI commands of access: log in, tokens, roles, the audit log, project secrets, users' Unix
+accounts, TLS."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ token_app = typer.Typer(no_args_is_help=True, help="API tokens.")
 role_app = typer.Typer(no_args_is_help=True, help="Who holds which role where.")
 secret_app = typer.Typer(no_args_is_help=True, help="Per-project environment secrets.")
 tls_app = typer.Typer(no_args_is_help=True, help="TLS certificates.")
+user_app = typer.Typer(no_args_is_help=True,
+                       help="The Unix account each user's jobs run as (admins; run_as = user).")
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 
 
@@ -28,6 +31,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(role_app, name="role")
     app.add_typer(secret_app, name="secret")
     app.add_typer(tls_app, name="tls")
+    app.add_typer(user_app, name="user")
 
 
 def login(
@@ -195,6 +199,38 @@ def secret_delete(project: str, name: str) -> None:
     with Client() as c:
         s = call(lambda: c.delete_secret(project, name))
     console.print(f"secret {s.name} of project {s.project} deleted", highlight=False)
+
+
+@user_app.command("map")
+def user_map(user: Annotated[str, typer.Argument(help="the fairpool user (token or SSO name)")],
+             account: Annotated[str, typer.Argument(help="the Unix account its jobs run as")]
+             ) -> None:
+    """Run a user's jobs as a Unix account (with run_as = user); never root."""
+    with Client() as c:
+        a = call(lambda: c.map_account(user, account))
+    console.print(f"jobs of {a.user} run as Unix account {a.account}", highlight=False,
+                  markup=False)
+
+
+@user_app.command("unmap")
+def user_unmap(user: str) -> None:
+    """Remove a user's mapping: its jobs run as the account of its own name again."""
+    with Client() as c:
+        a = call(lambda: c.unmap_account(user))
+    console.print(f"{a.user} is no longer mapped to {a.account}", highlight=False,
+                  markup=False)
+
+
+@user_app.command("list")
+def user_list(as_json: JsonOpt = False) -> None:
+    """Users mapped to Unix accounts."""
+    with Client() as c:
+        items = call(c.accounts)
+    if as_json:
+        emit_json(items)
+        return
+    table("user accounts", ["user", "account", "by", "since"],
+          [[a.user, a.account, a.created_by or "", when(a.created_at)] for a in items])
 
 
 @secret_app.command("new-key")

@@ -9,6 +9,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
+from rich.markup import escape
 
 from fairpool.cli import access, reports
 from fairpool.cli.output import call as _call
@@ -22,11 +23,14 @@ from fairpool.services.specs import (
     MAX_MEMORY_MIB,
     JobOut,
     JobSubmit,
+    MountSpec,
+    NodeOut,
     ProjectCreate,
     QueueCreate,
     QueueOut,
     QueueUpdate,
     ResourceSpec,
+    parse_mount,
 )
 
 T = TypeVar("T")
@@ -187,6 +191,11 @@ def submit(
         help="stop the job after running this many seconds (default: the project's)")] = None,
     workdir: Annotated[Path | None, typer.Option(
         help="directory the workers start in (default: this one)")] = None,
+    image: Annotated[str | None, typer.Option(
+        help="run every worker in this OCI image with podman")] = None,
+    mount: Annotated[list[str] | None, typer.Option(
+        help="SRC:DST[:ro], repeatable: bind a host path (under an allowed mount root) into "
+             "the image")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Submit a job: fairpool submit -p vision --gpus 1 -- python train.py"""
@@ -196,16 +205,24 @@ def submit(
         if not sep:
             fail(f"--env {item!r}: write it as KEY=VALUE")
         env_map[k] = v
+    mounts: list[MountSpec] = []
+    for item in mount or []:
+        try:
+            mounts.append(parse_mount(item))
+        except ValidationError as exc:
+            fail(escape(_validation(exc)))
+        except ValueError:
+            fail("--mount takes SRC:DST or SRC:DST:ro")
     try:
         spec = JobSubmit(project=project, command=command, gpus=gpus_,
                          gpu_fraction=gpu_fraction, gpu_memory_mib=gpu_memory, workers=workers,
                          cpus=cpus, memory_mib=memory, priority=priority,
                          preemptible=preemptible, env=env_map, name=name, node_pool=node_pool,
                          same_node=same_node, client_key=key, max_retries=max_retries,
-                         max_runtime_s=max_runtime,
+                         max_runtime_s=max_runtime, image=image, mounts=mounts,
                          workdir=str((workdir or Path.cwd()).resolve()))
     except ValidationError as exc:
-        fail(_validation(exc))
+        fail(escape(_validation(exc)))
     with _client() as c:
         job = _call(lambda: c.submit(spec))
     if as_json:
@@ -263,12 +280,18 @@ def job(job_id: str, as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json(item)
         return
-    console.print(f"[bold]{item.id}[/bold] {item.name}  project {item.project}  "
+    console.print(f"[bold]{item.id}[/bold] {escape(item.name)}  project {item.project}  "
                   f"state [bold]{item.state}[/bold]  attempt {item.attempt}"
                   + (f"  exit {item.exit_code}" if item.exit_code is not None else ""))
-    console.print(f"command: {' '.join(item.command)}", highlight=False)
+    console.print(f"command: {' '.join(item.command)}", highlight=False, markup=False)
+    if item.image is not None:
+        console.print(f"image: {item.image}", highlight=False, markup=False)
+    for m in item.mounts:
+        console.print(f"mount: {m.source} -> {m.target}" + (" (read-only)" if m.read_only
+                                                            else ""),
+                      highlight=False, markup=False)
     if item.reason:
-        console.print(f"waiting: {item.reason}", highlight=False)
+        console.print(f"waiting: {item.reason}", highlight=False, markup=False)
     if item.placement:
         table("workers", ["rank", "node", "devices", "share", "phase", "exit"], [
             [str(w.rank), w.node, ",".join(map(str, w.devices)), f"{w.share:g}", w.phase,
@@ -359,15 +382,27 @@ def nodes(as_json: JsonOpt = False) -> None:
         return
     rows = []
     for n in items:
-        status = "ready" if n.ready and not n.cordoned else (
+        status = escape("ready" if n.ready and not n.cordoned else (
             f"cordoned ({n.cordon_reason})" if n.cordoned and n.cordon_reason else
-            "cordoned" if n.cordoned else "not ready")
+            "cordoned" if n.cordoned else "not ready"))
+        isolation = _isolation(n)
         for d in n.devices or []:
-            rows.append([n.name, n.pool, status, f"{d.index}", d.model + (" (simulated)"
-                         if n.simulated else ""), f"{d.used:g}", ", ".join(d.holders)])
+            rows.append([n.name, n.pool, status, isolation, f"{d.index}",
+                         escape(d.model) + (" (simulated)" if n.simulated else ""),
+                         f"{d.used:g}", escape(", ".join(d.holders))])
         if not n.devices:
-            rows.append([n.name, n.pool, status, "-", "no GPUs", "", ""])
-    table("nodes", ["node", "pool", "status", "gpu", "model", "used", "held by"], rows)
+            rows.append([n.name, n.pool, status, isolation, "-", "no GPUs", "", ""])
+    table("nodes", ["node", "pool", "status", "isolation", "gpu", "model", "used", "held by"],
+          rows)
+
+
+def _isolation(n: NodeOut) -> str:
+    """``full``, ``partial (no cgroups, namespaces)``, ``none``; the account mode after it."""
+    iso = n.isolation
+    if iso is None:
+        return "unknown"
+    text = iso.level + (f" (no {', '.join(iso.missing)})" if iso.missing else "")
+    return escape(f"{text}, run as {iso.run_as}")
 
 
 def _queue_spec(name: str, qg: float, qc: float, qm: int, lg: float | None, lc: float | None,

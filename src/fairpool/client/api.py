@@ -9,14 +9,17 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from fairpool.config import client_ca, client_token, client_url
 from fairpool.services.access_specs import (
+    AccountOut,
+    AccountSet,
     AuditOut,
     BindingCreate,
     BindingOut,
@@ -32,11 +35,13 @@ from fairpool.services.specs import (
     ExplainOut,
     JobOut,
     JobSubmit,
+    MountSpec,
     NodeOut,
     ProjectCreate,
     QueueCreate,
     QueueOut,
     QueueUpdate,
+    parse_mount,
 )
 from fairpool.services.usage import UsageOut
 
@@ -74,6 +79,23 @@ def build(kind: type[M], **fields: Any) -> M:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'request'}: "
                              f"{e['msg'].removeprefix('Value error, ')}" for e in exc.errors())
         raise FairpoolError(problems, 422) from None
+
+
+def _mount(m: str | MountSpec) -> MountSpec:
+    if isinstance(m, MountSpec):
+        return m
+    try:
+        return parse_mount(m)
+    except ValidationError as exc:
+        raise FairpoolError("; ".join(e["msg"].removeprefix("Value error, ")
+                                      for e in exc.errors()), 422) from None
+    except ValueError:
+        raise FairpoolError(f"mount {m!r}: write SRC:DST or SRC:DST:ro", 422) from None
+
+
+def _segment(name: str) -> str:
+    """A name as one path segment: '/', '?' or '#' in it must not reach another route."""
+    return quote(name, safe="")
 
 
 class Client:
@@ -151,8 +173,23 @@ class Client:
         return self._get("/api/v1/queues", list[QueueOut])
 
     # -- jobs -------------------------------------------------------------------------------
-    def submit(self, spec: JobSubmit | None = None, **fields: Any) -> JobOut:
-        body = spec if spec is not None else build(JobSubmit, **fields)
+    def submit(self, spec: JobSubmit | None = None, *, image: str | None = None,
+               mounts: Sequence[str | MountSpec] | None = None, **fields: Any) -> JobOut:
+        """Submit ``spec``, or a job made of ``fields``; ``image`` runs its workers in that
+        OCI image, ``mounts`` binds host paths into it ("SRC:DST", "SRC:DST:ro" or
+        MountSpec), each given here replacing the spec's."""
+        extra: dict[str, Any] = {}
+        if image is not None:
+            extra["image"] = image
+        if mounts is not None:
+            extra["mounts"] = [_mount(m) for m in mounts]
+        if spec is None:
+            body = build(JobSubmit, **fields, **extra)
+        elif extra or fields:
+            body = build(JobSubmit, **{**spec.model_dump(exclude_unset=True), **fields,
+                                       **extra})
+        else:
+            body = spec
         return self._send("POST", "/api/v1/jobs", body, JobOut)
 
     def jobs(self, project: str | None = None, state: str | None = None,
@@ -260,6 +297,17 @@ class Client:
     def audit(self, **filters: Any) -> list[AuditOut]:
         params = {k: v for k, v in filters.items() if v is not None}
         return self._get("/api/v1/audit", list[AuditOut], params=params)
+
+    def map_account(self, user: str, account: str) -> AccountOut:
+        """Run ``user``'s jobs as Unix account ``account`` (admins; run_as = user)."""
+        return self._send("PUT", f"/api/v1/accounts/{_segment(user)}",
+                          build(AccountSet, account=account), AccountOut)
+
+    def unmap_account(self, user: str) -> AccountOut:
+        return self._send("DELETE", f"/api/v1/accounts/{_segment(user)}", None, AccountOut)
+
+    def accounts(self) -> list[AccountOut]:
+        return self._get("/api/v1/accounts", list[AccountOut])
 
     def set_secret(self, project: str, name: str, value: str) -> SecretOut:
         return self._send("PUT", f"/api/v1/projects/{project}/secrets/{name}",

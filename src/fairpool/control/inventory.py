@@ -33,6 +33,7 @@ def write_inventory(store: Store, current: list[NodeInfo], now: float, forget_af
                 "pool": info.pool, "labels": dict(info.labels), "devices": devices,
                 "cpu": info.cpu, "memory": info.memory, "simulated": info.simulated,
                 "address": info.address, "ready": True,
+                "isolation": None if info.isolation is None else dict(info.isolation),
             }
             differs = {k: v for k, v in values.items() if getattr(row, k, None) != v}
             for key, value in differs.items():

@@ -40,7 +40,7 @@ from fairpool.services.jobs import add_event, requeue_unstarted
 from fairpool.services.secrets import SecretEnv
 from fairpool.store.convert import job_domain, node_domain, queue_domain
 from fairpool.store.db import Store
-from fairpool.store.models import JobRow, NodeRow, QueueRow
+from fairpool.store.models import JobRow, NodeRow, QueueRow, UserAccountRow
 
 from . import failures
 from .breaker import NodeBreaker
@@ -425,6 +425,10 @@ class ControlLoop:
         undecryptable = ""
         with self.store.session() as s:
             addresses = {n.name: n.address for n in s.execute(select(NodeRow)).scalars()}
+            owners = sorted({r.submitted_by for r in rows if r.submitted_by})
+            accounts = {u: a for u, a in s.execute(select(
+                UserAccountRow.user, UserAccountRow.account).where(
+                UserAccountRow.user.in_(owners)))} if owners else {}
             if self.secret_env is not None:
                 try:
                     secrets = self.secret_env.for_projects(s, (r.project for r in rows))
@@ -436,7 +440,8 @@ class ControlLoop:
                 if undecryptable:
                     raise RuntimeError(undecryptable)
                 specs += worker_specs(row, addresses, self.data_dir,
-                                      self.executor.rendezvous_port, secrets.get(row.project))
+                                      self.executor.rendezvous_port, secrets.get(row.project),
+                                      accounts.get(row.submitted_by or ""))
             except Exception as exc:  # e.g. rank 0's node left: requeue the job
                 log.warning("job %s: cannot start: %s", row.id, exc)
                 self._unapplied.extend(

@@ -47,8 +47,11 @@ class Outcomes:
             elif st.phase == WorkerPhase.EXITED:
                 w["phase"], w["exit_code"] = "exited", st.exit_code
                 w["detail"] = st.detail
+                if st.final:
+                    w["final"] = True
                 if st.exit_code != 0 and row.stop_reason is None:
-                    self.breaker.failed(s, w["node"], row.id, now, st.exit_code)
+                    if not st.final:  # a bad image or account is the job's, not the node's
+                        self.breaker.failed(s, w["node"], row.id, now, st.exit_code)
                     row.stop_reason = "gang-failed" if row.workers > 1 else "failed"
                     row.exit_code = st.exit_code  # the first failure is the one to report
                     how = st.detail or f"exited with code {st.exit_code}"
@@ -103,7 +106,12 @@ class Outcomes:
             code = row.exit_code if row.exit_code is not None else next(
                 (c for c in codes if c != 0), None)
             why = f"failed with exit code {code}"
-            if failures.retry(s, row, now, why, self.retry_base_s, self.retry_cap_s):
+            final = next((w.get("detail") or why for w in workers if w.get("final")), None)
+            if final is not None:
+                if row.max_retries > row.retries:
+                    add_event(s, row.id, "retries", f"not retried: {final} (the same would "
+                              f"happen again)", now)
+            elif failures.retry(s, row, now, why, self.retry_base_s, self.retry_cap_s):
                 return
             row.state = transition(state, S.FAILED).value
             row.exit_code = code

@@ -9,6 +9,7 @@ from typing import Any
 
 from fairpool.domain import GPU_UNIT
 from fairpool.executors.base import WorkerSpec
+from fairpool.executors.sandbox import jobfiles
 from fairpool.scheduler.plan import Bind
 from fairpool.services.jobs import log_path
 from fairpool.store.models import JobRow
@@ -40,11 +41,12 @@ def placement_json(row: JobRow, bind: Bind) -> list[dict[str, Any]]:
 
 
 def worker_specs(row: JobRow, addresses: dict[str, str], data_dir: Path,
-                 port: Callable[[str], int], secrets: dict[str, str] | None = None
-                 ) -> list[WorkerSpec]:
+                 port: Callable[[str], int], secrets: dict[str, str] | None = None,
+                 account: str | None = None) -> list[WorkerSpec]:
     """Specs of the job's workers; ``port(node)`` gives a free port on rank 0's node for a gang
     (a single worker gets 0: its executor picks a port when it starts). The project's
-    ``secrets`` join the environment; a variable the job sets itself wins."""
+    ``secrets`` join the environment; a variable the job sets itself wins. ``account``: the
+    Unix account an admin mapped the submitter to (``run_as=user``)."""
     env = {**(secrets or {}), **row.env}
     if row.attempt > (row.retries or 0):  # an earlier attempt was preempted (or lost): resume
         env["FAIRPOOL_PREEMPTED"] = "1"
@@ -53,6 +55,9 @@ def worker_specs(row: JobRow, addresses: dict[str, str], data_dir: Path,
     master_port = port(workers[0]["node"]) if len(workers) > 1 else 0
     per_node: dict[str, int] = {}
     specs = []
+    job_dir = jobfiles.job_dir(data_dir, row.id)
+    mounts = tuple((m["source"], m["target"], bool(m.get("read_only")))
+                   for m in row.mounts or ())
     for w in workers:
         local_rank = per_node.get(w["node"], 0)
         per_node[w["node"]] = local_rank + 1
@@ -66,6 +71,9 @@ def worker_specs(row: JobRow, addresses: dict[str, str], data_dir: Path,
             gpu_fraction=w["share"] / GPU_UNIT if fractional else None,
             gpu_memory_mib=w["gpu_memory"] if fractional else None,
             workdir=row.workdir,
-            checkpoint_dir=str(data_dir / "checkpoints" / row.id),
+            checkpoint_dir=str(job_dir / "checkpoint"),
+            job_dir=str(job_dir), project=row.project, owner=row.submitted_by,
+            account=account, image=row.image, mounts=mounts, memory_mib=row.memory,
+            cpu_millis=row.cpu,
         ))
     return specs

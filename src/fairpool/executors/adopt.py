@@ -19,6 +19,7 @@ import os
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from fairpool.executors.base import WorkerSpec
 
@@ -36,9 +37,11 @@ exit "$code"
 KEEP_EXITS_S = 300.0
 
 
-def supervised(state: Path, spec: WorkerSpec) -> list[str]:
+def supervised(state: Path, spec: WorkerSpec, argv: list[str] | None = None) -> list[str]:
+    """The supervisor's command line for ``argv`` (default: the worker's own command)."""
     script = f'STATE="$1"; WID="$2"; shift 2\n{SUPERVISOR}'
-    return ["/bin/sh", "-c", script, MARK, str(state), spec.worker_id, *spec.command]
+    command = list(spec.command) if argv is None else argv
+    return ["/bin/sh", "-c", script, MARK, str(state), spec.worker_id, *command]
 
 
 def exit_path(state: Path, worker_id: str) -> Path:
@@ -60,23 +63,30 @@ def read_exit(state: Path, worker_id: str) -> tuple[int, str] | None:
     return code, ""
 
 
-def save_spec(state: Path, spec: WorkerSpec) -> None:
+def save_spec(state: Path, spec: WorkerSpec, sandbox: dict[str, Any] | None = None) -> None:
+    """The worker's spec and what its sandbox holds (cgroup, uid, container), for the next
+    executor on ``state``; only root can read the state directory."""
     data = asdict(spec)
     data["env"] = {}  # never on disk: it may hold the project's secrets
     data["command"] = list(spec.command)
     data["devices"] = list(spec.devices)
+    data["mounts"] = [list(m) for m in spec.mounts]
     path = state / f"{spec.worker_id}.spec.json"
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({**data, "_sandbox": sandbox or {}}, f)
     os.replace(tmp, path)
 
 
-def load_spec(state: Path, worker_id: str) -> WorkerSpec | None:
+def load_spec(state: Path, worker_id: str) -> tuple[WorkerSpec, dict[str, Any]] | None:
     try:
         data = json.loads((state / f"{worker_id}.spec.json").read_text())
+        sandbox = data.pop("_sandbox", {})
         data["command"] = tuple(data["command"])
         data["devices"] = tuple(data["devices"])
-        return WorkerSpec(**data)
+        data["mounts"] = tuple(tuple(m) for m in data.get("mounts", ()))
+        return WorkerSpec(**data), sandbox if isinstance(sandbox, dict) else {}
     except (OSError, ValueError, TypeError, KeyError):
         return None
 

@@ -10,14 +10,14 @@ database; the control loop turns their reports into job states.
 
 from __future__ import annotations
 
-import contextlib
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
+from fairpool.executors.sandbox import jobfiles
 from fairpool.executors.utilisation import WorkerUsage, util_file
 
 
@@ -39,6 +39,8 @@ class NodeInfo:
     labels: Mapping[str, str] = field(default_factory=dict)
     simulated: bool = False
     address: str = "127.0.0.1"  # where other ranks reach this node (MASTER_ADDR)
+    #: what the node's sandbox enforces: level (full, partial, none), run_as, missing, ...
+    isolation: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,14 @@ class WorkerSpec:
     gpu_memory_mib: int | None = None  # GPU memory granted per device for fractional workers
     workdir: str | None = None
     checkpoint_dir: str | None = None  # kept across the job's attempts
+    job_dir: str | None = None  # the job's own directory (see sandbox.jobfiles); None: none
+    project: str = ""
+    owner: str | None = None  # the fairpool user who submitted the job
+    account: str | None = None  # the Unix account an admin mapped the owner to
+    image: str | None = None  # run in this OCI image (podman)
+    mounts: tuple[tuple[str, str, bool], ...] = ()  # (source, target, read only)
+    memory_mib: int = 0  # the worker's requests, enforced as limits where cgroups allow
+    cpu_millis: int = 0
 
 
 class WorkerPhase(StrEnum):
@@ -74,6 +84,9 @@ class WorkerStatus:
     phase: WorkerPhase
     exit_code: int | None = None  # for EXITED: the code, or -N when killed by signal N
     detail: str = ""
+    #: the attempt cannot succeed however often it is retried (an image that is not there, an
+    #: account that does not exist): it is not retried and does not count against the node
+    final: bool = False
 
 
 class Executor(Protocol):
@@ -121,8 +134,8 @@ def worker_env(spec: WorkerSpec) -> dict[str, str]:
         "FAIRPOOL_WORKER_ID": spec.worker_id,
         "FAIRPOOL_ATTEMPT": str(spec.attempt),
         "FAIRPOOL_NODE": spec.node,
-        "FAIRPOOL_UTIL_FILE": util_file(spec.log_path),
-        "FAIRPOOL_STOP_FILE": stop_file(spec.log_path),
+        "FAIRPOOL_UTIL_FILE": util_path(spec),
+        "FAIRPOOL_STOP_FILE": stop_path(spec),
         "MASTER_ADDR": spec.master_addr,
         "MASTER_PORT": str(spec.master_port),
         "RANK": str(spec.rank),
@@ -139,14 +152,27 @@ def worker_env(spec: WorkerSpec) -> dict[str, str]:
 
 
 def stop_file(log_path: str) -> str:
-    """Where a worker learns why it is being stopped (see :mod:`fairpool.checkpoint`)."""
+    """Where a worker without a job directory learns why it is being stopped."""
     return log_path + ".stop"
 
 
-def write_stop_reason(log_path: str, reason: str) -> None:
+def stop_path(spec: WorkerSpec) -> str:
+    """Where a worker learns why it is being stopped (see :mod:`fairpool.checkpoint`)."""
+    if spec.job_dir is None:
+        return stop_file(spec.log_path)
+    return str(Path(spec.job_dir, jobfiles.stop_name(spec.attempt, spec.rank)))
+
+
+def util_path(spec: WorkerSpec) -> str:
+    """Where a worker reports its own utilisation."""
+    if spec.job_dir is None:
+        return util_file(spec.log_path)
+    return str(Path(spec.job_dir, jobfiles.util_name(spec.attempt, spec.rank)))
+
+
+def write_stop_reason(spec: WorkerSpec, reason: str) -> None:
     if reason:
-        with contextlib.suppress(OSError):
-            Path(stop_file(log_path)).write_text(reason + "\n")
+        jobfiles.write_safely(stop_path(spec), reason + "\n")
 
 
 def free_port() -> int:

@@ -2,7 +2,9 @@
 
 Every worker runs here whatever node its spec names, which is how several simulated nodes (see
 :func:`fairpool.executors.gpus.load_nodes_file`) are emulated on one box. Each worker gets its own
-session and process group, so ``stop`` signals the worker and everything it spawned.
+session and process group, so ``stop`` signals the worker and everything it spawned, and runs in
+the machine's sandbox (:mod:`fairpool.executors.sandbox`): a clean environment always, and, as
+the settings and the machine allow, its own account, cgroup, namespaces or container.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import subprocess
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from fairpool.executors import adopt
 from fairpool.executors.base import (
@@ -24,15 +27,16 @@ from fairpool.executors.base import (
     WorkerSpec,
     WorkerStatus,
     free_port,
+    util_path,
     worker_env,
     write_stop_reason,
 )
+from fairpool.executors.sandbox.policy import Sandbox, SandboxConfig, SandboxError
 from fairpool.executors.utilisation import (
     Nvml,
     WorkerUsage,
     group_pids,
     read_reported,
-    util_file,
 )
 
 EXIT_NOT_FOUND = 127  # shell convention: command not found
@@ -50,6 +54,8 @@ class _Worker:
     term_sent: bool = False
     kill_deadline: float | None = None  # monotonic time after which poll sends SIGKILL
     killed: bool = False
+    record: dict[str, Any] = field(default_factory=dict)  # what its sandbox holds
+    final: bool = False  # a start failure that no retry can mend
 
 
 def exit_detail(code: int, killed: bool) -> str:
@@ -60,6 +66,14 @@ def exit_detail(code: int, killed: bool) -> str:
     except ValueError:
         name = f"signal {-code}"
     return f"killed by {name}" + (" after the stop grace period" if killed else "")
+
+
+def _open_log(path: str) -> Any:
+    """The worker's log, opened for appending by the executor: never through a link."""
+    log_path = Path(path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    return os.fdopen(fd, "ab", buffering=0)
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
@@ -75,7 +89,8 @@ class LocalExecutor:
     new executor on the same directory adopts the workers an earlier one left running (the
     server crashed or restarted): none is started twice and none is forgotten."""
 
-    def __init__(self, nodes: Sequence[NodeInfo], state_dir: Path | None = None) -> None:
+    def __init__(self, nodes: Sequence[NodeInfo], state_dir: Path | None = None,
+                 sandbox: Sandbox | None = None) -> None:
         names = [n.name for n in nodes]
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate node names in inventory: {sorted(names)}")
@@ -91,7 +106,17 @@ class LocalExecutor:
         self._reported: dict[str, float] = {}  # exits reported (monotonic time), records kept
         if state_dir is not None:
             state_dir.mkdir(parents=True, exist_ok=True)
+            os.chmod(state_dir, 0o700)
+        self.sandbox = sandbox or Sandbox(SandboxConfig(cgroups=False, namespaces=False),
+                                          state_dir or Path("/nonexistent"),
+                                          state_dir or Path("/nonexistent"))
+        report = self.sandbox.report()
+        self._nodes = [replace(n, isolation=report) for n in self._nodes]
+        self._cleanups: list[threading.Thread] = []
+        if state_dir is not None:
             self._adopt(state_dir)
+            if self.sandbox.uids is not None:
+                self.sandbox.uids.retain({w.spec.job_id for w in self._workers.values()})
 
     def _adopt(self, state: Path) -> None:
         """Take over the workers of an earlier executor: running ones by their supervisors,
@@ -101,10 +126,11 @@ class LocalExecutor:
         running = adopt.running_supervisors(state)
         ended = [w for w in adopt.ended_workers(state) if w not in running]
         for wid in [*running, *ended]:
-            spec = adopt.load_spec(state, wid)
-            if spec is None:
+            loaded = adopt.load_spec(state, wid)
+            if loaded is None:
                 continue
-            self._workers[wid] = _Worker(spec, None, pid=running.get(wid))
+            spec, record = loaded
+            self._workers[wid] = _Worker(spec, None, pid=running.get(wid), record=record)
             self.adopted.add(wid)
 
     def nodes(self) -> list[NodeInfo]:
@@ -125,31 +151,34 @@ class LocalExecutor:
 
     def _spawn(self, spec: WorkerSpec) -> _Worker:
         try:
-            log_path = Path(spec.log_path)
-            log_path.parent.mkdir(parents=True, exist_ok=True)
-            if spec.checkpoint_dir is not None:
-                Path(spec.checkpoint_dir).mkdir(parents=True, exist_ok=True)
-            log = log_path.open("ab", buffering=0)
+            log = _open_log(spec.log_path)
         except OSError as exc:
             return _Worker(spec, None, EXIT_CANNOT_EXECUTE,
                            f"cannot open log file {spec.log_path}: {exc}")
         with log:
+            fairpool = worker_env(spec)
+            if spec.master_port == 0:
+                fairpool["MASTER_PORT"] = str(free_port())
             try:
-                env = {**os.environ, **spec.env, **worker_env(spec)}
-                if spec.master_port == 0:
-                    env["MASTER_PORT"] = str(free_port())
-                argv = list(spec.command)
+                launch = self.sandbox.prepare(spec, fairpool, spec.node in self._simulated)
+            except SandboxError as exc:
+                with contextlib.suppress(OSError):
+                    log.write(f"fairpool: worker {spec.worker_id}: {exc}\n".encode())
+                return _Worker(spec, None, EXIT_CANNOT_EXECUTE, str(exc), final=True)
+            try:
+                argv = launch.argv
                 if self.state_dir is not None:
-                    adopt.save_spec(self.state_dir, spec)
-                    argv = adopt.supervised(self.state_dir, spec)
+                    adopt.save_spec(self.state_dir, spec, launch.record)
+                    argv = adopt.supervised(self.state_dir, spec, argv)
                 proc = subprocess.Popen(
                     argv,
-                    env=env,
+                    env=launch.env,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
-                    cwd=spec.workdir,
+                    cwd=launch.cwd,
                     start_new_session=True,
+                    umask=0o022,  # the server's own is 0077
                 )
             except (OSError, ValueError) as exc:  # ValueError: empty argv, NUL in an argument
                 code = EXIT_NOT_FOUND if isinstance(exc, FileNotFoundError) else (
@@ -157,8 +186,24 @@ class LocalExecutor:
                 detail = f"cannot start {list(spec.command)!r}: {exc}"
                 with contextlib.suppress(OSError):
                     log.write(f"fairpool: worker {spec.worker_id}: {detail}\n".encode())
+                self.sandbox.finish(spec.job_id, launch.record, self._last_of(spec))
                 return _Worker(spec, None, code, detail)
-        return _Worker(spec, proc, pid=proc.pid)
+        return _Worker(spec, proc, pid=proc.pid, record=launch.record)
+
+    def _last_of(self, spec: WorkerSpec) -> bool:
+        """Whether no other worker of the job is known here (its uid can then go)."""
+        return not any(w.spec.job_id == spec.job_id for wid, w in self._workers.items()
+                       if wid != spec.worker_id)
+
+    def _explain(self, w: _Worker, code: int, detail: str) -> str:
+        """The exit detail, told apart: out of memory, or podman unable to run the image."""
+        if code != 0 and self.sandbox.out_of_memory(w.record, code):
+            return f"killed: out of memory (limit {w.spec.memory_mib} MiB)"
+        if w.spec.image is not None and code == 125:
+            w.final = True
+            return (f"podman could not run image {w.spec.image} (exit 125: not there, cannot "
+                    f"be pulled, or refused; the log says why)")
+        return detail
 
     def _exit(self, w: _Worker) -> tuple[int, str] | None:
         """How the worker ended, or None while it runs."""
@@ -169,8 +214,9 @@ class LocalExecutor:
             record = None if self.state_dir is None else adopt.read_exit(self.state_dir,
                                                                        w.spec.worker_id)
             if record is not None:  # the command's own end, as its supervisor saw it
-                return record[0], record[1] or exit_detail(record[0], w.killed)
-            return code, exit_detail(code, w.killed)
+                return record[0], self._explain(w, record[0], record[1] or exit_detail(
+                    record[0], w.killed))
+            return code, self._explain(w, code, exit_detail(code, w.killed))
         if w.pid is not None and adopt.pid_alive(w.pid):
             return None
         record = None if self.state_dir is None else adopt.read_exit(self.state_dir,
@@ -178,7 +224,7 @@ class LocalExecutor:
         if record is None:
             return -9, "its supervisor vanished while no server watched it (no exit record)"
         code, detail = record
-        return code, detail or exit_detail(code, w.killed)
+        return code, self._explain(w, code, detail or exit_detail(code, w.killed))
 
     def rendezvous_port(self, node: str) -> int:
         return free_port()  # every node of this executor is this machine
@@ -189,7 +235,7 @@ class LocalExecutor:
             if w is None or w.pid is None or self._exit(w) is not None:
                 return  # unknown, never started, or exited (reported by the next poll)
             if not w.term_sent:
-                write_stop_reason(w.spec.log_path, reason)
+                write_stop_reason(w.spec, reason)
             deadline = time.monotonic() + max(grace_s, 0.0)
             if w.kill_deadline is None or deadline < w.kill_deadline:
                 w.kill_deadline = deadline
@@ -208,7 +254,8 @@ class LocalExecutor:
             done: list[str] = []
             for wid, w in self._workers.items():
                 if w.pid is None and w.failed_code is not None:  # could not be started
-                    out.append(WorkerStatus(wid, WorkerPhase.EXITED, w.failed_code, w.detail))
+                    out.append(WorkerStatus(wid, WorkerPhase.EXITED, w.failed_code, w.detail,
+                                            final=w.final))
                     done.append(wid)
                     continue
                 ended = self._exit(w)
@@ -216,14 +263,20 @@ class LocalExecutor:
                     w.reported_running = True
                     out.append(WorkerStatus(wid, WorkerPhase.RUNNING, detail=f"pid {w.pid}"))
                 if ended is not None:
-                    out.append(WorkerStatus(wid, WorkerPhase.EXITED, ended[0], ended[1]))
+                    out.append(WorkerStatus(wid, WorkerPhase.EXITED, ended[0], ended[1],
+                                            final=w.final))
                     done.append(wid)
                 elif w.kill_deadline is not None and now >= w.kill_deadline and not w.killed:
                     w.killed = True
                     assert w.pid is not None
                     _signal_group(w.pid, signal.SIGKILL)
+                    self._later(self.sandbox.kill, w.record)
             for wid in done:
+                w = self._workers[wid]
                 del self._workers[wid]
+                if w.record:
+                    self._later(self.sandbox.finish, w.spec.job_id, w.record,
+                                self._last_of(w.spec))
                 self.adopted.discard(wid)
                 self._reported[wid] = now
             self._forget_reported(now)
@@ -256,15 +309,23 @@ class LocalExecutor:
                            if spec.gpu_fraction is not None or spec.gpu_memory_mib is not None
                            else self._nvml.devices(spec.devices))
             if reading is None:
-                reading = read_reported(util_file(spec.log_path), now)
+                reading = read_reported(util_path(spec), now)
             if reading is not None:
                 out[wid] = reading
         return out
+
+    def _later(self, fn: Any, *args: Any) -> None:
+        """Run a sandbox cleanup (podman, cgroup removal) off the control loop's path."""
+        thread = threading.Thread(target=fn, args=args, daemon=True)
+        thread.start()
+        self._cleanups = [t for t in self._cleanups if t.is_alive()] + [thread]
 
     def close(self) -> None:
         """Forget every worker; running ones keep running (they have their own sessions)."""
         with self._lock:
             self._closed = True
             self._workers.clear()
+        for thread in self._cleanups:
+            thread.join(30)
         if self._nvml is not None:
             self._nvml.close()

@@ -1,10 +1,12 @@
-"""Request and response models of tokens, role bindings, the audit log and project secrets."""
+"""Request and response models of tokens, role bindings, the audit log, project secrets and
+the Unix accounts of users."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints, field_validator
 
 from fairpool.auth.rbac import Role
 from fairpool.services.specs import Input
@@ -14,6 +16,9 @@ Subject = Annotated[str, StringConstraints(
     pattern=r"^(group:)?[A-Za-z0-9][A-Za-z0-9._@+-]{0,199}$")]
 Scope = Annotated[str, StringConstraints(pattern=r"^(\*|[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)$")]
 SecretName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+#: a Unix account name as useradd takes it by default (and no longer than 32)
+ACCOUNT = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+NOT_ROOT = "jobs never run as root; map the user to an unprivileged account"
 MAX_SECRET_BYTES = 32 * 1024
 MAX_SECRETS_PER_PROJECT = 100
 
@@ -85,3 +90,33 @@ class WhoAmI(BaseModel):
     token_id: str | None
     groups: list[str]
     bindings: list[dict[str, str]]
+
+
+def account_problem(account: str) -> str | None:
+    """What is wrong with ``account`` as the Unix account of a user's jobs (None: nothing)."""
+    if not ACCOUNT.fullmatch(account):
+        return (f"account {account[:40]!r} is not a Unix account name (lower-case letters, "
+                f"digits, '_' and '-', starting with a letter or '_', at most 32)")
+    if account == "root":
+        return NOT_ROOT
+    return None
+
+
+class AccountSet(Input):
+    account: Annotated[str, StringConstraints(pattern=ACCOUNT.pattern)] = Field(
+        description="the Unix account the user's jobs run as (run_as = user); never root")
+
+    @field_validator("account")
+    @classmethod
+    def _account(cls, account: str) -> str:
+        problem = account_problem(account)
+        if problem is not None:
+            raise ValueError(problem)
+        return account
+
+
+class AccountOut(BaseModel):
+    user: str
+    account: str
+    created_at: float
+    created_by: str | None

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from sqlalchemy import func, insert, select
@@ -41,6 +42,9 @@ def add_event(s: Session, job_id: str, kind: str, message: str, at: float | None
 
 def _request_hash(spec: JobSubmit) -> str:
     body = spec.model_dump(exclude={"client_key"})
+    for field, unset in (("image", None), ("mounts", [])):  # as hashed before they existed,
+        if body.get(field) == unset:  # so a key used before an upgrade still replays
+            body.pop(field, None)
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
@@ -89,6 +93,36 @@ def _check_fits_somewhere(store: Store, s: Session, spec: JobSubmit) -> None:
                       f"node has {memory} MiB")
 
 
+NO_MOUNTS = "this pool allows no mounts (an admin sets allowed_mount_roots)"
+
+
+def _within(path: str, roots: Sequence[str]) -> bool:
+    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
+
+
+def check_mounts(spec: JobSubmit, roots: Sequence[Path] | None) -> None:
+    """Every mount's source must be one of ``roots`` or under one: as written, and once the
+    symbolic links that exist on this machine are resolved (a link under a root that points
+    out of it is refused). Where nothing of the path exists here, both are the path itself."""
+    if not spec.mounts:
+        return
+    if not roots:
+        raise Invalid(NO_MOUNTS)
+    literal = [os.path.normpath(r) for r in roots]
+    resolved = [*literal, *(os.path.realpath(r) for r in roots)]
+    allowed = ", ".join(literal)
+    for m in spec.mounts:
+        source = os.path.normpath(m.source)
+        if not _within(source, literal):
+            raise Invalid(f"mount source {source} is not under an allowed mount root "
+                          f"(allowed: {allowed}); an admin sets allowed_mount_roots")
+        real = os.path.realpath(source)
+        if not _within(real, resolved):
+            raise Invalid(f"mount source {source} resolves to {real}, which is not under an "
+                          f"allowed mount root (allowed: {allowed}); an admin sets "
+                          f"allowed_mount_roots")
+
+
 class TooManyPending(ServiceError):
     status = 429
 
@@ -117,9 +151,11 @@ def _check_pending(store: Store, s: Session, project: str, max_pending: int | No
 
 
 def submit(store: Store, spec: JobSubmit, wake: Callable[[], None] | None = None, *,
-           actor: str = "system", max_pending: int | None = None, address: str = ""
-           ) -> tuple[JobOut, bool]:
-    """Queue a job; returns it and whether it was created (False: an idempotent replay)."""
+           actor: str = "system", max_pending: int | None = None, address: str = "",
+           mount_roots: Sequence[Path] | None = None) -> tuple[JobOut, bool]:
+    """Queue a job; returns it and whether it was created (False: an idempotent replay).
+    ``mount_roots``: the host directories mount sources must lie under (none: no mounts)."""
+    check_mounts(spec, mount_roots)
     try:
         pclass = resolve_priority_class(spec.priority, DEFAULT_PRIORITY_CLASSES)
     except ValueError as exc:
@@ -150,7 +186,8 @@ def submit(store: Store, spec: JobSubmit, wake: Callable[[], None] | None = None
         max_retries=spec.max_retries,
         max_runtime_s=spec.max_runtime_s or default_runtime,
         state=JobState.QUEUED.value, attempt=0, submitted_at=now, client_key=spec.client_key,
-        request_hash=digest, submitted_by=actor,
+        request_hash=digest, submitted_by=actor, image=spec.image,
+        mounts=[m.model_dump() for m in spec.mounts] or None,
     )
     try:
         with store.writing() as s:  # the job and its first event, written directly
@@ -195,7 +232,12 @@ def _describe(spec: JobSubmit) -> str:
         what = f"{spec.gpu_memory_mib} MiB of GPU memory"
     else:
         what = "no GPU"
-    return f"{spec.workers} × {what}, priority {spec.priority}"
+    text = f"{spec.workers} × {what}, priority {spec.priority}"
+    if spec.image is not None:
+        text += f", image {spec.image}"
+        if spec.mounts:
+            text += f", {len(spec.mounts)} mount" + ("s" if len(spec.mounts) > 1 else "")
+    return text
 
 
 def get_job(store: Store, job_id: str) -> JobOut:

@@ -7,6 +7,7 @@ from sqlalchemy import select
 from fairpool.domain import GPU_UNIT, JobState
 from fairpool.domain.resources import CPU_UNIT
 from fairpool.services.specs import DeviceOut, NodeOut
+from fairpool.store.convert import isolation_out
 from fairpool.store.db import Store
 from fairpool.store.models import JobRow, NodeRow
 
@@ -43,6 +44,6 @@ def list_nodes(store: Store, within: set[str] | None = None) -> list[NodeOut]:
             name=n.name, pool=n.pool, labels=dict(n.labels), simulated=n.simulated,
             ready=n.ready, cordoned=n.cordoned, cordon_until=n.cordon_until,
             cordon_reason=n.cordon_reason, cpus=n.cpu / CPU_UNIT, memory_mib=n.memory,
-            devices=devices,
+            devices=devices, isolation=isolation_out(n),
         ))
     return out

@@ -6,6 +6,7 @@ names the field and the rule, before anything is written.
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Annotated, Literal
 
@@ -144,6 +145,75 @@ class QueueUpdate(Input):
         return self
 
 
+MAX_MOUNTS = 32
+IMAGE = r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,254}$"
+#: container paths a job may not mount over: the kernel's and fairpool's own (the sandbox
+#: keeps its files under /run/fairpool)
+RESERVED_TARGETS = ("/proc", "/sys", "/dev", "/run/fairpool")
+MOUNTS_NEED_IMAGE = ("mounts need an image (--image): a job outside a container sees the "
+                     "host's files as its account allows")
+MountPath = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def _mount_path(what: str, path: str) -> str:
+    """Absolute and normalised, so what is checked is what gets mounted; no ``:`` or ``,``
+    (they separate the fields of podman's mount options) and no control characters."""
+    if not path.startswith("/"):
+        raise ValueError(f"mount {what} {path!r} must be an absolute path")
+    if ".." in path.split("/") or os.path.normpath(path) != path or path.startswith("//"):
+        normal = "/" + os.path.normpath(path).lstrip("/")
+        raise ValueError(f"mount {what} {path!r} must be a normalised path (no '..', '.', "
+                         f"'//' or trailing '/'): write {normal!r}")
+    found = re.search(r"[:,\x00-\x1f\x7f]", path)
+    if found is not None:
+        raise ValueError(f"mount {what} {path!r} must not contain {found.group()!r}")
+    return path
+
+
+class MountSpec(Input):
+    """A host directory or file bound into the job's container."""
+
+    source: MountPath = Field(description="absolute host path, under an allowed mount root")
+    target: MountPath = Field(description="absolute path inside the container")
+    read_only: bool = False
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, path: str) -> str:
+        return _mount_path("source", path)
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, path: str) -> str:
+        _mount_path("target", path)
+        if path == "/":
+            raise ValueError("mount target / would replace the container's whole file system")
+        for reserved in RESERVED_TARGETS:
+            if _under(path, reserved):
+                raise ValueError(f"mount target {path} is under {reserved}, which the "
+                                 f"container keeps for itself")
+        return path
+
+
+def parse_mount(text: str) -> MountSpec:
+    """``SRC:DST`` or ``SRC:DST:ro`` (the CLI's and the SDK's form); ValueError for another
+    form, pydantic's ValidationError for a path the rules refuse."""
+    parts = text.split(":")
+    if len(parts) == 3 and parts[2] == "ro":
+        read_only = True
+    elif len(parts) == 2:
+        read_only = False
+    else:
+        raise ValueError("--mount takes SRC:DST or SRC:DST:ro")
+    if not parts[0] or not parts[1]:
+        raise ValueError("--mount takes SRC:DST or SRC:DST:ro")
+    return MountSpec(source=parts[0], target=parts[1], read_only=read_only)
+
+
 class JobSubmit(Input):
     project: Name
     command: list[Annotated[str, StringConstraints(min_length=1, max_length=8192)]] = Field(
@@ -173,6 +243,12 @@ class JobSubmit(Input):
     client_key: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = Field(
         None, description="idempotency key: a resubmit with the same key returns the same job"
     )
+    image: Annotated[str, StringConstraints(pattern=IMAGE)] | None = Field(
+        None, description="run every worker in this OCI image with podman")
+    mounts: list[MountSpec] = Field(
+        default_factory=list, max_length=MAX_MOUNTS,
+        description="host paths bound into the container (needs image; sources under the "
+                    "pool's allowed mount roots)")
 
     @field_validator("command")
     @classmethod
@@ -212,11 +288,38 @@ class JobSubmit(Input):
             raise ValueError("ask for gpus, gpu_fraction or gpu_memory_mib, not several")
         return self
 
+    @model_validator(mode="after")
+    def _mounts(self) -> JobSubmit:
+        if self.mounts and self.image is None:
+            raise ValueError(MOUNTS_NEED_IMAGE)
+        seen: set[str] = set()
+        for m in self.mounts:
+            if m.target in seen:
+                raise ValueError(f"two mounts have the target {m.target}; give each its own")
+            seen.add(m.target)
+        return self
+
 
 class ResourcesOut(BaseModel):
     gpus: float
     cpus: float
     memory_mib: int
+
+
+class MountOut(BaseModel):
+    source: str
+    target: str
+    read_only: bool = False
+
+
+class IsolationOut(BaseModel):
+    """How a node confines jobs: full (every part in place), partial (``missing`` names what
+    is not) or none; the Unix account mode jobs run as; whether devices are simulated."""
+
+    level: str  # full | partial | none
+    run_as: str
+    missing: list[str] = Field(default_factory=list)
+    simulated_devices: bool = False
 
 
 class QueueOut(BaseModel):
@@ -279,6 +382,8 @@ class JobOut(BaseModel):
     retries: int = 0  # failed attempts retried so far
     max_runtime_s: float | None = None
     not_before: float | None = None  # waiting jobs: not scheduled before (retry backoff)
+    image: str | None = None
+    mounts: list[MountOut] = Field(default_factory=list)
 
 
 class EventOut(BaseModel):
@@ -314,3 +419,4 @@ class NodeOut(BaseModel):
     cpus: float
     memory_mib: int
     devices: list[DeviceOut]
+    isolation: IsolationOut | None = None

@@ -18,7 +18,15 @@ from fairpool.domain import (
 )
 from fairpool.domain.job import ANY_NODE, NodeSelector
 from fairpool.domain.resources import CPU_UNIT
-from fairpool.services.specs import IdlePolicyOut, JobOut, QueueOut, ResourcesOut, WorkerOut
+from fairpool.services.specs import (
+    IdlePolicyOut,
+    IsolationOut,
+    JobOut,
+    MountOut,
+    QueueOut,
+    ResourcesOut,
+    WorkerOut,
+)
 from fairpool.store.models import JobRow, NodeRow, QueueRow
 
 
@@ -107,7 +115,27 @@ def job_out(row: JobRow) -> JobOut:
         max_retries=row.max_retries or 0, retries=row.retries or 0,
         max_runtime_s=row.max_runtime_s,
         not_before=row.not_before if row.state in ("queued", "requeued") else None,
+        image=row.image,
+        mounts=[mount_out(m) for m in (row.mounts or ())],
     )
+
+
+def mount_out(m: dict[str, Any]) -> MountOut:
+    return MountOut(source=m["source"], target=m["target"],
+                    read_only=bool(m.get("read_only", False)))
+
+
+def isolation_out(row: NodeRow) -> IsolationOut | None:
+    """The node's isolation as its executor reported it (None: not reported); keys it lacks
+    read as unknown rather than failing the node list."""
+    iso = row.isolation
+    if not isinstance(iso, dict):
+        return None
+    missing = iso.get("missing")
+    return IsolationOut(
+        level=str(iso.get("level") or "unknown"), run_as=str(iso.get("run_as") or "unknown"),
+        missing=[str(m) for m in missing] if isinstance(missing, list) else [],
+        simulated_devices=bool(iso.get("simulated_devices", False)))
 
 
 def worker_out(w: dict[str, Any]) -> WorkerOut:

@@ -1,5 +1,6 @@
 """SQLAlchemy models: queues, nodes, jobs, job events, the store's change counter, and the
-security tables (API tokens, role bindings, the audit log and encrypted project secrets).
+security tables (API tokens, role bindings, the audit log, encrypted project secrets and the
+Unix accounts of users).
 
 Times are seconds since the epoch (floats) so that SQLite and PostgreSQL behave the same.
 Resources are stored in the domain's integer base units (milli-GPUs, millicores, MiB); a NULL
@@ -73,6 +74,8 @@ class NodeRow(Base):
     cordon_until: Mapped[float | None] = mapped_column(Float, nullable=True)  # None: until told
     cordon_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     updated_at: Mapped[float] = mapped_column(Float)
+    #: how the node confines jobs: {"level", "run_as", "missing", "simulated_devices"}
+    isolation: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)
 
 
 class JobRow(Base):
@@ -130,6 +133,10 @@ class JobRow(Base):
     #: the store generation of the last change the scheduler must see (see Store.bump); the
     #: control loop reads only jobs whose seq is newer than what it already holds
     seq: Mapped[int] = mapped_column(BigInteger, default=0, index=True)
+    #: the OCI image every worker runs in (None: no container)
+    image: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    #: host paths bound into the container: [{"source", "target", "read_only"}]
+    mounts: Mapped[list[Any] | None] = mapped_column(nullable=True)
 
 
 class JobEventRow(Base):
@@ -208,6 +215,17 @@ class SecretRow(Base):
     ciphertext: Mapped[str] = mapped_column(Text)
     updated_by: Mapped[str] = mapped_column(String(253))
     updated_at: Mapped[float] = mapped_column(Float)
+
+
+class UserAccountRow(Base):
+    """The Unix account a user's jobs run as (with ``run_as = "user"``), set by an admin."""
+
+    __tablename__ = "user_accounts"
+
+    user: Mapped[str] = mapped_column(String(253), primary_key=True)
+    account: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str | None] = mapped_column(String(253), nullable=True)
 
 
 class UsageRow(Base):

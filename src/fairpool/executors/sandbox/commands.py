@@ -1,0 +1,115 @@
+"""Command lines that start a worker in its sandbox.
+
+A process worker: ``sh`` puts itself into the worker's cgroup, then ``exec``s bubblewrap (new
+PID, IPC and mount namespaces: the host's file system with the data directory hidden, a fresh
+``/proc`` and a minimal ``/dev`` holding only the worker's GPUs, its job directory at
+``/run/fairpool/job`` and a private ``/tmp``), which runs ``setpriv``: the worker's uid and gid,
+no supplementary groups but the account's, no capabilities and ``no_new_privs``, then the
+command. Each part is left out where the machine or the settings do not offer it.
+
+A container worker: ``podman run`` of the job's image, with the worker's uid, its GPUs as
+devices, its job directory, working directory and allowed mounts, the host's network (so
+``torch.distributed`` rendezvous works across workers and nodes), podman's cgroup under the
+worker's (whose limits then hold for the container), and the output handed straight to the log
+(``passthrough``), so it keeps flowing if podman's client dies.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from .devices import Device
+from .identity import Account
+from .jobfiles import INSIDE
+
+#: joins the cgroups named before ``--``, then runs the rest (``$$`` of a new shell is its pid)
+CGJOIN = ('for f do if [ "$f" = -- ]; then shift; break; fi; echo $$ > "$f" || exit 125; '
+          'shift; done; exec "$@"')
+PODMAN_CONF = """[containers]
+default_ulimits = []
+[engine]
+cgroup_manager = "cgroupfs"
+runtime = "runc"
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Mount:
+    source: str
+    target: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """Where things are: the paths the sandbox hides and the worker's own."""
+
+    hide: tuple[str, ...]  # host directories the worker must not see (the data directory)
+    job_dir: str  # the job directory on the host
+    workdir: str | None
+    devices: tuple[Device, ...] = ()
+    mounts: tuple[Mount, ...] = field(default_factory=tuple)
+
+
+def cgroup_join(procs_files: Sequence[str]) -> list[str]:
+    if not procs_files:
+        return []
+    return ["/bin/sh", "-c", CGJOIN, "fairpool-cgjoin", *procs_files, "--"]
+
+
+def setpriv(path: str, account: Account) -> list[str]:
+    groups = ["--init-groups"] if account.init_groups else ["--clear-groups"]
+    return [path, f"--reuid={account.uid}", f"--regid={account.gid}", *groups,
+            "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
+
+
+def bubblewrap(path: str, layout: Layout, hide_stand_ins: str | None) -> list[str]:
+    argv = [path, "--die-with-parent", "--unshare-pid", "--unshare-ipc",
+            "--unshare-cgroup-try", "--bind", "/", "/", "--proc", "/proc", "--dev", "/dev",
+            "--tmpfs", "/dev/shm"]
+    for hidden in layout.hide:
+        argv += ["--tmpfs", hidden]
+    if hide_stand_ins is not None:
+        argv += ["--tmpfs", hide_stand_ins]
+    argv += ["--bind", layout.job_dir, INSIDE, "--bind", f"{layout.job_dir}/tmp", "/tmp"]
+    for device in layout.devices:
+        argv += ["--dev-bind", device.host, device.inside]
+    if layout.workdir is not None:
+        if layout.workdir == "/tmp" or layout.workdir.startswith("/tmp/"):
+            argv += ["--bind", layout.workdir, layout.workdir]  # back from under the private /tmp
+        argv += ["--chdir", layout.workdir]
+    return [*argv, "--"]
+
+
+def container_name(worker_id: str) -> str:
+    return "fairpool-" + re.sub(r"[^A-Za-z0-9_.-]", "-", worker_id)
+
+
+def podman_run(podman: str, *, worker_id: str, image: str, command: Sequence[str],
+               env: Mapping[str, str], env_file: str, account: Account | None, layout: Layout,
+               cgroup_parent: str | None, pull: str, pids_limit: int) -> list[str]:
+    """``podman run`` of one worker; its environment is read from ``env_file`` (root only), so
+    neither secrets nor a job's variables reach podman's own command line or environment."""
+    argv = [podman, "run", "--rm", "--name", container_name(worker_id), f"--pull={pull}",
+            "--network=host", "--log-driver=passthrough", "--init=false",
+            f"--pids-limit={pids_limit}", f"--env-file={env_file}",
+            "-v", f"{layout.job_dir}:{INSIDE}"]
+    if account is not None:
+        argv += [f"--user={account.uid}:{account.gid}"]
+    if cgroup_parent is not None:
+        argv += [f"--cgroup-parent={cgroup_parent}"]
+    for device in layout.devices:
+        argv += [f"--device={device.host}:{device.inside}:rwm"]
+    if layout.workdir is not None:
+        argv += ["-v", f"{layout.workdir}:{layout.workdir}", "-w", layout.workdir]
+    for m in layout.mounts:
+        argv += ["-v", f"{m.source}:{m.target}:{'ro' if m.read_only else 'rw'}"]
+    return [*argv, "--", image, *command]
+
+
+def env_file_text(env: Mapping[str, str]) -> str:
+    """podman's ``--env-file`` format: one NAME=value a line (values are single-line; a value
+    with a newline is refused before, by the caller)."""
+    return "".join(f"{k}={v}\n" for k, v in env.items())
