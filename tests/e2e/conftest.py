@@ -70,14 +70,21 @@ class Pool:
 
 
 def start_pool(tmp: Path, *extra: str, db: str | None = None, timeout: float = 30.0,
-               tls_cert: Path | None = None, env_extra: dict[str, str] | None = None) -> Pool:
+               tls_cert: Path | None = None, env_extra: dict[str, str] | None = None,
+               isolated: bool = False) -> Pool:
     """A ``fairpool up`` process; with ``tls_cert`` (and ``--tls-cert``/``--tls-key`` among
-    ``extra``) it serves HTTPS on localhost and clients trust that certificate."""
+    ``extra``) it serves HTTPS on localhost and clients trust that certificate.
+
+    Jobs run as the server's own account unless ``isolated``: these tests' jobs run this
+    interpreter and scripts in pytest's private temporary directories, which a job's own
+    account could not reach (tests/isolation runs the defaults)."""
     port = free_port()
     url = (f"https://localhost:{port}" if tls_cert is not None else f"http://127.0.0.1:{port}")
     env = dict(os.environ)
     env.update(XDG_CONFIG_HOME=str(tmp / "config"), XDG_DATA_HOME=str(tmp / "data"),
                FAIRPOOL_URL=url, COLUMNS="200", **(env_extra or {}))
+    if not isolated:
+        env.setdefault("FAIRPOOL_RUN_AS", "server")
     args = [str(BIN), "up", "--port", str(port), "--data-dir", str(tmp / "pool"),
             "--grace", "3", *extra]
     if db is not None:

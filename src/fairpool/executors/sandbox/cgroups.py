@@ -107,7 +107,7 @@ def _enable(directory: Path, controllers: Iterable[str]) -> None:
 
 
 def _write(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         os.write(fd, text.encode())
     finally:
@@ -200,15 +200,19 @@ class WorkerCgroup:
         return 0
 
     def hit_limit(self) -> bool:
-        """Whether the memory limit was reached (v1: a container's own cgroup, which counts
-        its OOM kills, is gone once it exits; its parent's failure counter remains)."""
+        """Whether the memory use reached the limit (v1: a container's own cgroup, which
+        counts its OOM kills, is gone once it exits; its parent's peak use remains)."""
         d = self.by_controller.get("memory")
         if d is None:
             return False
+        if self.version == "v2":
+            return self.oom_kills() > 0
         with contextlib.suppress(OSError, ValueError):
-            if self.version == "v2":
-                return self.oom_kills() > 0
-            return int((d / "memory.failcnt").read_text()) > 0
+            for prefix in ("memory.", "memory.memsw."):
+                limit = int((d / f"{prefix}limit_in_bytes").read_text())
+                peak = int((d / f"{prefix}max_usage_in_bytes").read_text())
+                if peak + (256 << 10) >= limit:
+                    return True
         return False
 
     def pids(self) -> list[int]:

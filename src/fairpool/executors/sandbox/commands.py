@@ -27,6 +27,9 @@ from .jobfiles import INSIDE
 #: joins the cgroups named before ``--``, then runs the rest (``$$`` of a new shell is its pid)
 CGJOIN = ('for f do if [ "$f" = -- ]; then shift; break; fi; echo $$ > "$f" || exit 125; '
           'shift; done; exec "$@"')
+#: the same, ignoring SIGTERM: bubblewrap's own processes must outlive the SIGTERM a stop sends
+#: to the worker's process group (the command gets it back with ``env --default-signal``)
+CGJOIN_KEEP = "trap '' TERM; " + CGJOIN
 PODMAN_CONF = """[containers]
 default_ulimits = []
 [engine]
@@ -53,10 +56,16 @@ class Layout:
     mounts: tuple[Mount, ...] = field(default_factory=tuple)
 
 
-def cgroup_join(procs_files: Sequence[str]) -> list[str]:
-    if not procs_files:
+def cgroup_join(procs_files: Sequence[str], keep_term: bool = False) -> list[str]:
+    if not procs_files and not keep_term:
         return []
-    return ["/bin/sh", "-c", CGJOIN, "fairpool-cgjoin", *procs_files, "--"]
+    return ["/bin/sh", "-c", CGJOIN_KEEP if keep_term else CGJOIN, "fairpool-cgjoin",
+            *procs_files, "--"]
+
+
+def default_term(env_path: str) -> list[str]:
+    """Give the command the default SIGTERM back (ignored by the processes before it)."""
+    return [env_path, "--default-signal=TERM"]
 
 
 def setpriv(path: str, account: Account) -> list[str]:
@@ -66,20 +75,22 @@ def setpriv(path: str, account: Account) -> list[str]:
 
 
 def bubblewrap(path: str, layout: Layout, hide_stand_ins: str | None) -> list[str]:
+    """bubblewrap's command line; what is hidden is mounted last, over whatever the binds
+    before it brought back (a working directory under /tmp is bound again over the private
+    /tmp, and may hold the data directory)."""
     argv = [path, "--die-with-parent", "--unshare-pid", "--unshare-ipc",
             "--unshare-cgroup-try", "--bind", "/", "/", "--proc", "/proc", "--dev", "/dev",
-            "--tmpfs", "/dev/shm"]
-    for hidden in layout.hide:
-        argv += ["--tmpfs", hidden]
-    if hide_stand_ins is not None:
-        argv += ["--tmpfs", hide_stand_ins]
-    argv += ["--bind", layout.job_dir, INSIDE, "--bind", f"{layout.job_dir}/tmp", "/tmp"]
+            "--tmpfs", "/dev/shm", "--bind", layout.job_dir, INSIDE,
+            "--bind", f"{layout.job_dir}/tmp", "/tmp"]
     for device in layout.devices:
         argv += ["--dev-bind", device.host, device.inside]
-    if layout.workdir is not None:
-        if layout.workdir == "/tmp" or layout.workdir.startswith("/tmp/"):
-            argv += ["--bind", layout.workdir, layout.workdir]  # back from under the private /tmp
-        argv += ["--chdir", layout.workdir]
+    workdir = layout.workdir
+    if workdir is not None and (workdir == "/tmp" or workdir.startswith("/tmp/")):
+        argv += ["--bind", workdir, workdir]  # back from under the private /tmp
+    for hidden in (*layout.hide, *([hide_stand_ins] if hide_stand_ins else [])):
+        argv += ["--perms", "0700", "--tmpfs", hidden]
+    if workdir is not None:
+        argv += ["--chdir", workdir]
     return [*argv, "--"]
 
 

@@ -92,6 +92,12 @@ def _bubblewrap(path: str | None) -> tuple[str | None, str]:
     """bubblewrap's path if it can make namespaces here, and why not otherwise."""
     if path is None:
         return None, "bubblewrap is not installed (Debian package bubblewrap)"
+    env_path = shutil.which("env") or "/usr/bin/env"
+    try:
+        subprocess.run([env_path, "--default-signal=TERM", "true"], check=True,
+                       capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None, "env(1) cannot reset signals (coreutils 8.31 or newer is needed)"
     try:
         done = subprocess.run([path, "--bind", "/", "/", "--unshare-pid", "--proc", "/proc",
                                "--dev", "/dev", "--", "/bin/true"], capture_output=True,
@@ -127,15 +133,16 @@ class Sandbox:
             raise ValueError(f"run_as={mode} needs setpriv (Debian package util-linux)")
         self.bwrap: str | None = None
         self.bwrap_missing = "off (namespaces = false)"
-        if config.namespaces and self.root:
-            self.bwrap, self.bwrap_missing = _bubblewrap(shutil.which("bwrap"))
+        if mode == "server":  # a job with the server's own rights would walk out of them
+            self.bwrap_missing = "not used for jobs that run as the server's account"
         elif config.namespaces:
-            self.bwrap_missing = "the server is not root"
+            self.bwrap, self.bwrap_missing = _bubblewrap(shutil.which("bwrap"))
         self.cgroups: cgroups.Support = cgroups.Support(None, missing=(
             "cgroups (off: cgroups = false)" if not config.cgroups else
             "cgroups (the server is not root)",))
         if config.cgroups and self.root:
             self.cgroups = cgroups.detect()
+        self.env = shutil.which("env") or "/usr/bin/env"
         self.podman = shutil.which("podman")
         if self.root:  # the sandbox's mount point of job directories, and stand-in devices
             Path(jobfiles.INSIDE).mkdir(parents=True, exist_ok=True)
@@ -149,6 +156,15 @@ class Sandbox:
             state_dir.mkdir(parents=True, exist_ok=True)
             self.podman_conf.write_text(commands.PODMAN_CONF)
         self._images: set[str] = set()  # images seen present (podman image exists)
+        self.reach_note = ""
+        if mode != "server" and self.bwrap is None:
+            # without a mount namespace a job reaches its folder through the data directory
+            with contextlib.suppress(OSError):
+                os.chmod(data_dir, 0o711)
+            if not all(os.stat(p).st_mode & 0o001 for p in data_dir.parents):
+                self.reach_note = (f"jobs cannot reach their folders: a directory above "
+                                   f"{data_dir} is not searchable by others (choose a data "
+                                   f"directory under one that is, or install bubblewrap)")
 
     # -- what the node offers -----------------------------------------------------------
     def report(self) -> dict[str, Any]:
@@ -161,6 +177,8 @@ class Sandbox:
                            ", not isolated from one another or from the server)")
         if self.bwrap is None:
             missing.append(f"PID and mount namespaces: {self.bwrap_missing}")
+        if self.reach_note:
+            missing.append(self.reach_note)
         missing.extend(self.cgroups.missing)
         if (self.cgroups.version is None or not self.cgroups.devices) and self.bwrap is None:
                 missing.append("GPU device confinement (needs the v1 device cgroup or a mount "
@@ -251,9 +269,9 @@ class Sandbox:
         try:
             if contained:
                 return self._container(spec, full, account, devices, group, record)
-            argv: list[str] = []
-            if group is not None:
-                argv += commands.cgroup_join(group.procs_files())
+            wrapped = self.bwrap is not None and job_dir is not None
+            argv = commands.cgroup_join([] if group is None else group.procs_files(),
+                                        keep_term=wrapped)
             if self.bwrap is not None and job_dir is not None:
                 layout = commands.Layout(hide=(str(self.data_dir),), job_dir=job_dir,
                                          workdir=spec.workdir, devices=tuple(devices))
@@ -262,7 +280,12 @@ class Sandbox:
                 argv += commands.bubblewrap(self.bwrap, layout, hide)
             if account is not None:
                 assert self.setpriv is not None
-                argv += commands.setpriv(self.setpriv, account)
+                # env runs the command once the account is taken, so that even the lookup of
+                # the program happens with the account's rights alone
+                argv += [*commands.setpriv(self.setpriv, account),
+                         *commands.default_term(self.env)]
+            elif wrapped:
+                argv += commands.default_term(self.env)
             return Launch([*argv, *spec.command], full, spec.workdir, record)
         except BaseException:
             if group is not None:
