@@ -28,5 +28,12 @@ def fresh_pg_database() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def busybox_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from tests.images import build_busybox_image
+
+    yield from build_busybox_image(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
     yield from fresh_pg_database()

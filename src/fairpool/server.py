@@ -77,7 +77,10 @@ def make_executor(settings: ServerSettings, nodes: list[NodeInfo]) -> tuple[Exec
                         gpu_resource=settings.ray_gpu_resource,
                         connect_timeout_s=settings.ray_connect_timeout_s))
     try:
-        ray_executor = RayExecutor(settings.ray_gpu_resource)
+        ray_executor = RayExecutor(settings.ray_gpu_resource, sandbox={
+            "passthrough": list(settings.env_passthrough), "pull": settings.image_pull,
+            "mount_roots": [str(r) for r in settings.allowed_mount_roots],
+            "pids_limit": settings.pids_limit})
     except BaseException:
         disconnect()
         raise

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import Pool, crash_and_restart, start_pool
+from tests.images import containers
 
-from .conftest import containers, needs_root
+from .conftest import needs_root
 
 pytestmark = [needs_root]
 

@@ -3,9 +3,12 @@ quota with reclaim working as on one machine."""
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
+
+import pytest
 
 from tests.e2e.conftest import reclaimed_borrowers
 from tests.e2e.test_jobs import TRAP
@@ -64,3 +67,30 @@ def test_quota_and_reclaim_on_ray(rp: RayPool) -> None:
         pool.client.cancel(job.id)
     for job in borrowers:
         pool.wait(job.id, {"cancelled"}, timeout=60)
+
+
+def test_a_job_in_an_image_runs_in_a_container_on_a_ray_node(rp: RayPool, busybox_image: str,
+                                                              tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the test image is in root's podman storage")
+    pool = rp.pool
+    job = pool.client.submit(project="vision", image=busybox_image, gpus=1, workers=2,
+                             workdir=str(tmp_path), env={"MINE": "yes"}, command=[
+                                 "sh", "-c", "echo rank=$RANK/$WORLD_SIZE node=$FAIRPOOL_NODE "
+                                 "mine=$MINE ray=$(env | grep -c ^RAY_) pwd=$(pwd); "
+                                 "cat /etc/passwd | head -1; ls /bin/busybox"])
+    assert pool.wait(job.id, {"succeeded", "failed"}, timeout=120) == "succeeded", (
+        pool.client.logs(job.id), [e.message for e in pool.client.events(job.id)])
+    for rank in (0, 1):
+        log = pool.client.logs(job.id, rank=rank)
+        assert f"rank={rank}/2" in log and "mine=yes" in log and f"pwd={tmp_path}" in log, log
+        assert "ray=0 " in log, log  # the host's environment does not reach the worker
+        assert "/bin/busybox" in log, log  # the image's files, not the node's
+    plain = pool.client.submit(project="vision", command=["sh", "-c", "env | grep -c ^RAY_"])
+    assert pool.wait(plain.id, {"succeeded", "failed"}, timeout=60) == "failed"  # grep: none
+    assert pool.client.logs(plain.id).strip() == "0"
+    missing = pool.client.submit(project="vision", image="localhost/not-there:1", max_retries=2,
+                                 command=["true"])
+    assert pool.wait(missing.id, {"failed"}, timeout=60) == "failed"
+    done = pool.client.job(missing.id)
+    assert done.retries == 0, [e.message for e in pool.client.events(missing.id)]

@@ -24,10 +24,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from fairpool.executors import sandbox as sandbox_package
 from fairpool.executors.base import NodeInfo, WorkerPhase, WorkerSpec, WorkerStatus, worker_env
 from fairpool.executors.local import exit_detail
 from fairpool.executors.utilisation import WorkerUsage
@@ -60,6 +61,8 @@ class _Worker:
     pid: int | None = None  # the worker's pid (and process group) on its node
     unavailable_since: float | None = None  # first "actor unavailable" answer in a row
     retry_at: float | None = None  # when to ask again after such an answer
+    sandbox: dict[str, Any] = field(default_factory=dict)  # env pass-through, image pull, ...
+    simulated: bool = False  # its node's GPUs are simulated (no device nodes to pass in)
 
     def call(self, long_poll_s: float) -> Any:
         """(Re)issue the worker's outstanding call: ``run`` until it started, then ``next``;
@@ -68,7 +71,16 @@ class _Worker:
             return self.host.next.remote(self.spec.worker_id, long_poll_s)
         return self.host.run.remote(self.spec.worker_id, list(self.spec.command),
                                     {**self.spec.env, **worker_env(self.spec)},
-                                    self.spec.workdir)
+                                    self.spec.workdir, self.options)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """What the host needs besides the command: the sandbox settings and, for a job in an
+        image, the image, its mounts, the worker's GPUs and its job directory."""
+        spec = self.spec
+        return {**self.sandbox, "image": spec.image, "mounts": [list(m) for m in spec.mounts],
+                "devices": list(spec.devices), "job_dir": spec.job_dir,
+                "simulated": self.simulated}
 
 
 @dataclass(slots=True)
@@ -96,9 +108,14 @@ class RayExecutor:
         idle_host_s: float = 60.0,
         probe_timeout_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        sandbox: dict[str, Any] | None = None,
     ) -> None:
         ray: Any = importlib.import_module("ray")  # Ray's type hints are partial: use it as Any
         ray.cloudpickle.register_pickle_by_value(host_module)  # nodes need no fairpool install
+        ray.cloudpickle.register_pickle_by_value(sandbox_package)
+        #: settings of the sandbox on the nodes (``env_passthrough``, ``image_pull``,
+        #: ``mount_roots``, ``pids_limit``)
+        self.sandbox = dict(sandbox or {})
         self._ray = ray
         self._host_cls = ray.remote(num_cpus=0, num_gpus=0, max_concurrency=4,
                                     max_restarts=0)(host_module.WorkerHost)
@@ -154,7 +171,9 @@ class RayExecutor:
                     f"cannot open log file {worker.log_path}: {exc}"))
                 return
             try:
-                w = _Worker(worker, node_id, self._take_host(node_id), None, out)
+                w = _Worker(worker, node_id, self._take_host(node_id), None, out,
+                            sandbox=self.sandbox,
+                            simulated=self._nodes[node_id].info.simulated)
                 w.ref = w.call(self.long_poll_s)
             except BaseException:
                 out.close()
@@ -325,8 +344,8 @@ class RayExecutor:
             detail = str(result.get("error", "did not start"))
             with contextlib.suppress(OSError):
                 w.log.write(f"fairpool: worker {wid}: {detail}\n".encode())
-            self._end(w, WorkerStatus(wid, WorkerPhase.EXITED, int(result["code"]), detail),
-                      reuse=True)
+            self._end(w, WorkerStatus(wid, WorkerPhase.EXITED, int(result["code"]), detail,
+                                      final=bool(result.get("final"))), reuse=True)
             return
         data, code, killed = result
         if data:
@@ -336,8 +355,13 @@ class RayExecutor:
             with self._lock:
                 w.ref = w.call(self.long_poll_s)
             return
-        self._end(w, WorkerStatus(wid, WorkerPhase.EXITED, int(code),
-                                  exit_detail(int(code), bool(killed))), reuse=True)
+        detail, final = exit_detail(int(code), bool(killed)), False
+        if w.spec.image is not None and int(code) == 125:
+            detail, final = (f"podman could not run image {w.spec.image} on node {w.spec.node} "
+                             f"(exit 125: not there, cannot be pulled, or refused; the log says "
+                             f"why)"), True
+        self._end(w, WorkerStatus(wid, WorkerPhase.EXITED, int(code), detail, final=final),
+                  reuse=True)
 
     def _end(self, w: _Worker, status: WorkerStatus, *, reuse: bool) -> None:
         with self._lock:
@@ -379,7 +403,7 @@ class RayExecutor:
                         self._ray.kill(probe.host, no_restart=True)
 
     def _add(self, node_id: str, entry: dict[str, Any], probed: list[dict[str, Any]]) -> None:
-        info = node_info(entry, self.gpu_resource, probed)
+        info = replace(node_info(entry, self.gpu_resource, probed), isolation=RAY_ISOLATION)
         old = self._nodes.get(node_id)
         if old is not None and old.info.name != info.name:
             self._by_name.pop(old.info.name, None)
@@ -451,6 +475,16 @@ class RayExecutor:
         for host in stale:
             with contextlib.suppress(Exception):
                 self._ray.kill(host, no_restart=True)
+
+
+#: what a Ray node enforces: a clean environment and, for jobs with an image, a container; the
+#: workers run as the account of the node's raylet
+RAY_ISOLATION: dict[str, Any] = {
+    "level": "none", "run_as": "ray",
+    "missing": ["an account per job (workers run as the Ray node's own account and are not "
+                "isolated from one another; give jobs an image to run them in containers)",
+                "cgroups (the memory and CPU requests are not enforced on Ray nodes)"],
+    "simulated_devices": False, "containers": True}
 
 
 def _first_line(exc: BaseException) -> str:

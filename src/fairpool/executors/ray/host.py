@@ -11,8 +11,13 @@ host (``PR_SET_PDEATHSIG``), so a host that Ray kills leaves no orphan behind. I
 in memory until the executor collects it with :meth:`WorkerHost.next`, a long poll that returns
 as soon as there is output or the worker has exited.
 
-This module imports only the standard library: the executor ships it to the nodes by value, so
-nodes need Ray and Python but not fairpool.
+The worker's environment is built from nothing (:mod:`fairpool.executors.sandbox.environment`):
+the host's own, Ray's included, never reaches it but for the names an admin passes through. A
+job with an image runs in it through the node's podman (:mod:`.sandbox.commands`): its GPUs as
+devices, its working directory, job directory and allowed mounts, the host's network.
+
+This module and the sandbox's import only the standard library: the executor ships them to the
+nodes by value, so nodes need Ray and Python but not fairpool.
 """
 
 from __future__ import annotations
@@ -20,12 +25,17 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from typing import Any
+
+from fairpool.executors.sandbox import commands, environment
+from fairpool.executors.sandbox.devices import real_gpus
 
 PR_SET_PDEATHSIG = 1
 #: Output kept per worker while nobody collects it; beyond it the oldest output is dropped.
@@ -60,6 +70,8 @@ class _Run:
         self.killed = False  # SIGKILL sent after the stop grace period
         self.stop_requested = False
         self.kill_at: float | None = None  # monotonic time of the SIGKILL, once stopped
+        self.container: str | None = None  # the worker's podman container, if in an image
+        self.env_file: str | None = None
 
     def append(self, data: bytes) -> None:
         with self.cond:
@@ -87,8 +99,10 @@ class WorkerHost:
         self._preexec = _die_with_parent_fn()
 
     def run(self, worker_id: str, argv: list[str], env: dict[str, str],
-            workdir: str | None) -> dict[str, Any]:
-        """Start the worker; returns ``{"pid", "node_ip"}`` or ``{"code", "error"}``."""
+            workdir: str | None, options: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Start the worker; returns ``{"pid", "node_ip"}`` or ``{"code", "error"}`` (with
+        ``"final": True`` when no retry could help)."""
+        options = options or {}
         with self._lock:
             # earlier workers of this host are over: forget them (and stops that came late)
             self._runs = {k: r for k, r in self._runs.items() if k == worker_id}
@@ -98,27 +112,78 @@ class WorkerHost:
             if run.stop_requested:  # stopped before it started: never start it
                 run.code = -signal.SIGTERM
                 return {"code": run.code, "error": "stopped before it started"}
-            base = dict(os.environ)
-            if base.get("OMP_NUM_THREADS") == "1":  # Ray's default for a CPU-less actor
-                del base["OMP_NUM_THREADS"]
-            full_env = {**base, **env}
+            base = environment.base_env(os.environ, name=None, home=None)
+            full_env = environment.layered(base, os.environ, options.get("passthrough", ()),
+                                           {}, env, {})
             if full_env.get("MASTER_PORT") == "0":  # a single worker: any free port here
                 full_env["MASTER_PORT"] = str(self.free_port())
+            popen_env, cwd = full_env, workdir
             try:
                 if workdir is not None and not os.path.isdir(workdir):
                     raise FileNotFoundError(f"working directory {workdir} does not exist on "
                                             f"this node")
+                if options.get("image"):
+                    argv, popen_env = self._container(run, argv, full_env, workdir, options)
+                    cwd = None
                 run.proc = subprocess.Popen(
-                    argv, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL, cwd=workdir, start_new_session=True,
+                    argv, env=popen_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL, cwd=cwd, start_new_session=True,
                     preexec_fn=self._preexec,  # only a prctl call, safe in a threaded parent
                 )
+            except _Refused as exc:
+                run.code = EXIT_CANNOT_EXECUTE
+                return {"code": run.code, "error": str(exc), "final": True}
             except (OSError, ValueError, subprocess.SubprocessError) as exc:
                 run.code = EXIT_NOT_FOUND if isinstance(exc, FileNotFoundError) else (
                     EXIT_CANNOT_EXECUTE)
                 return {"code": run.code, "error": f"cannot start {argv!r}: {exc}"}
         threading.Thread(target=self._watch, args=(run,), daemon=True).start()
         return {"pid": run.proc.pid, "node_ip": _node_ip()}
+
+    def _container(self, run: _Run, argv: list[str], env: dict[str, str], workdir: str | None,
+                   options: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
+        """``podman run`` of the worker in its image, and podman's own environment."""
+        podman = shutil.which("podman")
+        image = str(options["image"])
+        if podman is None:
+            raise _Refused(f"the job runs in image {image} but podman is not installed on "
+                           f"this node")
+        private = tempfile.mkdtemp(prefix="fairpool-host-")  # mode 0700
+        conf = os.path.join(private, "containers.conf")
+        with open(conf, "w") as f:
+            f.write(commands.PODMAN_CONF)
+        podman_env = {k: os.environ[k] for k in ("PATH", "HOME", "XDG_RUNTIME_DIR")
+                      if k in os.environ}
+        podman_env["CONTAINERS_CONF"] = os.environ.get("CONTAINERS_CONF", conf)
+        pull = str(options.get("pull", "missing"))
+        if pull == "never" and subprocess.run([podman, "image", "exists", image],
+                                              capture_output=True, env=podman_env,
+                                              timeout=60).returncode != 0:
+            raise _Refused(f"image {image} is not on this node and image_pull is never: load "
+                           f"it there (podman load / podman pull)")
+        roots = [str(r) for r in options.get("mount_roots", ())]
+        mounts = []
+        for source, target, read_only in options.get("mounts", ()):
+            real = os.path.realpath(source)
+            if not any(real == r or real.startswith(r.rstrip("/") + "/") for r in roots):
+                raise _Refused(f"mount source {source} is not under an allowed mount root")
+            mounts.append(commands.Mount(real, str(target), bool(read_only)))
+        job_dir = options.get("job_dir") or os.path.join(private, "job")
+        for sub in ("", "checkpoint", "home", "tmp"):
+            os.makedirs(os.path.join(job_dir, sub), exist_ok=True)
+        devices = [] if options.get("simulated") else real_gpus(options.get("devices", ()))
+        env_file = os.path.join(private, "env")
+        with open(os.open(env_file, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+            f.write(commands.env_file_text({k: v for k, v in env.items() if k != "PATH"}))
+        layout = commands.Layout(hide=(), job_dir=job_dir, workdir=workdir,
+                                 devices=tuple(devices), mounts=tuple(mounts))
+        run.container = commands.container_name(run.worker_id)
+        run.env_file = private
+        return commands.podman_run(podman, worker_id=run.worker_id, image=image, command=argv,
+                                   env=env, env_file=env_file, account=None, layout=layout,
+                                   cgroup_parent=None, pull=pull,
+                                   pids_limit=int(options.get("pids_limit", 4096))
+                                   ), podman_env
 
     def _watch(self, run: _Run) -> None:
         proc = run.proc
@@ -127,6 +192,7 @@ class WorkerHost:
         reader.start()
         code = proc.wait()
         reader.join(2.0)  # a daemon the worker left behind may keep the pipe open: stop waiting
+        _remove_container(run)
         with run.cond:
             run.code = code
             run.cond.notify_all()
@@ -183,6 +249,7 @@ class WorkerHost:
         if run.proc is not None and run.proc.poll() is None:
             run.killed = True
             run.signal(signal.SIGKILL)
+            _remove_container(run)  # it outlives podman's client
 
     def kill_group(self, pgid: int) -> None:
         """SIGKILL a process group left on this node by a host that died (its worker's
@@ -224,6 +291,25 @@ class WorkerHost:
         finally:
             with contextlib.suppress(Exception):
                 pynvml.nvmlShutdown()
+
+
+class _Refused(Exception):
+    """The worker cannot run as asked on this node (no retry would help)."""
+
+
+def _remove_container(run: _Run) -> None:
+    podman = shutil.which("podman")
+    if run.container is not None and podman is not None:
+        env = {k: os.environ[k] for k in ("PATH", "HOME") if k in os.environ}
+        if run.env_file is not None:
+            env["CONTAINERS_CONF"] = os.environ.get(
+                "CONTAINERS_CONF", os.path.join(run.env_file, "containers.conf"))
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run([podman, "rm", "-f", "--time", "0", "--ignore", run.container],
+                           capture_output=True, env=env, timeout=60)
+    if run.env_file is not None:
+        shutil.rmtree(run.env_file, ignore_errors=True)
+        run.env_file = None
 
 
 def _node_ip() -> str:
