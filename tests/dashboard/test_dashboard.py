@@ -225,6 +225,9 @@ def test_admin_sees_the_pool_and_cancels_a_job(chromium: WebDriver | None, org: 
     assert half.get_attribute("data-share") == "0.5"
     assert half.text == "0.5"
     assert "simulated" in text(driver, ".node .card-head")
+    # this pool runs jobs as the server's own account: the page says they are not isolated
+    assert find(driver, ".node [data-isolation]").get_attribute("data-isolation") == "none"
+    assert "not isolated" in text(driver, ".node .isolation-note")
     assert text(driver, "#stat-gpus") == "4"
     assert text(driver, "#stat-allocated").startswith("2.75")
     shot(driver, "03-overview")

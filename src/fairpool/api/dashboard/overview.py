@@ -53,6 +53,8 @@ class NodeCard:
     cordoned: bool
     labels: dict[str, str]
     tiles: list[Tile] = field(default_factory=list)
+    isolation: str = "unknown"  # full, partial, none (as the node reported it)
+    isolation_note: str = ""  # what is missing, or that jobs are not isolated
 
     @property
     def used(self) -> float:
@@ -111,6 +113,11 @@ def build(nodes: list[NodeOut], jobs: list[JobOut], queues: list[QueueOut],
     cards = []
     for n in nodes:
         card = NodeCard(n.name, n.pool, n.simulated, n.ready, n.cordoned, dict(n.labels))
+        if n.isolation is not None:
+            card.isolation = n.isolation.level
+            card.isolation_note = ("jobs run as the server's account and are not isolated "
+                                   "from one another" if n.isolation.level == "none" else
+                                   "; ".join(n.isolation.missing))
         for d in n.devices:
             card.tiles.append(Tile(d.index, d.model, d.memory_mib, d.used,
                                    _segments(n.name, d.index, d.used, d.holders, shares,
