@@ -1,19 +1,40 @@
 """End-to-end throughput: trivial jobs (``true``) through the REST API, the scheduler and the
-local executor, side by side with Slurm on the same machine.
+local executor, side by side with Slurm on the same machine; and the cost of the sandbox.
 
     python benchmarks/throughput.py [--jobs 2000] [--gpus 8] [--submitters 4] [--skip-slurm]
+        [--container-jobs 100] [--rounds 3] [--skip-isolation] [--skip-container]
 
 fairpool: a fresh ``fairpool up --simulate-gpus 8`` (SQLite, local executor); ``--jobs`` 1-GPU
 jobs are submitted over REST by ``--submitters`` threads; the drain rate is jobs / (first submit
 → last job finished). Submit → running latency is measured twice: for the drain (queueing
 included) and, the headline, with free capacity (jobs submitted one at a time on an idle pool).
 Slurm: ../shared/peers/slurm (slurmctld + slurmd, 8 fake GPUs), ``sbatch --gres=gpu:1 --wrap
-true`` for the same number of jobs. Prints one JSON object.
+true`` for the same number of jobs.
+
+Isolation (``isolated_*`` against ``unisolated_*``): two more servers, run side by side, one with
+isolation off (``FAIRPOOL_RUN_AS=server FAIRPOOL_CGROUPS=false``), one with the defaults (on a
+root server: a transient uid, a cgroup and bubblewrap per worker); both run ``/bin/true`` in a
+directory every account can search. ``isolation_added_p50_ms`` is the difference of their
+submit → running medians (free capacity).
+
+Containers (``container_*``): the same job with ``image`` (a busybox image built here with
+``podman import`` and removed afterwards; ``FAIRPOOL_IMAGE_PULL=never``) on the default server,
+beside ``podman run --rm --pull=never --network=host --log-driver=passthrough IMAGE true`` run
+directly (``podman_run_true_*``) with the same ``CONTAINERS_CONF``. A job counts as running once
+its worker (here: podman) has been started, so the comparison with ``podman run`` is submit →
+finished: ``container_added_over_podman_p50_ms`` is the container job's submit → finished median
+minus ``podman run``'s. ``container_run_p50_ms`` is the job's running → finished median.
+
+The samples of all of these are taken in turn (one job of each, the order rotating), the drains
+in ``--rounds`` rounds of ``--jobs`` / rounds jobs (``--container-jobs`` / rounds for the
+container), alternating; drain rates are the medians of the rounds, latencies are over all
+samples. Prints one JSON object on stdout; progress goes to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -24,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -33,6 +55,11 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 SLURM = ROOT.parent / "shared" / "peers" / "slurm"
 FINAL = {"succeeded", "failed", "cancelled"}
+ROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+BUSYBOX = "/bin/busybox"
+#: what the sandbox settings of the servers below are made of: none of the caller's
+SANDBOX_VARS = ("FAIRPOOL_RUN_AS", "FAIRPOOL_CGROUPS", "FAIRPOOL_NAMESPACES",
+                "FAIRPOOL_IMAGE_PULL", "FAIRPOOL_ENV_PASSTHROUGH", "CONTAINERS_CONF")
 
 
 def free_port() -> int:
@@ -48,6 +75,10 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def say(text: str) -> None:
+    print(f"throughput: {text}", file=sys.stderr, flush=True)
+
+
 #: the bearer token of the server started last (its first start's admin token)
 HEADERS: dict[str, str] = {}
 
@@ -55,12 +86,16 @@ HEADERS: dict[str, str] = {}
 class Server:
     """A fresh ``fairpool up`` with ``up_args`` (the inventory) and a data directory of its own."""
 
-    def __init__(self, up_args: list[str], workdir: Path, timeout: float = 30) -> None:
+    def __init__(self, up_args: list[str], workdir: Path, timeout: float = 30,
+                 env: Mapping[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.data_dir = workdir / "pool"
+        self.headers: dict[str, str] = {}
         # the per-token submit rate limit guards a shared pool against one user; this measures
         # the scheduler, so it is off
-        env = dict(os.environ, XDG_CONFIG_HOME=str(workdir / "cfg"), FAIRPOOL_SUBMIT_RATE="0")
+        env = dict(os.environ if env is None else env, XDG_CONFIG_HOME=str(workdir / "cfg"),
+                   FAIRPOOL_SUBMIT_RATE="0")
         exe = Path(sys.executable).with_name("fairpool")
         self.log = (workdir / "server.log").open("wb")
         self.proc = subprocess.Popen(
@@ -73,6 +108,7 @@ class Server:
                 if httpx.get(self.url + "/health", timeout=1).status_code == 200:
                     token = (workdir / "pool" / "admin-token").read_text().strip()
                     HEADERS["Authorization"] = f"Bearer {token}"
+                    self.headers = {"Authorization": f"Bearer {token}"}
                     return
             except httpx.HTTPError:
                 time.sleep(0.1)
@@ -86,14 +122,16 @@ class Server:
             os.killpg(self.proc.pid, signal.SIGKILL)
 
 
-def drain(url: str, jobs: int, submitters: int, project: str = "p"
+def drain(url: str, jobs: int, submitters: int, project: str = "p",
+          body: Mapping[str, Any] | None = None, headers: Mapping[str, str] | None = None
           ) -> tuple[float, float, list[dict[str, Any]]]:
-    """Submit ``jobs`` trivial 1-GPU jobs from ``submitters`` threads and wait for all to end.
-    Returns (first submit, last submit, the jobs as the API shows them at the end)."""
-    body = {"project": project, "command": ["true"], "gpus": 1}
+    """Submit ``jobs`` trivial 1-GPU jobs (or ``body``) from ``submitters`` threads and wait for
+    all to end. Returns (first submit, last submit, the jobs as the API shows them at the end)."""
+    body = body or {"project": project, "command": ["true"], "gpus": 1}
+    headers = HEADERS if headers is None else headers
 
     def submit_many(n: int) -> list[str]:
-        with httpx.Client(base_url=url, timeout=60, headers=HEADERS) as c:
+        with httpx.Client(base_url=url, timeout=60, headers=headers) as c:
             return [c.post("/api/v1/jobs", json=body).json()["id"] for _ in range(n)]
 
     start = time.time()
@@ -101,7 +139,7 @@ def drain(url: str, jobs: int, submitters: int, project: str = "p"
     with ThreadPoolExecutor(submitters) as pool:
         ids = {i for part in pool.map(submit_many, share) for i in part}
     submitted = time.time()
-    with httpx.Client(base_url=url, timeout=60, headers=HEADERS) as http:
+    with httpx.Client(base_url=url, timeout=60, headers=headers) as http:
         while True:
             states = http.get("/api/v1/jobs", params={"project": project, "limit": 10_000}
                               ).json()
@@ -111,8 +149,9 @@ def drain(url: str, jobs: int, submitters: int, project: str = "p"
             time.sleep(0.2)
 
 
-def make_project(url: str, gpus: int) -> None:
-    with httpx.Client(base_url=url, timeout=60, headers=HEADERS) as http:
+def make_project(url: str, gpus: int, headers: Mapping[str, str] | None = None) -> None:
+    with httpx.Client(base_url=url, timeout=60,
+                      headers=HEADERS if headers is None else headers) as http:
         http.post("/api/v1/departments", json={"name": "bench", "quota": {"gpus": gpus}})
         http.post("/api/v1/projects", json={"name": "p", "department": "bench",
                                             "quota": {"gpus": gpus}})

@@ -99,6 +99,9 @@ def up(
     tls_key: Annotated[Path | None, typer.Option(help="the certificate's key (PEM)")] = None,
     config: Annotated[Path | None, typer.Option(
         help="TOML file of settings (flags and FAIRPOOL_* variables win over it)")] = None,
+    run_as: Annotated[str | None, typer.Option(
+        help="the Unix account of jobs: auto, dynamic, user, project or server "
+             "[default: auto: dynamic when root, else server]")] = None,
 ) -> None:
     """Start the pool: the REST API, and the scheduler with the local or Ray executor."""
     from fairpool.config import load_server_settings
@@ -110,7 +113,7 @@ def up(
                        ("simulate_gpus", simulate_gpus), ("nodes_file", nodes_file),
                        ("ray_address", ray_address), ("ray_gpu_resource", ray_gpu_resource),
                        ("ray_token_file", ray_token_file), ("tls_cert", tls_cert),
-                       ("tls_key", tls_key)):
+                       ("tls_key", tls_key), ("run_as", run_as)):
         if value is not None:
             values[key] = value
     from sqlalchemy.exc import SQLAlchemyError
