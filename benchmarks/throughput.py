@@ -197,6 +197,233 @@ def run_fairpool(jobs: int, gpus: int, submitters: int, latency_jobs: int) -> di
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
+# -- the sandbox's cost ----------------------------------------------------------------------
+
+@contextlib.contextmanager
+def busybox_image(work: Path, env: Mapping[str, str]) -> Iterator[str]:
+    """A tiny OCI image (Debian's static busybox, ``podman import``ed: no registry needed) in
+    root's podman storage; removed afterwards."""
+    image = f"localhost/fairpool-bench-busybox:{os.getpid()}"
+    root = work / "rootfs"
+    (root / "bin").mkdir(parents=True)
+    for name in ("etc", "tmp", "proc", "sys", "dev"):
+        (root / name).mkdir()
+    os.chmod(root / "tmp", 0o1777)
+    shutil.copy(BUSYBOX, root / "bin" / "busybox")
+    for applet in ("sh", "true"):
+        (root / "bin" / applet).symlink_to("busybox")
+    (root / "etc" / "passwd").write_text("root:x:0:0:root:/:/bin/sh\n")
+    (root / "etc" / "group").write_text("root:x:0:\n")
+    subprocess.run(["tar", "-C", str(root), "-cf", str(work / "rootfs.tar"), "."], check=True)
+    subprocess.run(["podman", "import", "--change", "ENV PATH=/bin", "--change",
+                    'CMD ["/bin/sh"]', str(work / "rootfs.tar"), image], check=True,
+                   env=dict(env), capture_output=True)
+    try:
+        yield image
+    finally:
+        subprocess.run(["podman", "rmi", "-f", image], env=dict(env), capture_output=True)
+
+
+def podman_run_true(image: str, env: Mapping[str, str]) -> float:
+    """Wall time (ms) of one ``podman run --rm IMAGE true``, as fairpool's run has it."""
+    began = time.perf_counter()
+    subprocess.run(["podman", "run", "--rm", "--pull=never", "--network=host",
+                    "--log-driver=passthrough", image, "true"], check=True, env=dict(env),
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    return (time.perf_counter() - began) * 1000
+
+
+class Mode:
+    """One way of running the trivial job: a server and the job's body; its samples."""
+
+    def __init__(self, name: str, server: Server, body: dict[str, Any]) -> None:
+        self.name, self.server, self.body = name, server, body
+        self.http = httpx.Client(base_url=server.url, timeout=60, headers=server.headers)
+        self.running: list[float] = []  # submit → running, ms (free capacity)
+        self.finished: list[float] = []  # submit → finished, ms
+        self.run: list[float] = []  # running → finished, ms
+        self.rates: list[float] = []  # drain rate of each round, jobs/s
+        self.drained: list[float] = []  # submit → running in the drains, ms
+        self.jobs = self.succeeded = 0
+        self.failures: list[str] = []
+
+    def one(self) -> dict[str, Any]:
+        """Submit one job on an idle pool and wait for its end (the timestamps are the
+        server's, so the poll's pace does not count); then for the worker's cleanup."""
+        job = self.http.post("/api/v1/jobs", json=self.body).json()
+        while True:
+            got: dict[str, Any] = self.http.get(f"/api/v1/jobs/{job['id']}").json()
+            if got["state"] in FINAL:
+                break
+            time.sleep(0.01)
+        if got["state"] != "succeeded" and len(self.failures) < 3:
+            self.failures.append(f"{got['state']}: {got.get('exit_code')}")
+        self.settle()
+        return got
+
+    def settle(self, timeout: float = 10) -> None:
+        """Wait for the container cleanup (``podman rm``, run after the job has ended) so that
+        it does not weigh on the next sample: it deletes the worker's env file last but one."""
+        run = self.server.data_dir / "run"
+        deadline = time.time() + timeout
+        while self.body.get("image") and any(run.glob("*.env")) and time.time() < deadline:
+            time.sleep(0.01)
+
+    def sample(self) -> None:
+        got = self.one()
+        if got["started_at"] is None or got["finished_at"] is None:
+            return
+        self.running.append((got["started_at"] - got["submitted_at"]) * 1000)
+        self.finished.append((got["finished_at"] - got["submitted_at"]) * 1000)
+        self.run.append((got["finished_at"] - got["started_at"]) * 1000)
+
+    def drain_round(self, jobs: int, submitters: int) -> None:
+        start, _, mine = drain(self.server.url, jobs, submitters, body=self.body,
+                               headers=self.server.headers)
+        self.settle(60)
+        end = max(j["finished_at"] or start for j in mine)
+        self.rates.append(jobs / (end - start))
+        self.drained += [(j["started_at"] - j["submitted_at"]) * 1000 for j in mine
+                         if j["started_at"] is not None]
+        self.jobs += jobs
+        self.succeeded += sum(1 for j in mine if j["state"] == "succeeded")
+
+    def isolation(self) -> str:
+        nodes = self.http.get("/api/v1/nodes").json()
+        levels = {(n.get("isolation") or {}).get("level") for n in nodes}
+        return ",".join(sorted(str(level) for level in levels))
+
+    def result(self) -> dict[str, object]:
+        n = self.name
+        out: dict[str, object] = {
+            f"{n}_isolation": self.isolation(),
+            f"{n}_samples": len(self.running),
+            f"{n}_submit_to_running_p50_ms": round(pct(self.running, 0.5), 1),
+            f"{n}_submit_to_running_p99_ms": round(pct(self.running, 0.99), 1),
+            f"{n}_submit_to_finished_p50_ms": round(pct(self.finished, 0.5), 1),
+            f"{n}_submit_to_finished_p99_ms": round(pct(self.finished, 0.99), 1),
+        }
+        if n == "container":
+            out[f"{n}_run_p50_ms"] = round(pct(self.run, 0.5), 1)
+        out.update({
+            f"{n}_jobs": self.jobs,
+            f"{n}_succeeded": self.succeeded,
+            f"{n}_drain_jobs_per_s": round(statistics.median(self.rates), 1) if self.rates
+            else None,
+            f"{n}_drain_submit_to_running_p50_ms": round(pct(self.drained, 0.5), 1),
+            f"{n}_drain_submit_to_running_p99_ms": round(pct(self.drained, 0.99), 1),
+        })
+        if self.failures:
+            out[f"{n}_failures"] = self.failures
+        return out
+
+
+def run_sandbox(jobs: int, gpus: int, submitters: int, latency_jobs: int, container_jobs: int,
+                rounds: int, isolation: bool, container: bool) -> dict[str, object]:
+    """Isolation off against the defaults, and a container job against ``podman run``."""
+    work = Path(tempfile.mkdtemp(prefix="fairpool-bench-"))
+    # the jobs' working directory: every account must reach it (a transient uid's job does)
+    jobdir = Path(tempfile.mkdtemp(prefix="fairpool-bench-jobs-"))
+    os.chmod(jobdir, 0o755)
+    clean = {k: v for k, v in os.environ.items() if k not in SANDBOX_VARS}
+    podman_env = {"PATH": ROOT_PATH, "HOME": os.environ.get("HOME", "/root"),
+                  "CONTAINERS_CONF": str(work / "containers.conf")}
+    servers: list[Server] = []
+    modes: list[Mode] = []
+    try:
+        with contextlib.ExitStack() as stack:
+            image = None
+            if container:
+                from fairpool.executors.sandbox.commands import PODMAN_CONF
+
+                (work / "containers.conf").write_text(PODMAN_CONF)
+                (work / "image").mkdir()
+                image = stack.enter_context(busybox_image(work / "image", podman_env))
+            body = {"project": "p", "command": ["/bin/true"], "gpus": 1, "workdir": str(jobdir)}
+            up = ["--simulate-gpus", str(gpus)]
+
+            def server(name: str, env: dict[str, str]) -> Server:
+                (work / name).mkdir()
+                s = Server(up, work / name, env=env)
+                servers.append(s)
+                make_project(s.url, gpus, s.headers)
+                return s
+
+            default: Server | None = None
+            if isolation:
+                off = server("unisolated", dict(clean, FAIRPOOL_RUN_AS="server",
+                                                FAIRPOOL_CGROUPS="false"))
+                modes.append(Mode("unisolated", off, body))
+            if isolation or container:
+                env = dict(clean)
+                if container:
+                    env.update(FAIRPOOL_IMAGE_PULL="never",
+                               CONTAINERS_CONF=podman_env["CONTAINERS_CONF"])
+                default = server("isolated", env)
+                if isolation:
+                    modes.append(Mode("isolated", default, body))
+            boxed: Mode | None = None
+            if container and default is not None and image is not None:
+                boxed = Mode("container", default, dict(body, image=image))
+                modes.append(boxed)
+            raw: list[float] = []
+            container_samples = min(latency_jobs, container_jobs)
+
+            # warm up: a first job of each (imports, the image's presence, podman's storage)
+            for mode in modes:
+                mode.one()
+            if image is not None:
+                podman_run_true(image, podman_env)
+
+            # 1. latency with free capacity: one job at a time, each kind in turn
+            say(f"latency: {latency_jobs} samples of {', '.join(m.name for m in modes)}"
+                + (f" ({container_samples} of the container and of podman run)" if boxed
+                   else ""))
+            for i in range(latency_jobs):
+                kinds: list[Mode | None] = [m for m in modes if m is not boxed or
+                                            i < container_samples]
+                if image is not None and i < container_samples:
+                    kinds.append(None)  # podman run, directly
+                shift = i % len(kinds)
+                for kind in kinds[shift:] + kinds[:shift]:
+                    if kind is None:
+                        assert image is not None
+                        raw.append(podman_run_true(image, podman_env))
+                    else:
+                        kind.sample()
+
+            # 2. drains, in rounds, the order rotating
+            for r in range(rounds):
+                say(f"drain round {r + 1}/{rounds}")
+                shift = r % len(modes)
+                for mode in modes[shift:] + modes[:shift]:
+                    total = container_jobs if mode is boxed else jobs
+                    n = total // rounds + (1 if r < total % rounds else 0)
+                    if n:
+                        mode.drain_round(n, submitters)
+
+            result: dict[str, object] = {"sandbox_rounds": rounds}
+            for mode in modes:
+                result.update(mode.result())
+            if isolation:
+                result["isolation_added_p50_ms"] = round(
+                    pct(modes[1].running, 0.5) - pct(modes[0].running, 0.5), 1)
+            if boxed is not None:
+                result.update({
+                    "podman_run_true_p50_ms": round(pct(raw, 0.5), 1),
+                    "podman_run_true_p99_ms": round(pct(raw, 0.99), 1),
+                    "container_added_over_podman_p50_ms": round(
+                        pct(boxed.finished, 0.5) - pct(raw, 0.5), 1),
+                })
+            return result
+    finally:
+        for mode in modes:
+            mode.http.close()
+        for s in servers:
+            s.stop()
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(jobdir, ignore_errors=True)
+
 
 def run_slurm(jobs: int, gpus: int) -> dict[str, object]:
     env = dict(os.environ, SLURM_GPUS_PER_NODE=str(gpus))
@@ -228,12 +455,30 @@ def main() -> None:
     ap.add_argument("--submitters", type=int, default=4)
     ap.add_argument("--latency-jobs", type=int, default=100)
     ap.add_argument("--skip-slurm", action="store_true")
+    ap.add_argument("--container-jobs", type=int, default=100,
+                    help="jobs of the container drain (and at most as many latency samples)")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="rounds the isolation and container drains are split into")
+    ap.add_argument("--skip-isolation", action="store_true")
+    ap.add_argument("--skip-container", action="store_true")
     args = ap.parse_args()
+    if args.rounds < 1:
+        ap.error("--rounds must be at least 1")
+    container = not args.skip_container
+    if container and (shutil.which("podman") is None or not os.path.exists(BUSYBOX)):
+        say(f"no container run: podman or {BUSYBOX} (busybox-static) missing")
+        container = False
     result: dict[str, object] = {"gpus": args.gpus, "simulated": True}
+    say(f"fairpool: {args.jobs} jobs")
     result.update(run_fairpool(args.jobs, args.gpus, args.submitters, args.latency_jobs))
+    if not args.skip_isolation or container:
+        result.update(run_sandbox(args.jobs, args.gpus, args.submitters, args.latency_jobs,
+                                  args.container_jobs, args.rounds, not args.skip_isolation,
+                                  container))
     if args.skip_slurm:
         result.update(slurm_jobs_per_s=None, ratio=None)
     else:
+        say(f"slurm: {args.jobs} jobs")
         result.update(run_slurm(args.jobs, args.gpus))
         result["ratio"] = round(float(result["fairpool_jobs_per_s"])  # type: ignore[arg-type]
                                 / float(result["slurm_jobs_per_s"]), 2)  # type: ignore[arg-type]
