@@ -4,7 +4,8 @@ local executor, side by side with Slurm on the same machine; and the cost of the
     python benchmarks/throughput.py [--jobs 2000] [--gpus 8] [--submitters 4] [--skip-slurm]
         [--container-jobs 100] [--rounds 3] [--skip-isolation] [--skip-container]
 
-fairpool: a fresh ``fairpool up --simulate-gpus 8`` (SQLite, local executor); ``--jobs`` 1-GPU
+fairpool: a fresh ``fairpool up --simulate-gpus 8`` (SQLite, local executor, the default sandbox:
+on a root server each job isolated); ``--jobs`` 1-GPU
 jobs are submitted over REST by ``--submitters`` threads; the drain rate is jobs / (first submit
 → last job finished). Submit → running latency is measured twice: for the drain (queueing
 included) and, the headline, with free capacity (jobs submitted one at a time on an idle pool).
@@ -15,7 +16,8 @@ Isolation (``isolated_*`` against ``unisolated_*``): two more servers, run side 
 isolation off (``FAIRPOOL_RUN_AS=server FAIRPOOL_CGROUPS=false``), one with the defaults (on a
 root server: a transient uid, a cgroup and bubblewrap per worker); both run ``/bin/true`` in a
 directory every account can search. ``isolation_added_p50_ms`` is the difference of their
-submit → running medians (free capacity).
+submit → running medians (free capacity), ``isolation_added_to_finished_p50_ms`` that of their
+submit → finished medians (what bubblewrap and setpriv cost the command's own start).
 
 Containers (``container_*``): the same job with ``image`` (a busybox image built here with
 ``podman import`` and removed afterwards; ``FAIRPOOL_IMAGE_PULL=never``) on the default server,
@@ -406,8 +408,11 @@ def run_sandbox(jobs: int, gpus: int, submitters: int, latency_jobs: int, contai
             for mode in modes:
                 result.update(mode.result())
             if isolation:
+                bare, isolated = modes[0], modes[1]
                 result["isolation_added_p50_ms"] = round(
-                    pct(modes[1].running, 0.5) - pct(modes[0].running, 0.5), 1)
+                    pct(isolated.running, 0.5) - pct(bare.running, 0.5), 1)
+                result["isolation_added_to_finished_p50_ms"] = round(
+                    pct(isolated.finished, 0.5) - pct(bare.finished, 0.5), 1)
             if boxed is not None:
                 result.update({
                     "podman_run_true_p50_ms": round(pct(raw, 0.5), 1),

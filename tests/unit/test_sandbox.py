@@ -159,3 +159,26 @@ def test_files_in_a_jobs_folder_are_never_followed_through_links(tmp_path: Path)
     os.mkfifo(tmp_path / "fifo")
     jobfiles.write_safely(str(tmp_path / "fifo"), "x")  # returns at once, writes nothing
     assert jobfiles.inside("/d/jobs/j/checkpoint", "/d/jobs/j") == "/run/fairpool/job/checkpoint"
+
+
+def test_a_job_folder_is_handed_over_without_following_what_the_job_planted(
+        tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("handing files to another uid needs root")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    foreign = tmp_path / "foreign-file"
+    foreign.write_text("not the job's")
+    folder = jobfiles.job_dir(tmp_path / "data", "j1")
+    jobfiles.prepare(folder, 61400, 61400)
+    (folder / "tmp").rmdir()
+    (folder / "tmp").symlink_to(outside)  # the job swaps its /tmp for a link
+    os.link(foreign, folder / "checkpoint" / "linked")  # and links a file that is not its own
+    (folder / "checkpoint" / "own").write_text("mine")
+    jobfiles.chown_tree(folder, 0, 0)
+    jobfiles.prepare(folder, 61401, 61401)  # the next attempt, another uid
+    assert (folder / "tmp").is_dir() and not (folder / "tmp").is_symlink()
+    assert os.stat(outside).st_uid == 0
+    assert os.stat(foreign).st_uid == 0  # the hard link was not handed over
+    assert os.stat(folder / "checkpoint" / "own").st_uid == 61401
+    assert oct(os.stat(folder).st_mode & 0o777) == "0o700"

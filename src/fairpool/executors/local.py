@@ -99,7 +99,7 @@ class LocalExecutor:
         self._simulated = frozenset(n.name for n in nodes if n.simulated)
         self._nvml: Nvml | None = None  # opened on the first reading of a real GPU
         self._workers: dict[str, _Worker] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._closed = False
         self.state_dir = state_dir
         self.adopted: set[str] = set()
@@ -115,8 +115,7 @@ class LocalExecutor:
         self._cleanups: list[threading.Thread] = []
         if state_dir is not None:
             self._adopt(state_dir)
-            if self.sandbox.uids is not None:
-                self.sandbox.uids.retain({w.spec.job_id for w in self._workers.values()})
+            self.sandbox.retain({w.spec.job_id for w in self._workers.values()})
 
     def _adopt(self, state: Path) -> None:
         """Take over the workers of an earlier executor: running ones by their supervisors,
@@ -164,6 +163,8 @@ class LocalExecutor:
             except SandboxError as exc:
                 with contextlib.suppress(OSError):
                     log.write(f"fairpool: worker {spec.worker_id}: {exc}\n".encode())
+                if self._last_of(spec):  # a uid taken for it goes back at once
+                    self.sandbox.release(spec.job_id, {"job_dir": spec.job_dir})
                 return _Worker(spec, None, EXIT_CANNOT_EXECUTE, str(exc), final=True)
             try:
                 argv = launch.argv
@@ -186,9 +187,19 @@ class LocalExecutor:
                 detail = f"cannot start {list(spec.command)!r}: {exc}"
                 with contextlib.suppress(OSError):
                     log.write(f"fairpool: worker {spec.worker_id}: {detail}\n".encode())
-                self.sandbox.finish(spec.job_id, launch.record, self._last_of(spec))
+                self.sandbox.finish(launch.record)
+                if self._last_of(spec):
+                    self.sandbox.release(spec.job_id, launch.record)
                 return _Worker(spec, None, code, detail)
         return _Worker(spec, proc, pid=proc.pid, record=launch.record)
+
+    def _cleanup(self, w: _Worker) -> None:
+        """After a worker: its sandbox's leftovers, then (once no worker of its job is known
+        here, checked under the lock so that no new attempt starts meanwhile) its uid."""
+        self.sandbox.finish(w.record)
+        with self._lock:
+            if self._last_of(w.spec):
+                self.sandbox.release(w.spec.job_id, w.record)
 
     def _last_of(self, spec: WorkerSpec) -> bool:
         """Whether no other worker of the job is known here (its uid can then go)."""
@@ -275,8 +286,7 @@ class LocalExecutor:
                 w = self._workers[wid]
                 del self._workers[wid]
                 if w.record:
-                    self._later(self.sandbox.finish, w.spec.job_id, w.record,
-                                self._last_of(w.spec))
+                    self._later(self._cleanup, w)
                 self.adopted.discard(wid)
                 self._reported[wid] = now
             self._forget_reported(now)

@@ -83,6 +83,9 @@ class DynamicUids:
     def uid_of(self, job_id: str) -> int | None:
         return self._by_job.get(job_id)
 
+    def jobs(self) -> list[str]:
+        return list(self._by_job)
+
     def acquire(self, job_id: str) -> int:
         held = self._by_job.get(job_id)
         if held is not None:

@@ -53,6 +53,9 @@ def prepare(directory: Path, uid: int | None, gid: int | None) -> None:
         raise OSError(f"{directory} is not a directory")
     for name in SUBDIRS:
         sub = directory / name
+        with contextlib.suppress(FileNotFoundError):
+            if not stat.S_ISDIR(os.lstat(sub).st_mode):  # a link the job left: not followed
+                sub.unlink()
         with contextlib.suppress(FileExistsError):
             sub.mkdir(mode=0o700)
     if uid is None or gid is None:
@@ -66,12 +69,17 @@ def prepare(directory: Path, uid: int | None, gid: int | None) -> None:
 
 
 def chown_tree(top: Path, uid: int, gid: int) -> None:
-    """Hand a job directory to another uid, never following links."""
+    """Hand a job directory to another uid, never following links, and never a file with
+    other names elsewhere (a hard link the job made to a file that is not its own)."""
     os.lchown(top, uid, gid)
     for root, dirs, files in os.walk(top, followlinks=False):
         for name in (*dirs, *files):
+            path = os.path.join(root, name)
             with contextlib.suppress(OSError):
-                os.lchown(os.path.join(root, name), uid, gid)
+                st = os.lstat(path)
+                if not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1:
+                    continue
+                os.lchown(path, uid, gid)
 
 
 def write_safely(path: str, text: str) -> None:

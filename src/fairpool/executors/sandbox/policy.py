@@ -331,7 +331,7 @@ class Sandbox:
         if bad:
             raise SandboxError(f"variables {', '.join(bad)} hold line breaks, which podman's "
                                f"environment file cannot carry")
-        env.pop("PATH", None) if account is not None else None  # the image's own PATH
+        env.pop("PATH", None)  # the image's own PATH, not this machine's
         env_file = self.state_dir / f"{spec.worker_id}.env"
         fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
@@ -387,9 +387,8 @@ class Sandbox:
         if group is not None:
             group.kill_all()
 
-    def finish(self, job_id: str, record: Mapping[str, Any], last_of_job: bool) -> None:
-        """Release what the worker held: its container, cgroup and environment file, and the
-        job's transient uid once its last worker here has ended."""
+    def finish(self, record: Mapping[str, Any]) -> None:
+        """Release what the worker held: its container, cgroup and environment file."""
         name = record.get("container")
         if name and self.podman is not None:
             with contextlib.suppress(OSError, subprocess.SubprocessError):
@@ -402,15 +401,29 @@ class Sandbox:
         group = cgroups.WorkerCgroup.from_record(record.get("cgroup"))
         if group is not None:
             group.remove()
-        uid = record.get("uid")
-        if last_of_job and self.uids is not None and self.uids.uid_of(job_id) == uid:
-            if group is None and isinstance(uid, int):
-                kill_uid(uid)  # nothing else tells what the uid left running
-            job_dir = record.get("job_dir")
-            if job_dir:  # the next holder of this uid must not reach what the job left
-                with contextlib.suppress(OSError):
-                    jobfiles.chown_tree(Path(job_dir), 0, 0)
-            self.uids.release(job_id)
+
+    def release(self, job_id: str, record: Mapping[str, Any]) -> None:
+        """The job's last worker here has ended: its transient uid goes back to the pool,
+        with nothing left behind that the next holder of the uid could reach. The caller
+        makes sure no worker of the job starts meanwhile."""
+        if self.uids is None or self.uids.uid_of(job_id) is None:
+            return
+        uid = self.uids.uid_of(job_id)
+        assert uid is not None
+        if record.get("cgroup") is None:
+            kill_uid(uid)  # nothing else tells what the uid left running
+        job_dir = record.get("job_dir") or str(jobfiles.job_dir(self.data_dir, job_id))
+        with contextlib.suppress(OSError):
+            jobfiles.chown_tree(Path(job_dir), 0, 0)
+        self.uids.release(job_id)
+
+    def retain(self, job_ids: set[str]) -> None:
+        """After a restart: release the uids of every job not among ``job_ids`` (those whose
+        workers were adopted), as :meth:`release` would have."""
+        if self.uids is None:
+            return
+        for job_id in [j for j in self.uids.jobs() if j not in job_ids]:
+            self.release(job_id, {})
 
 
 def kill_uid(uid: int) -> None:
