@@ -199,6 +199,7 @@ def run_fairpool(jobs: int, gpus: int, submitters: int, latency_jobs: int) -> di
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
+
 # -- the sandbox's cost ----------------------------------------------------------------------
 
 @contextlib.contextmanager
@@ -227,7 +228,8 @@ def busybox_image(work: Path, env: Mapping[str, str]) -> Iterator[str]:
 
 
 def podman_run_true(image: str, env: Mapping[str, str]) -> float:
-    """Wall time (ms) of one ``podman run --rm IMAGE true``, as fairpool's run has it."""
+    """Wall time (ms) of one ``podman run --rm IMAGE true`` with the flags of fairpool's own
+    (no pull, the host's network, the output passed through)."""
     began = time.perf_counter()
     subprocess.run(["podman", "run", "--rm", "--pull=never", "--network=host",
                     "--log-driver=passthrough", image, "true"], check=True, env=dict(env),
@@ -265,7 +267,7 @@ class Mode:
 
     def settle(self, timeout: float = 10) -> None:
         """Wait for the container cleanup (``podman rm``, run after the job has ended) so that
-        it does not weigh on the next sample: it deletes the worker's env file last but one."""
+        it does not weigh on the next sample: the worker's env file goes once it is done."""
         run = self.server.data_dir / "run"
         deadline = time.time() + timeout
         while self.body.get("image") and any(run.glob("*.env")) and time.time() < deadline:

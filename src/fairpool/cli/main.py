@@ -397,15 +397,24 @@ def nodes(as_json: JsonOpt = False) -> None:
             rows.append([n.name, n.pool, status, isolation, "-", "no GPUs", "", ""])
     table("nodes", ["node", "pool", "status", "isolation", "gpu", "model", "used", "held by"],
           rows)
+    from rich.text import Text
+
+    for n in items:  # what a node cannot enforce, below the table (plain text, no markup)
+        iso = n.isolation
+        if iso is not None and iso.level == "none":
+            console.print(Text(f"{n.name}: jobs run as the server's own account (run_as="
+                               f"{iso.run_as}) and are NOT isolated from one another"))
+        elif iso is not None and iso.missing:
+            console.print(Text(f"{n.name}: isolation {iso.level}; missing: "
+                               + "; ".join(iso.missing)))
 
 
 def _isolation(n: NodeOut) -> str:
-    """``full``, ``partial (no cgroups, namespaces)``, ``none``; the account mode after it."""
+    """``full``, ``partial`` or ``none``, and the account jobs run as."""
     iso = n.isolation
     if iso is None:
         return "unknown"
-    text = iso.level + (f" (no {', '.join(iso.missing)})" if iso.missing else "")
-    return escape(f"{text}, run as {iso.run_as}")
+    return escape(f"{iso.level}, run as {iso.run_as}")
 
 
 def _queue_spec(name: str, qg: float, qc: float, qm: int, lg: float | None, lc: float | None,
