@@ -240,6 +240,10 @@ def podman_run_true(image: str, env: Mapping[str, str]) -> float:
 class Mode:
     """One way of running the trivial job: a server and the job's body; its samples."""
 
+    #: how often a sample's job is looked at: the timestamps are the server's, so this only
+    #: sets how much of the machine the looking takes from the job (2 cores are few)
+    POLL_S = 0.1
+
     def __init__(self, name: str, server: Server, body: dict[str, Any]) -> None:
         self.name, self.server, self.body = name, server, body
         self.http = httpx.Client(base_url=server.url, timeout=60, headers=server.headers)
@@ -259,7 +263,7 @@ class Mode:
             got: dict[str, Any] = self.http.get(f"/api/v1/jobs/{job['id']}").json()
             if got["state"] in FINAL:
                 break
-            time.sleep(0.01)
+            time.sleep(self.POLL_S)
         if got["state"] != "succeeded" and len(self.failures) < 3:
             self.failures.append(f"{got['state']}: {got.get('exit_code')}")
         self.settle()

@@ -28,7 +28,7 @@ def test_borrow_then_reclaim(pool: Pool, tmp_path: Path) -> None:
     for job in borrowers:
         pool.until(lambda j=job: "started" in pool.client.logs(j.id), what="worker output")
 
-    claim = pool.client.submit(project="nlp", command=["sleep", "1"], gpus=2)
+    claim = pool.client.submit(project="nlp", command=["sleep", "3"], gpus=2)
     assert pool.wait(claim.id, {"running", "succeeded"}) in ("running", "succeeded")
     requeued = reclaimed_borrowers(pool, borrowers, "nlp", 2)
     # the reclaimer started only after its victims stopped

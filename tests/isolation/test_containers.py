@@ -4,6 +4,7 @@ while a container runs, a missing image, and the memory limit inside a container
 
 from __future__ import annotations
 
+import glob
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -53,6 +54,9 @@ def test_a_gang_runs_in_an_image_with_its_workdir_and_mounts(pool: Pool, open_di
         assert len(devices) == 1, log  # its own GPU, not the other
     assert (pool.data_dir / "jobs" / job.id / "checkpoint" / "c").read_text() == "ckpt\n"
     assert not containers(f"fairpool-{job.id}", open_dir)
+    # the workers' cgroups are gone from every hierarchy, those podman made included
+    pool.until(lambda: not glob.glob(f"/sys/fs/cgroup/*/fairpool/{job.id}.*"), timeout=15,
+               what="the workers' cgroups removed")
 
 
 def test_mounts_outside_the_allowed_roots_are_refused(pool: Pool, busybox_image: str) -> None:

@@ -69,6 +69,8 @@ HOLDING = (S.ADMITTED.value, S.STARTING.value, S.RUNNING.value)
 STOP_REASONS = {"preempt": "preempted", "idle-preempt": "preempted", "cancel": "cancelled",
                 "idle-stop": "cancelled", "timeout": "timeout", "failed": "failed",
                 "gang-failed": "failed", "lost": "failed"}
+#: the longest wait between two looks at running jobs when nothing changes (see ``run``)
+QUIET_MAX_S = 0.016
 #: Pending reasons are written at most this often: with thousands of waiting jobs, comparing
 #: and writing them every iteration would cost more than scheduling them.
 REASONS_EVERY_S = 0.5
@@ -106,6 +108,7 @@ class ControlLoop:
         self.grace_s = grace_s
         self.idle_interval_s = idle_interval_s
         self.busy_interval_s = busy_interval_s
+        self._active = False  # the last iteration changed something
         self.clock = clock
         # threading or multiprocessing events: the API may run in another process
         self._wake: Signal = wake_event if wake_event is not None else threading.Event()
@@ -167,10 +170,12 @@ class ControlLoop:
         self.reconcile()
         backoff = self.idle_interval_s
         last_sync = self.clock()
+        quiet = 0  # iterations in a row in which jobs ran but nothing happened
         while not self._stop.is_set():
             try:
                 busy = self.step()
                 backoff = self.idle_interval_s
+                quiet = 0 if self._active else quiet + 1
                 if self.clock() - last_sync >= self.sync_every_s:
                     self.sync_nodes()
                     last_sync = self.clock()
@@ -179,7 +184,11 @@ class ControlLoop:
                 log.exception("control loop iteration failed")
                 busy = False
                 backoff = min(backoff * 2, 10.0)
-            self._wake.wait(self.busy_interval_s if busy else backoff)
+            # while jobs run and nothing changes, look less often (up to QUIET_MAX_S): polling
+            # every few ms would take a core's fifth from the jobs themselves; a submit or a
+            # cancel wakes the loop at once
+            interval = min(self.busy_interval_s * 2 ** min(quiet, 16), QUIET_MAX_S)
+            self._wake.wait(interval if busy else backoff)
             self._wake.clear()
 
     # -- inventory ----------------------------------------------------------------------------
@@ -238,7 +247,8 @@ class ControlLoop:
         stops, ready = self._pending_effects()
         starts += self._mark_starting(ready)
         self._act(stops, starts)
-        return bool(statuses or plan.changes or stops or starts or self._busy())
+        self._active = bool(statuses or plan.changes or stops or starts)
+        return self._active or self._busy()
 
     def _drop_stale(self, snapshot: Snapshot) -> bool:
         """Jobs placed on nodes or devices the inventory no longer has (a node removed, fewer

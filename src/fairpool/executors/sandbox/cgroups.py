@@ -240,7 +240,10 @@ class WorkerCgroup:
             self.kill_all()
         deadline = time.monotonic() + wait_s
         done = True
-        for d in self.dirs:
+        name = self.dirs[0].name
+        # podman makes the cgroup of a container's parent in every hierarchy, ours or not
+        others = [Path(where, BASE, name) for _kind, where, _opts in _mounts()]
+        for d in [*self.dirs, *(o for o in others if o not in self.dirs and o.is_dir())]:
             for sub, _dirs, _files in sorted(os.walk(d), key=lambda e: -len(e[0])):
                 while True:
                     try:
