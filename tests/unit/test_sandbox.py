@@ -38,15 +38,21 @@ def test_a_sandboxed_command_line_joins_hides_and_drops_in_that_order() -> None:
     argv = [*commands.cgroup_join(["/cg/a/cgroup.procs"], keep_term=True),
             *commands.bubblewrap("/usr/bin/bwrap", layout, None),
             *commands.setpriv("/usr/bin/setpriv", identity.dynamic_account(61300)),
-            *commands.default_term("/usr/bin/env"), "python", "train.py"]
+            *commands.default_term("/usr/bin/env"), *commands.env_step(), "python", "train.py"]
     assert argv[:3] == ["/bin/sh", "-c", commands.CGJOIN_KEEP]
     joined = " ".join(argv)
     # the working directory comes back over the private /tmp before the data dir is hidden
     assert joined.index("--bind /tmp/work /tmp/work") < joined.index(
         "--tmpfs /var/lib/fairpool")
+    assert "--perms 1777 --tmpfs /tmp" in joined
     assert "--dev-bind /run/x/nvidia1 /dev/nvidia1" in joined
     assert "--reuid=61300 --regid=61300 --clear-groups" in joined
-    assert argv[-4:] == ["/usr/bin/env", "--default-signal=TERM", "python", "train.py"]
+    assert argv[-8:] == ["/usr/bin/env", "--default-signal=TERM", "/bin/sh", "-c",
+                         commands.ENV_STEP, "fairpool-env", "python", "train.py"]
+    script = commands.env_script({"A": "it's $HOME; `x`", "LD_PRELOAD": "/x.so"})
+    assert script == "export A='it'\"'\"'s $HOME; `x`'\nexport LD_PRELOAD=/x.so\n"
+    with pytest.raises(ValueError, match="not environment variable names"):
+        commands.env_script({"A B": "1"})
 
 
 def test_podman_gets_the_environment_from_a_file_never_on_its_command_line() -> None:
@@ -59,7 +65,8 @@ def test_podman_gets_the_environment_from_a_file_never_on_its_command_line() -> 
                                pull="never", pids_limit=99)
     assert "s3cret" not in " ".join(argv)
     assert "--env-file=/d/run/j.0.1.env" in argv and "--user=61301:61301" in argv
-    assert "-v" in argv and "/data/x:/x:ro" in argv and "--network=host" in argv
+    assert "/data/x:/x:ro,nosuid,nodev" in argv and "--network=host" in argv
+    assert "--cap-drop=all" in argv and "--security-opt=no-new-privileges" in argv
     assert argv[-3:] == ["--", "img:1", "sh"]
     assert commands.env_file_text({"A": "1", "B": "two words"}) == "A=1\nB=two words\n"
 
@@ -171,14 +178,27 @@ def test_a_job_folder_is_handed_over_without_following_what_the_job_planted(
     foreign.write_text("not the job's")
     folder = jobfiles.job_dir(tmp_path / "data", "j1")
     jobfiles.prepare(folder, 61400, 61400)
-    (folder / "tmp").rmdir()
-    (folder / "tmp").symlink_to(outside)  # the job swaps its /tmp for a link
+    (folder / "home").rmdir()
+    (folder / "home").symlink_to(outside)  # the job swaps its home for a link
     os.link(foreign, folder / "checkpoint" / "linked")  # and links a file that is not its own
     (folder / "checkpoint" / "own").write_text("mine")
     jobfiles.chown_tree(folder, 0, 0)
     jobfiles.prepare(folder, 61401, 61401)  # the next attempt, another uid
-    assert (folder / "tmp").is_dir() and not (folder / "tmp").is_symlink()
+    assert (folder / "home").is_dir() and not (folder / "home").is_symlink()
     assert os.stat(outside).st_uid == 0
     assert os.stat(foreign).st_uid == 0  # the hard link was not handed over
     assert os.stat(folder / "checkpoint" / "own").st_uid == 61401
     assert oct(os.stat(folder).st_mode & 0o777) == "0o700"
+
+
+@pytest.mark.parametrize(("image", "ok"), [
+    ("busybox", True), ("localhost/fairpool-test-busybox:1", True),
+    ("localhost:5000/team/train:2.1", True), ("ghcr.io/org/img@sha256:" + "a" * 64, True),
+    ("oci-archive:/root/private.tar", False), ("dir:/etc", False),
+    ("docker-archive:/dev/zero", False), ("docker://busybox", False),
+    ("containers-storage:busybox", False), ("--privileged", False), ("Busybox", False),
+])
+def test_images_are_plain_references_never_transports(image: str, ok: bool) -> None:
+    from fairpool.executors.sandbox.images import image_problem
+
+    assert (image_problem(image) is None) is ok

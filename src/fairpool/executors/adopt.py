@@ -110,8 +110,34 @@ def running_supervisors(state: Path) -> dict[str, int]:
         args = [a.decode(errors="replace") for a in argv]
         # /bin/sh -c SCRIPT fairpool-supervisor STATE WORKER COMMAND...
         if len(args) > 5 and args[3] == MARK and args[4] == str(state):
+            try:
+                if entry.stat().st_uid != os.geteuid():
+                    continue  # a job's imitation: supervisors run as the server
+            except OSError:
+                continue
             found[args[5]] = int(entry.name)
     return found
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (``/proc/PID/stat`` field 22)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat[stat.rfind(")") + 2:].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def identity(pid: int) -> dict[str, int | None]:
+    return {"pid": pid, "start": start_time(pid)}
+
+
+def same_process(pid: int, recorded: object) -> bool:
+    """Whether ``pid`` is the process recorded when the worker started (records from before
+    this check was kept have none: any supervisor of the server's own account then counts)."""
+    if not isinstance(recorded, dict) or "pid" not in recorded:
+        return True
+    return bool(recorded.get("pid") == pid and recorded.get("start") == start_time(pid))
 
 
 def ended_workers(state: Path) -> list[str]:

@@ -13,6 +13,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -76,6 +77,19 @@ def _open_log(path: str) -> Any:
     return os.fdopen(fd, "ab", buffering=0)
 
 
+@contextlib.contextmanager
+def _stdin(text: str | None, state_dir: Path | None) -> Any:
+    """The worker's stdin: its environment for the sandbox's last step, in a file that exists
+    only as an open descriptor (root's, unlinked at once), or /dev/null."""
+    if text is None:
+        yield subprocess.DEVNULL
+        return
+    with tempfile.TemporaryFile(dir=state_dir) as f:
+        f.write(text.encode())
+        f.seek(0)
+        yield f
+
+
 def _signal_group(pid: int, sig: signal.Signals) -> None:
     """Signal the worker's process group; the caller has checked that it is not reaped."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -129,7 +143,10 @@ class LocalExecutor:
             if loaded is None:
                 continue
             spec, record = loaded
-            self._workers[wid] = _Worker(spec, None, pid=running.get(wid), record=record)
+            pid = running.get(wid)
+            if pid is not None and not adopt.same_process(pid, record.get("supervisor")):
+                pid = None  # not the process that was started for it
+            self._workers[wid] = _Worker(spec, None, pid=pid, record=record)
             self.adopted.add(wid)
 
     def nodes(self) -> list[NodeInfo]:
@@ -171,16 +188,20 @@ class LocalExecutor:
                 if self.state_dir is not None:
                     adopt.save_spec(self.state_dir, spec, launch.record)
                     argv = adopt.supervised(self.state_dir, spec, argv)
-                proc = subprocess.Popen(
-                    argv,
-                    env=launch.env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    cwd=launch.cwd,
-                    start_new_session=True,
-                    umask=0o022,  # the server's own is 0077
-                )
+                with _stdin(launch.stdin, self.state_dir) as stdin:
+                    proc = subprocess.Popen(
+                        argv,
+                        env=launch.env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        stdin=stdin,
+                        cwd=launch.cwd,
+                        start_new_session=True,
+                        umask=0o022,  # the server's own is 0077
+                    )
+                if self.state_dir is not None:  # adopt only this very process later
+                    launch.record["supervisor"] = adopt.identity(proc.pid)
+                    adopt.save_spec(self.state_dir, spec, launch.record)
             except (OSError, ValueError) as exc:  # ValueError: empty argv, NUL in an argument
                 code = EXIT_NOT_FOUND if isinstance(exc, FileNotFoundError) else (
                     EXIT_CANNOT_EXECUTE)
@@ -195,8 +216,10 @@ class LocalExecutor:
 
     def _cleanup(self, w: _Worker) -> None:
         """After a worker: its sandbox's leftovers, then (once no worker of its job is known
-        here, checked under the lock so that no new attempt starts meanwhile) its uid."""
-        self.sandbox.finish(w.record)
+        here, checked under the lock so that no new attempt starts meanwhile) its uid; a uid
+        whose cgroup could not be emptied is kept, never handed to another job."""
+        if not self.sandbox.finish(w.record):
+            return
         with self._lock:
             if self._last_of(w.spec):
                 self.sandbox.release(w.spec.job_id, w.record)
@@ -210,6 +233,10 @@ class LocalExecutor:
         """The exit detail, told apart: out of memory, or podman unable to run the image."""
         if code != 0 and self.sandbox.out_of_memory(w.record, code):
             return f"killed: out of memory (limit {w.spec.memory_mib} MiB)"
+        if code in (EXIT_NOT_FOUND, EXIT_CANNOT_EXECUTE) and detail.startswith("exited with"):
+            what = "not found" if code == EXIT_NOT_FOUND else "not executable"
+            return (f"cannot start the command {w.spec.command[0]!r}: {what} (exit {code}; "
+                    f"the log says more)")
         if w.spec.image is not None and code == 125:
             w.final = True
             return (f"podman could not run image {w.spec.image} (exit 125: not there, cannot "

@@ -29,8 +29,15 @@ def util_file(log_path: str) -> str:
 
 
 def read_reported(path: str, now: float | None = None) -> WorkerUsage | None:
+    """The worker's own report; the file is the job's, so it is read without following links,
+    only if it is a small regular file, and never blocking (a FIFO is not read)."""
+    from fairpool.executors.sandbox.jobfiles import read_safely
+
+    text = read_safely(path)
+    if text is None:
+        return None
     try:
-        data = json.loads(Path(path).read_text())
+        data = json.loads(text)
         util = float(data["util"])
         at = float(data["at"])
     except (OSError, ValueError, KeyError, TypeError):

@@ -280,6 +280,16 @@ class JobSubmit(Input):
             raise ValueError(f"environment is larger than {MAX_ENV_BYTES} bytes")
         return env
 
+    @field_validator("image")
+    @classmethod
+    def _image(cls, image: str | None) -> str | None:
+        from fairpool.executors.sandbox.images import image_problem
+
+        problem = None if image is None else image_problem(image)
+        if problem is not None:
+            raise ValueError(problem)
+        return image
+
     @model_validator(mode="after")
     def _one_gpu_form(self) -> JobSubmit:
         forms = sum((self.gpus > 0, self.gpu_fraction is not None,

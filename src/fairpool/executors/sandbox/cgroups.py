@@ -234,10 +234,13 @@ class WorkerCgroup:
                 os.kill(pid, signal.SIGKILL)
 
     def remove(self, wait_s: float = 2.0) -> bool:
-        """Kill what is left, then remove the directories (children first); False if some
-        could not be removed yet."""
-        if self.pids():
+        """Kill what is left (again and again: a process may fork while it is being killed),
+        then remove the directories (children first); False if some could not be removed."""
+        for _ in range(50):
+            if not self.pids():
+                break
             self.kill_all()
+            time.sleep(0.01)
         deadline = time.monotonic() + wait_s
         done = True
         name = self.dirs[0].name

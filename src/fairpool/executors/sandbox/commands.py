@@ -4,19 +4,24 @@ A process worker: ``sh`` puts itself into the worker's cgroup, then ``exec``s bu
 PID, IPC and mount namespaces: the host's file system with the data directory hidden, a fresh
 ``/proc`` and a minimal ``/dev`` holding only the worker's GPUs, its job directory at
 ``/run/fairpool/job`` and a private ``/tmp``), which runs ``setpriv``: the worker's uid and gid,
-no supplementary groups but the account's, no capabilities and ``no_new_privs``, then the
-command. Each part is left out where the machine or the settings do not offer it.
+no supplementary groups but the account's, no capabilities and ``no_new_privs``; then, as the
+account, a shell takes the job's environment from stdin and runs the command. Each part is left
+out where the machine or the settings do not offer it; everything before the last step runs
+with a fixed environment of fairpool's.
 
 A container worker: ``podman run`` of the job's image, with the worker's uid, its GPUs as
 devices, its job directory, working directory and allowed mounts, the host's network (so
-``torch.distributed`` rendezvous works across workers and nodes), podman's cgroup under the
-worker's (whose limits then hold for the container), and the output handed straight to the log
-(``passthrough``), so it keeps flowing if podman's client dies.
+``torch.distributed`` rendezvous works across workers and nodes), no capabilities and
+``no-new-privileges`` (a setuid program in the image gains nothing), mounts without setuid or
+devices, podman's cgroup under the worker's (whose limits then hold for the container), and the
+output handed straight to the log (``passthrough``), so it keeps flowing if podman's client
+dies.
 """
 
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -74,24 +79,53 @@ def setpriv(path: str, account: Account) -> list[str]:
             "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
 
 
-def bubblewrap(path: str, layout: Layout, hide_stand_ins: str | None) -> list[str]:
-    """bubblewrap's command line; what is hidden is mounted last, over whatever the binds
-    before it brought back (a working directory under /tmp is bound again over the private
-    /tmp, and may hold the data directory)."""
+def bubblewrap(path: str, layout: Layout, hide_stand_ins: str | None,
+               read_only: bool = False) -> list[str]:
+    """bubblewrap's command line. ``read_only``: the host's file system is read-only but for
+    the working directory (a transient uid must leave nothing behind where the next holder of
+    the uid would find it). ``/tmp`` is a fresh tmpfs (charged to the worker's memory), never
+    a directory the job could have filled with links; a working directory under it is bound
+    back. What is hidden is mounted last, over whatever the binds before it brought back."""
     argv = [path, "--die-with-parent", "--unshare-pid", "--unshare-ipc",
-            "--unshare-cgroup-try", "--bind", "/", "/", "--proc", "/proc", "--dev", "/dev",
-            "--tmpfs", "/dev/shm", "--bind", layout.job_dir, INSIDE,
-            "--bind", f"{layout.job_dir}/tmp", "/tmp"]
+            "--unshare-cgroup-try", "--ro-bind" if read_only else "--bind", "/", "/",
+            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/dev/shm",
+            "--bind", layout.job_dir, INSIDE, "--perms", "1777", "--tmpfs", "/tmp"]
     for device in layout.devices:
         argv += ["--dev-bind", device.host, device.inside]
     workdir = layout.workdir
-    if workdir is not None and (workdir == "/tmp" or workdir.startswith("/tmp/")):
-        argv += ["--bind", workdir, workdir]  # back from under the private /tmp
+    if workdir is not None:
+        if workdir == "/tmp" or workdir.startswith("/tmp/"):
+            parts = workdir.split("/")[2:-1]  # the directories between /tmp and it
+            for i in range(len(parts)):
+                argv += ["--perms", "0755", "--dir", "/tmp/" + "/".join(parts[:i + 1])]
+            argv += ["--bind", workdir, workdir]  # back from under the private /tmp
+        elif read_only:
+            argv += ["--bind", workdir, workdir]
     for hidden in (*layout.hide, *([hide_stand_ins] if hide_stand_ins else [])):
         argv += ["--perms", "0700", "--tmpfs", hidden]
     if workdir is not None:
         argv += ["--chdir", workdir]
     return [*argv, "--"]
+
+
+#: the last step before the command, run as the job's account: take the job's environment
+#: from stdin (a file only root could open, written by the executor), give the command
+#: /dev/null as stdin. Nothing that runs as root before it ever sees the job's variables:
+#: LD_PRELOAD and its kind in a job's --env act on the job alone.
+ENV_STEP = 'eval "$(cat)" && exec "$@" </dev/null'
+NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def env_step() -> list[str]:
+    return ["/bin/sh", "-c", ENV_STEP, "fairpool-env"]
+
+
+def env_script(env: Mapping[str, str]) -> str:
+    """The environment as ``export NAME='value'`` lines for :data:`ENV_STEP`."""
+    bad = [k for k in env if not NAME.match(k)]
+    if bad:
+        raise ValueError(f"not environment variable names: {', '.join(map(repr, bad))}")
+    return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
 
 
 def container_name(worker_id: str) -> str:
@@ -105,18 +139,20 @@ def podman_run(podman: str, *, worker_id: str, image: str, command: Sequence[str
     neither secrets nor a job's variables reach podman's own command line or environment."""
     argv = [podman, "run", "--rm", "--name", container_name(worker_id), f"--pull={pull}",
             "--network=host", "--log-driver=passthrough", "--init=false",
+            "--cap-drop=all", "--security-opt=no-new-privileges",
             f"--pids-limit={pids_limit}", f"--env-file={env_file}",
-            "-v", f"{layout.job_dir}:{INSIDE}"]
-    if account is not None:
+            "-v", f"{layout.job_dir}:{INSIDE}:rw,nosuid,nodev"]
+    if account is not None:  # without one (run_as=server, Ray nodes): the image's own user
         argv += [f"--user={account.uid}:{account.gid}"]
     if cgroup_parent is not None:
         argv += [f"--cgroup-parent={cgroup_parent}"]
     for device in layout.devices:
         argv += [f"--device={device.host}:{device.inside}:rwm"]
     if layout.workdir is not None:
-        argv += ["-v", f"{layout.workdir}:{layout.workdir}", "-w", layout.workdir]
+        argv += ["-v", f"{layout.workdir}:{layout.workdir}:rw,nosuid,nodev", "-w",
+                 layout.workdir]
     for m in layout.mounts:
-        argv += ["-v", f"{m.source}:{m.target}:{'ro' if m.read_only else 'rw'}"]
+        argv += ["-v", f"{m.source}:{m.target}:{'ro' if m.read_only else 'rw'},nosuid,nodev"]
     return [*argv, "--", image, *command]
 
 

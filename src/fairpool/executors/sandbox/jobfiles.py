@@ -1,8 +1,8 @@
 """A job's own directory, the only part of the data directory a job can reach.
 
 ``DATA_DIR/jobs/<job>/`` belongs to the job's account (mode 0700) and holds ``checkpoint/``
-(kept across attempts), ``home/`` (``HOME`` of accounts without one), ``tmp/`` (its private
-``/tmp``) and per worker ``<attempt>.<rank>.stop`` (why it is being stopped) and
+(kept across attempts), ``home/`` (``HOME`` of accounts without one) and per worker
+``<attempt>.<rank>.stop`` (why it is being stopped) and
 ``<attempt>.<rank>.util.json`` (the utilisation it reports). A sandboxed worker sees it as
 ``/run/fairpool/job``. Logs stay in the root-only ``DATA_DIR/logs``: a worker writes its log
 through the descriptor it is given and cannot reach, replace or link any log.
@@ -19,7 +19,7 @@ import stat
 from pathlib import Path
 
 INSIDE = "/run/fairpool/job"
-SUBDIRS = ("checkpoint", "home", "tmp")
+SUBDIRS = ("checkpoint", "home")
 MAX_READ = 64 * 1024
 
 

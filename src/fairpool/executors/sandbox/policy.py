@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from . import cgroups, commands, environment, identity, jobfiles
 from .devices import Device, StandIns, real_gpus
+from .images import image_problem
 
 PODMAN_ENV = ("PATH", "HOME", "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME", "CONTAINERS_STORAGE_CONF",
               "CONTAINERS_REGISTRIES_CONF", "REGISTRIES_CONFIG_PATH", "LANG", "TZ")
@@ -83,9 +84,14 @@ class SandboxConfig:
 @dataclass(slots=True)
 class Launch:
     argv: list[str]
-    env: dict[str, str]
+    env: dict[str, str]  # of the processes that start the worker (fairpool's own, fixed)
     cwd: str | None
     record: dict[str, Any] = field(default_factory=dict)  # kept with the worker for cleanup
+    stdin: str | None = None  # the job's environment, for commands.ENV_STEP
+
+
+#: the environment of everything that runs before the job's own account takes over
+START_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 
 
 def _bubblewrap(path: str | None) -> tuple[str | None, str]:
@@ -246,16 +252,8 @@ class Sandbox:
                 not contained):
             home = account.home
         devices = self._devices(spec, simulated)
-        if account is not None and spec.workdir is not None and not contained:
-            gids = {account.gid}
-            if account.init_groups:
-                with contextlib.suppress(OSError, KeyError):
-                    gids.update(os.getgrouplist(account.name, account.gid))
-            if not jobfiles.reachable(spec.workdir, account.uid, gids):
-                raise SandboxError(
-                    f"the working directory {spec.workdir} is not reachable by the job's "
-                    f"account {account.name} (uid {account.uid}, run_as={self.mode}): make it "
-                    f"and its parents searchable by that account, or submit with --workdir")
+        if spec.workdir is not None and (account is not None or contained):
+            self._check_workdir(spec.workdir, account)
         base = environment.base_env(self.server_env, name=None if account is None
                                     else account.name, home=home,
                                     shell=account.shell if account else "/bin/sh")
@@ -277,20 +275,43 @@ class Sandbox:
                                          workdir=spec.workdir, devices=tuple(devices))
                 hide = None if self.cgroups.devices or self.stand_ins is None else str(
                     self.stand_ins.root)
-                argv += commands.bubblewrap(self.bwrap, layout, hide)
+                argv += commands.bubblewrap(self.bwrap, layout, hide,
+                                            read_only=self.mode == "dynamic")
             if account is not None:
                 assert self.setpriv is not None
-                # env runs the command once the account is taken, so that even the lookup of
-                # the program happens with the account's rights alone
                 argv += [*commands.setpriv(self.setpriv, account),
                          *commands.default_term(self.env)]
             elif wrapped:
                 argv += commands.default_term(self.env)
-            return Launch([*argv, *spec.command], full, spec.workdir, record)
+            # the job's environment reaches only the last step, run as its account; so does
+            # the lookup of its program
+            argv += commands.env_step()
+            return Launch([*argv, *spec.command], dict(START_ENV), spec.workdir, record,
+                          stdin=commands.env_script(full))
         except BaseException:
             if group is not None:
                 group.remove()
             raise
+
+    def _check_workdir(self, workdir: str, account: identity.Account | None) -> None:
+        """A working directory must be one the job's account could enter anyway, and never
+        fairpool's own state (a container's is mounted by root's podman)."""
+        real = os.path.realpath(workdir)
+        for private in {str(self.data_dir), str(self.state_dir)}:
+            if real == private or real.startswith(private.rstrip("/") + "/"):
+                raise SandboxError(f"the working directory {workdir} is inside fairpool's "
+                                   f"data directory, which jobs may not use")
+        if account is None:
+            return
+        gids = {account.gid}
+        if account.init_groups:
+            with contextlib.suppress(OSError, KeyError):
+                gids.update(os.getgrouplist(account.name, account.gid))
+        if not jobfiles.reachable(real, account.uid, gids):
+            raise SandboxError(
+                f"the working directory {workdir} is not reachable by the job's account "
+                f"{account.name} (uid {account.uid}, run_as={self.mode}): make it and its "
+                f"parents searchable by that account, or submit with --workdir")
 
     def _cgroup(self, spec: WorkerLike, devices: Sequence[Device]
                 ) -> cgroups.WorkerCgroup | None:
@@ -309,6 +330,9 @@ class Sandbox:
                    group: cgroups.WorkerCgroup | None, record: dict[str, Any]) -> Launch:
         image = spec.image
         assert image is not None
+        problem = image_problem(image)
+        if problem is not None:
+            raise SandboxError(problem)
         if self.podman is None:
             raise SandboxError(f"the job runs in image {image} but podman is not installed on "
                                f"node {spec.node} (Debian package podman)")
@@ -387,8 +411,9 @@ class Sandbox:
         if group is not None:
             group.kill_all()
 
-    def finish(self, record: Mapping[str, Any]) -> None:
-        """Release what the worker held: its container, cgroup and environment file."""
+    def finish(self, record: Mapping[str, Any]) -> bool:
+        """Release what the worker held: its container, cgroup and environment file; False if
+        its cgroup could not be emptied (then its uid must not go to another job)."""
         name = record.get("container")
         if name and self.podman is not None:
             with contextlib.suppress(OSError, subprocess.SubprocessError):
@@ -399,8 +424,7 @@ class Sandbox:
             with contextlib.suppress(OSError):
                 os.unlink(env_file)
         group = cgroups.WorkerCgroup.from_record(record.get("cgroup"))
-        if group is not None:
-            group.remove()
+        return group is None or group.remove()
 
     def release(self, job_id: str, record: Mapping[str, Any]) -> None:
         """The job's last worker here has ended: its transient uid goes back to the pool,
