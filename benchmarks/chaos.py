@@ -61,7 +61,10 @@ class Server:
                      str(self.port), "--data-dir", str(work / "pool"), "--simulate-gpus",
                      str(gpus), "--grace", "2"]
         self.env = dict(os.environ, XDG_CONFIG_HOME=str(work / "cfg"), FAIRPOOL_SUBMIT_RATE="0",
-                        FAIRPOOL_RETRY_BACKOFF_S="0.5")
+                        FAIRPOOL_RETRY_BACKOFF_S="0.5",
+                        # its jobs run this interpreter from a private temporary directory,
+                        # which a job's own account could not reach: jobs as the server's
+                        FAIRPOOL_RUN_AS="server")
         self.proc = self._launch()
         token = (work / "pool" / "admin-token").read_text().strip()
         self.http = httpx.Client(base_url=self.url, timeout=60,

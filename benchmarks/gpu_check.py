@@ -38,7 +38,8 @@ def main() -> int:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
-    env = dict(os.environ, XDG_CONFIG_HOME=str(work / "cfg"))
+    # jobs run this interpreter from a private temporary directory: as the server's account
+    env = dict(os.environ, XDG_CONFIG_HOME=str(work / "cfg"), FAIRPOOL_RUN_AS="server")
     server = subprocess.Popen([sys.executable, "-m", "fairpool.cli.main", "up", "--port",
                                str(port), "--data-dir", str(work / "pool")], env=env,
                               stdout=(work / "server.log").open("wb"), stderr=subprocess.STDOUT)
