@@ -369,11 +369,7 @@ class Sandbox:
             env=env, env_file=str(env_file), account=account, layout=layout,
             cgroup_parent=None if group is None else group.relative(),
             pull=self.config.image_pull, pids_limit=self.config.pids_limit)
-        podman_env = {k: self.server_env[k] for k in PODMAN_ENV if k in self.server_env}
-        podman_env.setdefault("PATH", ROOT_PATH)
-        podman_env["CONTAINERS_CONF"] = self.server_env.get("CONTAINERS_CONF",
-                                                            str(self.podman_conf))
-        return Launch(argv, podman_env, None, record)
+        return Launch(argv, self._podman_env(), None, record)
 
     def image_present(self, image: str) -> bool:
         if image in self._images:
