@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from fairpool.cli.output import call, console, emit_json, fail, table, when
+from fairpool.cli.output import call, emit_json, fail, plain, show, table, when
 from fairpool.client import Client
 from fairpool.config import write_client_config
 
@@ -46,7 +46,7 @@ def login(
     with Client(url=url, token=token, ca=ca_path) as c:
         me = call(c.whoami)
         path = write_client_config(c.url, token=token, ca=ca_path)
-    console.print(f"logged in to {c.url} as {me.user}; saved in {path}", highlight=False)
+    show(f"logged in to {c.url} as {me.user}; saved in {path}")
 
 
 def whoami(as_json: JsonOpt = False) -> None:
@@ -57,7 +57,7 @@ def whoami(as_json: JsonOpt = False) -> None:
         emit_json(me)
         return
     roles = ", ".join(f"{b['role']}@{b['scope']}" for b in me.bindings) or "no roles"
-    console.print(f"{me.user} (via {me.via}): {roles}", highlight=False)
+    show(f"{me.user} (via {me.via}): {roles}")
 
 
 @token_app.command("create")
@@ -75,9 +75,9 @@ def token_create(
                                            description))
     expiry = "never expires" if made.expires_at is None else (
         f"expires {time.strftime('%Y-%m-%d %H:%M', time.localtime(made.expires_at))}")
-    sys.stderr.write(f"token {made.id} for {made.user} ({expiry}); store it now, it is not "
-                     "shown again\n")
-    sys.stdout.write(made.token + "\n")
+    plain(f"token {made.id} for {made.user} ({expiry}); store it now, it is not shown again",
+          stderr=True)
+    plain(made.token)
 
 
 @token_app.command("list")
@@ -101,7 +101,7 @@ def token_revoke(token_id: str) -> None:
     """Revoke a token at once."""
     with Client() as c:
         made = call(lambda: c.revoke_token(token_id))
-    console.print(f"token {made.id} of {made.user} revoked")
+    show(f"token {made.id} of {made.user} revoked")
 
 
 @role_app.command("grant")
@@ -113,7 +113,7 @@ def role_grant(subject: Annotated[str, typer.Argument(help="user, or group:NAME"
     """Give a user or group a role on the pool, a department or a project."""
     with Client() as c:
         b = call(lambda: c.grant(subject, role, scope))
-    console.print(f"{b.subject} is {b.role} on {b.scope} (binding {b.id})", highlight=False)
+    show(f"{b.subject} is {b.role} on {b.scope} (binding {b.id})")
 
 
 @role_app.command("list")
@@ -134,7 +134,7 @@ def role_revoke(binding_id: int) -> None:
     """Remove a role binding."""
     with Client() as c:
         b = call(lambda: c.revoke_binding(binding_id))
-    console.print(f"{b.subject} is no longer {b.role} on {b.scope}", highlight=False)
+    show(f"{b.subject} is no longer {b.role} on {b.scope}")
 
 
 def audit_log(
@@ -177,8 +177,7 @@ def secret_set(project: str, name: str,
     value = value.removesuffix("\n")
     with Client() as c:
         s = call(lambda: c.set_secret(project, name, value))
-    console.print(f"secret {s.name} of project {s.project} set; its workers get it as "
-                  f"${s.name}", highlight=False)
+    show(f"secret {s.name} of project {s.project} set; its workers get it as ${s.name}")
 
 
 @secret_app.command("list")
@@ -198,7 +197,7 @@ def secret_delete(project: str, name: str) -> None:
     """Delete a secret."""
     with Client() as c:
         s = call(lambda: c.delete_secret(project, name))
-    console.print(f"secret {s.name} of project {s.project} deleted", highlight=False)
+    show(f"secret {s.name} of project {s.project} deleted")
 
 
 @user_app.command("map")
@@ -208,8 +207,7 @@ def user_map(user: Annotated[str, typer.Argument(help="the fairpool user (token 
     """Run a user's jobs as a Unix account (with run_as = user); never root."""
     with Client() as c:
         a = call(lambda: c.map_account(user, account))
-    console.print(f"jobs of {a.user} run as Unix account {a.account}", highlight=False,
-                  markup=False)
+    show(f"jobs of {a.user} run as Unix account {a.account}")
 
 
 @user_app.command("unmap")
@@ -217,8 +215,7 @@ def user_unmap(user: str) -> None:
     """Remove a user's mapping: its jobs run as the account of its own name again."""
     with Client() as c:
         a = call(lambda: c.unmap_account(user))
-    console.print(f"{a.user} is no longer mapped to {a.account}", highlight=False,
-                  markup=False)
+    show(f"{a.user} is no longer mapped to {a.account}")
 
 
 @user_app.command("list")
@@ -238,7 +235,7 @@ def secret_new_key() -> None:
     """Print a new key for FAIRPOOL_SECRET_KEY (servers sharing a database share one key)."""
     from cryptography.fernet import Fernet
 
-    sys.stdout.write(Fernet.generate_key().decode() + "\n")
+    plain(Fernet.generate_key().decode())
 
 
 @tls_app.command("self-signed")
@@ -256,6 +253,6 @@ def tls_self_signed(
         cert, key = self_signed(out.expanduser(), hosts, days)
     except OSError as exc:
         fail(f"cannot write to {out}: {exc.strerror}")
-    console.print(f"wrote {cert} and {key} for {', '.join(hosts)}; clients trust it with "
-                  f"`fairpool login --ca {cert}` or FAIRPOOL_CA_BUNDLE={cert}", highlight=False)
+    show(f"wrote {cert} and {key} for {', '.join(hosts)}; clients trust it with "
+         f"`fairpool login --ca {cert}` or FAIRPOOL_CA_BUNDLE={cert}")
 

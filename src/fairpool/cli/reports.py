@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from datetime import datetime
 from typing import Annotated
 
 import typer
 
-from fairpool.cli.output import call, console, emit_json, fail, table
+from fairpool.cli.output import call, emit_json, fail, plain, show, table
 from fairpool.client import Client, FairpoolError
 from fairpool.client.api import build
 from fairpool.services.specs import IdlePolicySpec, QueueUpdate
@@ -50,7 +49,7 @@ def usage(
     lo = hi - 30 * 86400 if start is None else parse_time(start, "--from")
     with Client() as c:
         if csv:
-            sys.stdout.write(call(lambda: c.usage_csv(lo, hi, by)))
+            plain(call(lambda: c.usage_csv(lo, hi, by)))
             return
         rows = call(lambda: c.usage(lo, hi, by))
     if as_json:
@@ -83,10 +82,9 @@ def set_idle(
     with Client() as c:
         q = call(lambda: c.update_queue(name, QueueUpdate(idle=idle)))
     if q.idle is not None:
-        console.print(f"{q.name}: idle GPUs (below {q.idle.threshold:.0%} for "
-                      f"{q.idle.after_s:g} s) → {q.idle.action}"
-                      + (f", ended after {q.idle.stop_after_s:g} s" if q.idle.stop_after_s
-                         else ""), highlight=False)
+        show(f"{q.name}: idle GPUs (below {q.idle.threshold:.0%} for {q.idle.after_s:g} s) → "
+             f"{q.idle.action}",
+             f", ended after {q.idle.stop_after_s:g} s" if q.idle.stop_after_s else "")
 
 
 
@@ -99,6 +97,5 @@ def set_max_runtime(
         fail("seconds: 0 or more (0 removes the default)")
     with Client() as c:
         q = call(lambda: c.update_queue(name, QueueUpdate(default_max_runtime_s=seconds)))
-    console.print(f"{q.name}: jobs stop after {q.default_max_runtime_s:g} s unless they set "
-                  "--max-runtime" if q.default_max_runtime_s else
-                  f"{q.name}: no default max runtime", highlight=False)
+    show(f"{q.name}: jobs stop after {q.default_max_runtime_s:g} s unless they set "
+         "--max-runtime" if q.default_max_runtime_s else f"{q.name}: no default max runtime")

@@ -3,15 +3,12 @@ print the metrics (a Rich table, or JSON keyed by policy), optionally with PNG p
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from fairpool.cli.output import console, err, fail
+from fairpool.cli.output import emit_value, fail, show, show_err, table
 
 #: Rows of the table: metric key, heading, format.
 ROWS = (
@@ -61,7 +58,7 @@ def simulate(
     except (ValueError, OSError) as exc:
         fail(str(exc))
     for note in loaded.notes:  # on stderr, so that --json output stays clean
-        err.print(f"note: {note}", highlight=False)
+        show_err(f"note: {note}")
     if plot is not None:
         try:
             plot.mkdir(parents=True, exist_ok=True)
@@ -71,8 +68,7 @@ def simulate(
     summaries: dict[str, dict[str, float | int]] = {}
     for name in names:
         if not json_out:
-            err.print(f"simulating {name} ({len(loaded.jobs):,} jobs on {gpus} GPUs)…",
-                      highlight=False)
+            show_err(f"simulating {name} ({len(loaded.jobs):,} jobs on {gpus} GPUs)…")
         result = Simulation(loaded, POLICIES[name], cluster,
                             checkpoint_s=checkpoint_min * 60).run()
         results[name] = result
@@ -88,15 +84,12 @@ def simulate(
         except OSError as exc:
             fail(f"cannot write plots to {plot}: {exc.strerror or exc}")
     if json_out:
-        sys.stdout.write(json.dumps(summaries, indent=2, allow_nan=False) + "\n")
+        emit_value(summaries)
         return
-    table = Table(title=f"{loaded.name}: {len(loaded.jobs):,} jobs, {gpus} GPUs "
-                        f"({gpus_per_node} per node), checkpoints every {checkpoint_min:g} min")
-    table.add_column("metric")  # one column per policy: five fit a terminal, twelve do not
-    for name in summaries:
-        table.add_column(name, justify="right")
-    for key, heading, fmt in ROWS:
-        table.add_row(heading, *(fmt.format(s.get(key, 0)) for s in summaries.values()))
-    console.print(table)
+    # one column per policy: five fit a terminal, twelve do not
+    table(f"{loaded.name}: {len(loaded.jobs):,} jobs, {gpus} GPUs ({gpus_per_node} per node), "
+          f"checkpoints every {checkpoint_min:g} min", ["metric", *summaries],
+          [[heading, *(fmt.format(s.get(key, 0)) for s in summaries.values())]
+           for key, heading, fmt in ROWS], right=range(1, len(summaries) + 1))
     for path in written:
-        console.print(f"plot: {path}", highlight=False)
+        show(f"plot: {path}")
