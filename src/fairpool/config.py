@@ -68,6 +68,10 @@ class ServerSettings(BaseSettings):
     oidc_jwks_url: str | None = Field(None, description="default: from the issuer's discovery")
     oidc_username_claim: str = "sub"
     oidc_groups_claim: str = "groups"
+    oidc_user_prefix: str = Field(
+        "oidc:", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}:$",
+        description="put before the identity provider's user names (role bindings name "
+                    "oidc:alice), so none is ever taken for a local user such as admin")
     submit_rate: float = Field(20.0, ge=0, le=1e6, description="submits/s per token; 0: off")
     submit_burst: int = Field(500, ge=1, le=1_000_000)
     max_pending_per_project: int = Field(10_000, ge=1, le=10_000_000)
@@ -153,6 +157,9 @@ class ServerSettings(BaseSettings):
                 raise ValueError(f"{path}: file not found")
         if (self.oidc_issuer is None) != (self.oidc_audience is None):
             raise ValueError("OIDC needs both oidc_issuer and oidc_audience")
+        if self.oidc_user_prefix == "group:":
+            raise ValueError("oidc_user_prefix group: would make users of the identity "
+                             "provider into groups; pick another, e.g. oidc:")
         return self
 
     def key_file(self) -> Path:

@@ -214,7 +214,8 @@ def oidc(settings: ServerSettings) -> OidcVerifier | None:
     if settings.oidc_issuer is None or settings.oidc_audience is None:
         return None
     return OidcVerifier(settings.oidc_issuer, settings.oidc_audience, settings.oidc_jwks_url,
-                        settings.oidc_username_claim, settings.oidc_groups_claim)
+                        settings.oidc_username_claim, settings.oidc_groups_claim,
+                        user_prefix=settings.oidc_user_prefix)
 
 
 def _save_admin_token(settings: ServerSettings, token: str | None) -> Path | None:

@@ -153,7 +153,9 @@ def test_deeply_nested_json_is_refused_and_the_server_stays_up(org: Org) -> None
 
 # -- 3. unicode and control characters -----------------------------------------------------------
 def test_unicode_in_names_and_arguments_round_trips_exactly(org: Org) -> None:
-    name = "🚀 训练 שלום‏ e\u0301 Ω \u202eevil"
+    # right-to-left script, combining marks and emoji; bidirectional controls are refused in
+    # names (tests/security/test_small_leaks.py) but kept in arguments
+    name = "🚀 训练 שלום e\u0301 Ω evil"
     argv = [sys.executable, "-c", "pass", "🚀", "مرحبا", "e\u0301", "\u202eRTL", "\u200d",
             "tab\there", "two\nlines", "\U0001f9d1\u200d\U0001f52c"]
     with org.http("rita") as http:

@@ -140,16 +140,53 @@ def test_oidc_tokens_and_group_roles(sso: tuple[Pool, Issuer]) -> None:
     admin.grant("group:ml", "researcher", "llm")
     me = _who(pool, issuer.token())
     assert me.status_code == 200, me.text
-    assert me.json()["user"] == "erin" and me.json()["via"] == "oidc"
+    assert me.json()["user"] == "oidc:erin" and me.json()["via"] == "oidc"
     assert me.json()["bindings"] == [{"role": "researcher", "scope": "llm"}]
     with Client(pool.url, token=issuer.token()) as erin:
         job = erin.submit(project="llm", command=["true"])
-        assert job.submitted_by == "erin"
+        assert job.submitted_by == "oidc:erin"
         assert [q.name for q in erin.queues()] == ["llm"]
     # someone outside the group authenticates but sees nothing
     outsider = httpx.get(pool.url + "/api/v1/queues", timeout=30, headers={
         "Authorization": f"Bearer {issuer.token(sub='olga', groups=[])}"})
     assert outsider.status_code == 200 and outsider.json() == []
+
+
+def test_oidc_names_never_become_local_users_or_groups(sso: tuple[Pool, Issuer]) -> None:
+    """Issue 16, finding 9: a ``sub`` of ``admin`` was the local admin, one of ``group:x`` had
+    group x's roles. The provider's users are ``oidc:NAME`` now; roles given to them, and to
+    their groups, still apply."""
+    pool, issuer = sso
+    admin = pool.client
+    from fairpool.services.specs import ProjectCreate, QueueCreate
+
+    admin.create_department(QueueCreate(name="sec"))
+    admin.create_project(ProjectCreate(name="vault", department="sec"))
+    admin.grant("group:vault-team", "researcher", "vault")
+    submit = {"project": "vault", "command": ["true"]}
+    for sub in ("admin", "group:vault-team"):  # the attack: take a local name
+        token = issuer.token(sub=sub, groups=[])
+        me = _who(pool, token)
+        assert me.status_code == 200, me.text
+        assert me.json()["user"] == f"oidc:{sub}" and me.json()["bindings"] == [], me.text
+        headers = {"Authorization": f"Bearer {token}"}
+        audit = httpx.get(pool.url + "/api/v1/audit", headers=headers, timeout=30)
+        assert audit.status_code in (403, 404), audit.text  # admins only
+        job = httpx.post(pool.url + "/api/v1/jobs", json=submit, headers=headers, timeout=30)
+        assert job.status_code == 404, job.text  # vault is not visible to it
+    # the legitimate uses: a member of the group, and a user bound by its oidc: name
+    member = issuer.token(sub="gina", groups=["vault-team"])
+    assert _who(pool, member).json()["bindings"] == [{"role": "researcher", "scope": "vault"}]
+    admin.grant("oidc:frank", "researcher", "vault")
+    frank = issuer.token(sub="frank", groups=[])
+    with Client(pool.url, token=frank) as client:
+        assert client.submit(project="vault", command=["true"]).submitted_by == "oidc:frank"
+        minted = client.create_token("oidc:frank", 3600)  # a token for itself
+    with Client(pool.url, token=minted.token) as client:
+        assert client.whoami().user == "oidc:frank"
+        assert [q.name for q in client.queues()] == ["vault"]
+    # the local admin is untouched
+    assert admin.whoami().user == "admin"
 
 
 def test_oidc_refuses_bad_tokens(sso: tuple[Pool, Issuer]) -> None:

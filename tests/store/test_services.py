@@ -7,7 +7,14 @@ from sqlalchemy import inspect, select
 
 from fairpool.services import jobs, queues
 from fairpool.services.errors import Conflict, Invalid, NotFound
-from fairpool.services.specs import JobSubmit, ProjectCreate, QueueCreate, QueueUpdate, ResourceSpec
+from fairpool.services.specs import (
+    JobSubmit,
+    LimitSpec,
+    ProjectCreate,
+    QueueCreate,
+    QueueUpdate,
+    ResourceSpec,
+)
 from fairpool.store.db import Store
 from fairpool.store.models import JobEventRow, JobRow
 
@@ -35,10 +42,14 @@ def test_queues(store: Store) -> None:
     with pytest.raises(Invalid, match="quota is above its limit"):
         queues.create_project(store, ProjectCreate(name="y", department="research",
                                                    quota=ResourceSpec(gpus=4),
-                                                   limit=ResourceSpec(gpus=2)))
-    out = queues.update_queue(store, "vision", QueueUpdate(limit=ResourceSpec(
+                                                   limit=LimitSpec(gpus=2)))
+    out = queues.update_queue(store, "vision", QueueUpdate(limit=LimitSpec(
         gpus=3, cpus=1000, memory_mib=1 << 30), over_quota_weight=3))
     assert out.limit is not None and out.limit.gpus == 3 and out.over_quota_weight == 3
+    # a resource left out of a limit is unlimited (null), not capped at 0
+    out = queues.update_queue(store, "vision", QueueUpdate(limit=LimitSpec(gpus=4)))
+    assert out.limit is not None and (out.limit.gpus, out.limit.cpus, out.limit.memory_mib) == (
+        4, None, None)
     out = queues.update_queue(store, "vision", QueueUpdate(unlimited=True))
     assert out.limit is None
     with pytest.raises(NotFound):

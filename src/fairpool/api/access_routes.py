@@ -13,6 +13,7 @@ from fairpool.api.errors import ERRORS
 from fairpool.auth.rbac import Perm, Principal
 from fairpool.services import accounts, audit, roles, secrets, tokens
 from fairpool.services.access_specs import (
+    USER_PATTERN,
     AccountOut,
     AccountSet,
     AuditOut,
@@ -29,7 +30,7 @@ from fairpool.services.access_specs import (
 TokenId = Annotated[str, Path(pattern=r"^[0-9a-f]{12}$")]
 ProjectName = Annotated[str, Path(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
 SecretKey = Annotated[str, Path(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
-UserName = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,199}$")]
+UserName = Annotated[str, Path(pattern=USER_PATTERN)]
 
 
 def router(ctx: AppContext) -> APIRouter:

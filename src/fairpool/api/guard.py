@@ -18,7 +18,16 @@ from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from fairpool.api.context import AppContext
-from fairpool.auth.rbac import POOL, ROLE_PERMS, Path, Perm, Principal, Role, may_grant
+from fairpool.auth.rbac import (
+    POOL,
+    ROLE_PERMS,
+    ROLE_SCOPES,
+    Path,
+    Perm,
+    Principal,
+    Role,
+    may_grant,
+)
 from fairpool.services import audit, roles, tokens
 from fairpool.services.errors import NotFound, ServiceError
 from fairpool.services.scopes import cached_path, job_path, queue_path
@@ -91,13 +100,21 @@ _DOING = {Perm.READ: "see", Perm.SUBMIT: "submit jobs", Perm.CANCEL: "cancel job
           Perm.ADMIN: "use admin functions", Perm.ACCOUNTS: "map users to Unix accounts"}
 
 
+#: the kinds of scope on a target's path, by its length: the pool, a department, a project
+_KINDS = ("pool", "department", "project")
+
+
 def _refusal(who: Principal, perm: Perm, act: Path) -> Forbidden:
+    """403 naming the roles that would do, among those that can be granted on the target or a
+    scope above it (no researcher on the whole pool: that role is given on projects and
+    departments only)."""
     where = "the whole pool" if act == (POOL,) else act[-1]
     held = sorted({str(b.role) for b in who.bindings if b.scope in act}) or ["no role"]
-    needs = [str(r) for r in Role if perm in ROLE_PERMS[r]
-             and (r is not Role.ADMIN or act == (POOL,)) and (r is not Role.DEPARTMENT_ADMIN
-                                                            or len(act) >= 2)]
-    needs_text = " or ".join(needs) + ("" if act == (POOL,) else f" on {where} or above")
+    kinds = set(_KINDS[:len(act)])
+    needs = [str(r) for r in Role if perm in ROLE_PERMS[r] and ROLE_SCOPES[r] & kinds
+             and (r is not Role.ADMIN or act == (POOL,))]
+    needs_text = " or ".join(needs) + (" on the whole pool (*)" if act == (POOL,)
+                                       else f" on {where} or above")
     if Role.ADMIN.value not in needs:
         needs_text += ", or admin"
     return Forbidden(f"{who.user} may not {_DOING[perm]} in {where}: that needs {needs_text} "

@@ -5,20 +5,25 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from fairpool.api import guard
 from fairpool.api.context import AppContext
 from fairpool.api.errors import ERRORS
 from fairpool.auth.rbac import Perm, Principal
 from fairpool.services import node_ops
-from fairpool.services.specs import Input, NodeOut
+from fairpool.services.specs import Input, NodeOut, printable
 
 NodeName = Annotated[str, Path(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9._:-]+$")]
 
 
 class CordonSpec(Input):
     reason: Annotated[str, Field(max_length=500)] = ""
+
+    @field_validator("reason")
+    @classmethod
+    def _reason(cls, text: str) -> str:
+        return printable("the reason", text)  # everyone who lists the nodes sees it
 
 
 class DrainOut(BaseModel):

@@ -2,9 +2,11 @@
 
 A token is accepted when its signature verifies with one of the issuer's published keys (JWKS,
 found through the issuer's discovery document unless a JWKS URL is configured), it has not
-expired, and its issuer and audience are the configured ones. The user name comes from a
-configured claim (``sub`` by default) and groups from another (``groups``), so role bindings can
-name users or ``group:NAME``.
+expired, and its issuer and audience are the configured ones. The user name is a configured
+claim (``sub`` by default) behind a prefix (``oidc:``), and groups come from another claim
+(``groups``), so role bindings name ``oidc:NAME`` or ``group:NAME``: the provider's names live
+apart from local users, and a ``sub`` of ``admin`` or ``group:x`` is neither the local admin
+nor a group.
 """
 
 from __future__ import annotations
@@ -31,10 +33,14 @@ class OidcIdentity:
 class OidcVerifier:
     def __init__(self, issuer: str, audience: str, jwks_url: str | None = None,
                  username_claim: str = "sub", groups_claim: str = "groups",
-                 ca_bundle: str | None = None) -> None:
+                 ca_bundle: str | None = None, user_prefix: str = "oidc:") -> None:
+        if not user_prefix.endswith(":") or user_prefix == "group:":
+            raise ValueError(f"OIDC user prefix {user_prefix!r} must end with ':' and not be "
+                             f"group:, so the provider's users never meet local names")
         self.issuer = issuer.rstrip("/")
         self.audience = audience
         self.username_claim = username_claim
+        self.user_prefix = user_prefix
         self.groups_claim = groups_claim
         self._jwks_url = jwks_url
         self._verify: str | bool = ca_bundle or True
@@ -75,4 +81,4 @@ class OidcVerifier:
             raise OidcError(f"the token has no {self.username_claim} claim")
         raw = claims.get(self.groups_claim, [])
         groups = tuple(g for g in raw if isinstance(g, str)) if isinstance(raw, list) else ()
-        return OidcIdentity(user=user[:253], groups=groups)
+        return OidcIdentity(user=(self.user_prefix + user)[:253], groups=groups)

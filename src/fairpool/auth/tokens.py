@@ -38,7 +38,7 @@ def mint() -> NewToken:
 
 def parse(value: str) -> tuple[str, str] | None:
     """(id, secret) of a well-formed token, else None."""
-    match = _TOKEN.match(value)
+    match = _TOKEN.fullmatch(value)
     return (match.group(1), match.group(2)) if match else None
 
 

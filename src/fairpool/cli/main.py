@@ -9,20 +9,17 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
-from rich.markup import escape
 
 from fairpool.cli import access, reports
+from fairpool.cli.output import Cell, emit_json, fail, gpus, line, plain, show, styled, table, when
 from fairpool.cli.output import call as _call
-from fairpool.cli.output import console, emit_json, fail, gpus, table, when
 from fairpool.cli.simulate import simulate as simulate_command
 from fairpool.client import Client, FairpoolError
 from fairpool.scheduler.snapshot import Strategy
 from fairpool.services.specs import (
-    MAX_CPUS,
-    MAX_GPUS,
-    MAX_MEMORY_MIB,
     JobOut,
     JobSubmit,
+    LimitSpec,
     MountSpec,
     NodeOut,
     ProjectCreate,
@@ -63,13 +60,10 @@ def _validation(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def _limit(gpus_: float | None, cpus: float | None, memory: int | None) -> ResourceSpec | None:
+def _limit(gpus_: float | None, cpus: float | None, memory: int | None) -> LimitSpec | None:
     if gpus_ is None and cpus is None and memory is None:
         return None
-    # a resource left out gets its maximum, which the server takes as "no limit on it"
-    return ResourceSpec(gpus=MAX_GPUS if gpus_ is None else gpus_,
-                        cpus=MAX_CPUS if cpus is None else cpus,
-                        memory_mib=MAX_MEMORY_MIB if memory is None else memory)
+    return LimitSpec(gpus=gpus_, cpus=cpus, memory_mib=memory)  # one left out: no limit on it
 
 
 @app.command()
@@ -166,8 +160,8 @@ def recover_admin(
         fail(_validation(exc))
     except (ValueError, SQLAlchemyError, OSError) as exc:
         fail(f"cannot use the pool's database: {str(exc).strip().splitlines()[0]}")
-    sys.stderr.write(f"new token for {settings.admin_user} (admin), valid for one day:\n")
-    sys.stdout.write(token + "\n")
+    plain(f"new token for {settings.admin_user} (admin), valid for one day:", stderr=True)
+    plain(token)
 
 
 @app.command()
@@ -213,7 +207,7 @@ def submit(
         try:
             mounts.append(parse_mount(item))
         except ValidationError as exc:
-            fail(escape(_validation(exc)))
+            fail(_validation(exc))
         except ValueError:
             fail("--mount takes SRC:DST or SRC:DST:ro")
     try:
@@ -225,13 +219,13 @@ def submit(
                          max_runtime_s=max_runtime, image=image, mounts=mounts,
                          workdir=str((workdir or Path.cwd()).resolve()))
     except ValidationError as exc:
-        fail(escape(_validation(exc)))
+        fail(_validation(exc))
     with _client() as c:
         job = _call(lambda: c.submit(spec))
     if as_json:
         emit_json(job)
     else:
-        console.print(f"submitted [bold]{job.id}[/bold] to {job.project} ({job.state})")
+        show("submitted ", styled(job.id, "bold"), f" to {job.project} ({job.state})")
 
 
 @app.command()
@@ -253,14 +247,14 @@ def jobs(
          _util(j), (j.reason or "")[:80]] for j in items])
 
 
-def _util(j: JobOut) -> str:
+def _util(j: JobOut) -> Cell:
     """The last utilisation reading, marked sim(ulated), and IDLE when the policy flagged it."""
     if j.gpu_util is None:
         return ""
     text = f"{j.gpu_util:.0%}" + (" sim" if j.util_simulated else "")
     if j.idle:
         since = "" if j.idle_since is None else f" {(time.time() - j.idle_since) / 60:.0f}m"
-        text = f"[bold yellow]IDLE{since}[/bold yellow] {text}"
+        return line(styled(f"IDLE{since}", "bold yellow"), f" {text}")
     return text
 
 
@@ -283,18 +277,16 @@ def job(job_id: str, as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json(item)
         return
-    console.print(f"[bold]{item.id}[/bold] {escape(item.name)}  project {item.project}  "
-                  f"state [bold]{item.state}[/bold]  attempt {item.attempt}"
-                  + (f"  exit {item.exit_code}" if item.exit_code is not None else ""))
-    console.print(f"command: {' '.join(item.command)}", highlight=False, markup=False)
+    show(styled(item.id, "bold"), f" {item.name}  project {item.project}  state ",
+         styled(item.state, "bold"), f"  attempt {item.attempt}",
+         f"  exit {item.exit_code}" if item.exit_code is not None else "")
+    show(f"command: {' '.join(item.command)}")
     if item.image is not None:
-        console.print(f"image: {item.image}", highlight=False, markup=False)
+        show(f"image: {item.image}")
     for m in item.mounts:
-        console.print(f"mount: {m.source} -> {m.target}" + (" (read-only)" if m.read_only
-                                                            else ""),
-                      highlight=False, markup=False)
+        show(f"mount: {m.source} -> {m.target}", " (read-only)" if m.read_only else "")
     if item.reason:
-        console.print(f"waiting: {item.reason}", highlight=False, markup=False)
+        show(f"waiting: {item.reason}")
     if item.placement:
         table("workers", ["rank", "node", "devices", "share", "phase", "exit"], [
             [str(w.rank), w.node, ",".join(map(str, w.devices)), f"{w.share:g}", w.phase,
@@ -332,8 +324,7 @@ def cancel(job_id: str, as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json(item)
     else:
-        console.print(f"{item.id}: {item.state}"
-                      + (" (stopping)" if item.state not in ("cancelled",) else ""))
+        show(f"{item.id}: {item.state}", " (stopping)" if item.state not in ("cancelled",) else "")
 
 
 @app.command()
@@ -344,7 +335,7 @@ def explain(job_id: str, as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json(item)
     else:
-        console.print(f"{item.job_id} {item.state}: {item.reason}", highlight=False)
+        show(f"{item.job_id} {item.state}: {item.reason}")
 
 
 @app.command()
@@ -385,28 +376,25 @@ def nodes(as_json: JsonOpt = False) -> None:
         return
     rows = []
     for n in items:
-        status = escape("ready" if n.ready and not n.cordoned else (
+        status = ("ready" if n.ready and not n.cordoned else (
             f"cordoned ({n.cordon_reason})" if n.cordoned and n.cordon_reason else
             "cordoned" if n.cordoned else "not ready"))
         isolation = _isolation(n)
         for d in n.devices or []:
             rows.append([n.name, n.pool, status, isolation, f"{d.index}",
-                         escape(d.model) + (" (simulated)" if n.simulated else ""),
-                         f"{d.used:g}", escape(", ".join(d.holders))])
+                         d.model + (" (simulated)" if n.simulated else ""),
+                         f"{d.used:g}", ", ".join(d.holders)])
         if not n.devices:
             rows.append([n.name, n.pool, status, isolation, "-", "no GPUs", "", ""])
     table("nodes", ["node", "pool", "status", "isolation", "gpu", "model", "used", "held by"],
           rows)
-    from rich.text import Text
-
-    for n in items:  # what a node cannot enforce, below the table (plain text, no markup)
+    for n in items:  # what a node cannot enforce, below the table
         iso = n.isolation
         if iso is not None and iso.level == "none":
-            console.print(Text(f"{n.name}: jobs run as the server's own account (run_as="
-                               f"{iso.run_as}) and are NOT isolated from one another"))
+            show(f"{n.name}: jobs run as the server's own account (run_as={iso.run_as}) and "
+                 "are NOT isolated from one another")
         elif iso is not None and iso.missing:
-            console.print(Text(f"{n.name}: isolation {iso.level}; missing: "
-                               + "; ".join(iso.missing)))
+            show(f"{n.name}: isolation {iso.level}; missing: ", "; ".join(iso.missing))
 
 
 def _isolation(n: NodeOut) -> str:
@@ -414,7 +402,7 @@ def _isolation(n: NodeOut) -> str:
     iso = n.isolation
     if iso is None:
         return "unknown"
-    return escape(f"{iso.level}, run as {iso.run_as}")
+    return f"{iso.level}, run as {iso.run_as}"
 
 
 def _queue_spec(name: str, qg: float, qc: float, qm: int, lg: float | None, lc: float | None,
@@ -445,7 +433,7 @@ def department_create(name: str, quota_gpus: QuotaG = 0, quota_cpus: QuotaC = 0,
         fail(_validation(exc))
     with _client() as c:
         q = _call(lambda: c.create_department(spec))
-    console.print(f"department {q.name} created (quota {gpus(q.quota.gpus)} GPUs)")
+    show(f"department {q.name} created (quota {gpus(q.quota.gpus)} GPUs)")
 
 
 @project_app.command("create")
@@ -463,7 +451,7 @@ def project_create(name: str,
         fail(_validation(exc))
     with _client() as c:
         q = _call(lambda: c.create_project(spec))
-    console.print(f"project {q.name} created in {q.parent} (quota {gpus(q.quota.gpus)} GPUs)")
+    show(f"project {q.name} created in {q.parent} (quota {gpus(q.quota.gpus)} GPUs)")
 
 
 @project_app.command("set-quota")
@@ -494,8 +482,8 @@ def project_set_quota(
         except ValidationError as exc:
             fail(_validation(exc))
         q = _call(lambda: c.update_queue(name, spec))
-    console.print(f"{q.name}: quota {gpus(q.quota.gpus)} GPUs, limit "
-                  f"{gpus(q.limit.gpus) if q.limit else '∞'}, weight {q.over_quota_weight}")
+    show(f"{q.name}: quota {gpus(q.quota.gpus)} GPUs, limit "
+         f"{gpus(q.limit.gpus) if q.limit else '∞'}, weight {q.over_quota_weight}")
 
 
 @node_app.command("cordon")
@@ -504,7 +492,7 @@ def node_cordon(name: str, reason: Annotated[str, typer.Option(help="why, for th
     """Send no new work to a node; what runs there stays."""
     with _client() as c:
         n = _call(lambda: c.cordon(name, reason))
-    console.print(f"{n.name} cordoned: {n.cordon_reason}", highlight=False)
+    show(f"{n.name} cordoned: {n.cordon_reason}")
 
 
 @node_app.command("uncordon")
@@ -512,7 +500,7 @@ def node_uncordon(name: str) -> None:
     """Let a node take work again."""
     with _client() as c:
         n = _call(lambda: c.uncordon(name))
-    console.print(f"{n.name} takes work again", highlight=False)
+    show(f"{n.name} takes work again")
 
 
 @node_app.command("drain")
@@ -520,8 +508,7 @@ def node_drain(name: str) -> None:
     """Cordon a node and requeue its jobs (SIGTERM, the grace period, then SIGKILL)."""
     with _client() as c:
         n, moved = _call(lambda: c.drain(name))
-    console.print(f"{n.name} cordoned; {moved} job{'s' if moved != 1 else ''} requeued",
-                  highlight=False)
+    show(f"{n.name} cordoned; {moved} job{'s' if moved != 1 else ''} requeued")
 
 
 def main() -> None:

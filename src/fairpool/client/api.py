@@ -136,6 +136,8 @@ class Client:
                 ) from None
             raise FairpoolError(f"cannot reach the fairpool server at {self.url} ({exc}); "
                                 f"is it running? start it with `fairpool up`") from None
+        except httpx.InvalidURL as exc:  # e.g. a control character in an id
+            raise FairpoolError(f"no request made for {path!r}: {exc}", 400) from None
         except httpx.HTTPError as exc:
             raise FairpoolError(f"cannot reach the fairpool server at {self.url} ({exc}); "
                                 f"is it running? start it with `fairpool up`") from None

@@ -6,14 +6,29 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import BaseModel, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints, field_validator
 
 from fairpool.auth.rbac import Role
-from fairpool.services.specs import Input
+from fairpool.services.specs import Input, printable
 
-User = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,199}$")]
-Subject = Annotated[str, StringConstraints(
-    pattern=r"^(group:)?[A-Za-z0-9][A-Za-z0-9._@+-]{0,199}$")]
+#: names live in namespaces that never overlap: local users ``NAME`` (no ``:``), users of the
+#: identity provider ``PREFIX:NAME`` (``oidc_user_prefix``, ``oidc:`` by default) and its
+#: groups ``group:NAME``, so no token of the identity provider can make a caller a local user
+#: (``admin``) or a group
+NAMESPACE = r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}:"
+USER_PATTERN = rf"^(?:{NAMESPACE})?[A-Za-z0-9][A-Za-z0-9._@+-]{{0,199}}$"
+GROUP_PREFIX = "group:"
+
+
+def _not_a_group(user: str) -> str:
+    if user.startswith(GROUP_PREFIX):
+        raise ValueError(f"{user[:80]!r} names a group; a user's name cannot start with "
+                         f"{GROUP_PREFIX}")
+    return user
+
+
+User = Annotated[str, StringConstraints(pattern=USER_PATTERN), AfterValidator(_not_a_group)]
+Subject = Annotated[str, StringConstraints(pattern=USER_PATTERN)]  # a user or group:NAME
 Scope = Annotated[str, StringConstraints(pattern=r"^(\*|[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)$")]
 SecretName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
 #: a Unix account name as useradd takes it by default (and no longer than 32)
@@ -28,6 +43,11 @@ class TokenCreate(Input):
     expires_in_s: float | None = Field(
         90 * 86400, gt=0, le=5 * 365 * 86400, description="lifetime; null: never expires")
     description: Annotated[str, StringConstraints(max_length=200)] = ""
+
+    @field_validator("description")
+    @classmethod
+    def _description(cls, text: str) -> str:
+        return printable("the description", text)
 
 
 class TokenOut(BaseModel):
@@ -46,7 +66,8 @@ class TokenCreated(TokenOut):
 
 
 class BindingCreate(Input):
-    subject: Subject = Field(description="a user name, or group:NAME from the identity provider")
+    subject: Subject = Field(description="a user name (oidc:NAME for a user of the identity "
+                                         "provider), or group:NAME for one of its groups")
     role: Role
     scope: Scope = Field(description="* (the whole pool), a department or a project")
 

@@ -15,12 +15,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fairpool.services import audit
-from fairpool.services.access_specs import NOT_ROOT, AccountOut, account_problem
+from fairpool.services.access_specs import (
+    NOT_ROOT,
+    USER_PATTERN,
+    AccountOut,
+    account_problem,
+)
 from fairpool.services.errors import Invalid, NotFound
 from fairpool.store.db import Store
 from fairpool.store.models import UserAccountRow
 
-USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,199}$")
+USER = re.compile(USER_PATTERN)  # a local user or one of the identity provider
 
 
 def _out(r: UserAccountRow) -> AccountOut:

@@ -127,27 +127,19 @@ class TooManyPending(ServiceError):
     status = 429
 
 
-PENDING_TTL_S = 2.0
-
-
-def _check_pending(store: Store, s: Session, project: str, max_pending: int | None) -> None:
-    """Refuse a submit that would take a project past ``max_pending`` waiting jobs. Counted
-    from the store when the count is stale or near the limit; in between, counted on (submit
-    is a hot path, and far from the limit an exact count changes nothing)."""
+def _check_pending(s: Session, project: str, max_pending: int | None) -> None:
+    """Refuse a submit that would take a project past ``max_pending`` waiting jobs. Called in
+    the write transaction that inserts the job, after :meth:`Store.bump`: every writer takes
+    that row first (on SQLite under the store's write lock, on PostgreSQL as a row lock held
+    to commit), so no other submit can count or insert between this count and this insert,
+    and the count (a fresh statement, read committed) sees every job committed before."""
     if max_pending is None:
-        return
-    counts: dict[str, tuple[int, float]] = store.cache.setdefault("pending", {})
-    now = time.monotonic()
-    cached, at = counts.get(project, (0, 0.0))
-    if now - at <= PENDING_TTL_S and cached + 1 < 0.9 * max_pending:
-        counts[project] = (cached + 1, at)
         return
     waiting = s.execute(select(func.count()).select_from(JobRow).where(
         JobRow.project == project, JobRow.state.in_(WAITING))).scalar_one()
-    counts[project] = (waiting + 1, now)
     if waiting >= max_pending:
         raise TooManyPending(f"project {project} already has {waiting} jobs waiting, the most "
-                             f"allowed; wait for some to start or cancel some")
+                             f"allowed ({max_pending}); wait for some to start or cancel some")
 
 
 def submit(store: Store, spec: JobSubmit, wake: Callable[[], None] | None = None, *,
@@ -173,7 +165,6 @@ def submit(store: Store, spec: JobSubmit, wake: Callable[[], None] | None = None
             if existing is not None:
                 return _replay(existing, digest), False
         _check_fits_somewhere(store, s, spec)
-        _check_pending(store, s, spec.project, max_pending)
     preemptible = pclass.preemptible if spec.preemptible is None else spec.preemptible
     values = dict(
         id=uuid.uuid4().hex[:12], project=spec.project, name=spec.name,
@@ -191,7 +182,8 @@ def submit(store: Store, spec: JobSubmit, wake: Callable[[], None] | None = None
     )
     try:
         with store.writing() as s:  # the job and its first event, written directly
-            values["seq"] = Store.bump(s)
+            values["seq"] = Store.bump(s)  # first: it orders this submit among all writers
+            _check_pending(s, spec.project, max_pending)
             s.execute(insert(JobRow).values(**values))
             s.execute(insert(JobEventRow).values(
                 job_id=values["id"], at=now, kind="submitted",

@@ -17,6 +17,7 @@ from fairpool.services.specs import (
     MAX_GPUS,
     MAX_MEMORY_MIB,
     IdlePolicySpec,
+    LimitSpec,
     ProjectCreate,
     QueueCreate,
     QueueOut,
@@ -35,18 +36,23 @@ def _units(spec: ResourceSpec) -> tuple[int, int, int]:
     return round(spec.gpus * GPU_UNIT), round(spec.cpus * CPU_UNIT), spec.memory_mib
 
 
-def _set(row: QueueRow, quota: ResourceSpec | None, limit: ResourceSpec | None,
+def _limit_units(limit: LimitSpec) -> tuple[int | None, int | None, int | None]:
+    """A limit in stored units; None where a resource has no limit: left out, null, or given
+    at its maximum (what older clients send for "no limit on it")."""
+    gpus, cpus, memory = limit.gpus, limit.cpus, limit.memory_mib
+    return (None if gpus is None or gpus >= MAX_GPUS else round(gpus * GPU_UNIT),
+            None if cpus is None or cpus >= MAX_CPUS else round(cpus * CPU_UNIT),
+            None if memory is None or memory >= MAX_MEMORY_MIB else memory)
+
+
+def _set(row: QueueRow, quota: ResourceSpec | None, limit: LimitSpec | None,
          unlimited: bool) -> None:
     if quota is not None:
         row.quota_gpu, row.quota_cpu, row.quota_memory = _units(quota)
     if unlimited:
         row.limit_gpu = row.limit_cpu = row.limit_memory = None
-    elif limit is not None:
-        # a resource given at its maximum has no limit (a limit on GPUs alone, say)
-        gpu, cpu, memory = _units(limit)
-        row.limit_gpu = None if limit.gpus >= MAX_GPUS else gpu
-        row.limit_cpu = None if limit.cpus >= MAX_CPUS else cpu
-        row.limit_memory = None if limit.memory_mib >= MAX_MEMORY_MIB else memory
+    elif limit is not None:  # the new limit replaces the old one whole
+        row.limit_gpu, row.limit_cpu, row.limit_memory = _limit_units(limit)
     for what, q, lim in (("GPU", row.quota_gpu, row.limit_gpu), ("CPU", row.quota_cpu,
                                                                   row.limit_cpu),
                          ("memory", row.quota_memory, row.limit_memory)):
@@ -87,10 +93,14 @@ def _set_idle(row: QueueRow, idle: IdlePolicySpec) -> None:
 
 
 def _summary(row: QueueRow) -> str:
-    limit = "none" if row.limit_gpu is None else f"{row.limit_gpu / GPU_UNIT:g}"
+    caps = [f"{amount} {what}" for amount, what in (
+        (None if row.limit_gpu is None else f"{row.limit_gpu / GPU_UNIT:g}", "GPUs"),
+        (None if row.limit_cpu is None else f"{row.limit_cpu / CPU_UNIT:g}", "CPUs"),
+        (None if row.limit_memory is None else str(row.limit_memory), "MiB"))
+        if amount is not None]
     return (f"quota {row.quota_gpu / GPU_UNIT:g} GPUs, {row.quota_cpu / CPU_UNIT:g} CPUs, "
-            f"{row.quota_memory} MiB; GPU limit {limit}; weight {row.over_quota_weight}; "
-            f"priority {row.priority}")
+            f"{row.quota_memory} MiB; limit {', '.join(caps) or 'none'}; weight "
+            f"{row.over_quota_weight}; priority {row.priority}")
 
 
 def create_department(store: Store, spec: QueueCreate, actor: str = "system",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -31,6 +32,11 @@ ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+#: characters that change how the text around them is shown, or show nothing: bidirectional
+#: embeddings, overrides and isolates, the Arabic letter mark, zero-width spaces and joiners,
+#: the directional marks, the word joiner and invisible operators, line and paragraph
+#: separators, the Mongolian vowel separator and the BOM
+DISGUISING = re.compile("[\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]")
 SURROGATE = re.compile(r"[\ud800-\udfff]")  # after JSON decoding, only lone ones are left
 
 
@@ -54,13 +60,22 @@ def _no_nul(value: object) -> None:
             todo.extend(item)
 
 
-def _printable(what: str, text: str) -> str:
-    """Text shown in terminals (job names, labels) must not carry control characters: an
-    escape sequence in a name would act on the terminal of whoever lists the jobs."""
+def printable(what: str, text: str) -> str:
+    """Text shown to other people (job names, labels, descriptions) must not carry control
+    characters (an escape sequence in a name would act on the terminal of whoever lists the
+    jobs) nor characters that disguise what is shown (a right-to-left override makes
+    ``evil\u202egnp.sh`` read as ``evilhs.png``)."""
     found = CONTROL.search(text)
     if found is not None:
         raise ValueError(f"{what} must not contain control characters (found "
                          f"{found.group()!r} at position {found.start()}); use printable text")
+    found = DISGUISING.search(text)
+    if found is not None:
+        char = found.group()
+        raise ValueError(f"{what} must not contain U+{ord(char):04X} ("
+                         f"{unicodedata.name(char, 'a format character')}) at position "
+                         f"{found.start()}: bidirectional and invisible characters disguise "
+                         f"what is shown; remove it")
     return text
 
 
@@ -80,11 +95,21 @@ MAX_MEMORY_MIB = 1 << 50
 
 
 class ResourceSpec(Input):
-    """Amounts of each resource; in a limit, a resource at its maximum means no limit on it."""
+    """Amounts of each resource (a quota: what is guaranteed; one left out is 0)."""
 
     gpus: float = Field(0, ge=0, le=MAX_GPUS, description="GPUs (may be fractional in quotas)")
     cpus: float = Field(0, ge=0, le=MAX_CPUS)
     memory_mib: int = Field(0, ge=0, le=MAX_MEMORY_MIB)
+
+
+class LimitSpec(Input):
+    """A hard cap per resource: a resource left out, null, or at its maximum has no limit
+    (``{"gpus": 4}`` caps GPUs alone)."""
+
+    gpus: float | None = Field(None, ge=0, le=MAX_GPUS, description="null: no GPU limit")
+    cpus: float | None = Field(None, ge=0, le=MAX_CPUS, description="null: no CPU limit")
+    memory_mib: int | None = Field(None, ge=0, le=MAX_MEMORY_MIB,
+                                   description="null: no memory limit")
 
 
 class IdlePolicySpec(Input):
@@ -115,7 +140,7 @@ class IdlePolicyOut(BaseModel):
 class QueueCreate(Input):
     name: Name
     quota: ResourceSpec = Field(default_factory=ResourceSpec)
-    limit: ResourceSpec | None = Field(None, description="hard cap; omitted means unlimited")
+    limit: LimitSpec | None = Field(None, description="hard cap; omitted means unlimited")
     over_quota_weight: int = Field(1, ge=0, le=1000)
     priority: int = Field(0, ge=-1000, le=1000)
 
@@ -129,7 +154,8 @@ class ProjectCreate(QueueCreate):
 
 class QueueUpdate(Input):
     quota: ResourceSpec | None = None
-    limit: ResourceSpec | None = None
+    limit: LimitSpec | None = Field(None, description="the new hard cap, replacing the old "
+                                                      "one; a resource left out is unlimited")
     unlimited: bool = Field(False, description="remove the limit")
     over_quota_weight: int | None = Field(None, ge=0, le=1000)
     priority: int | None = Field(None, ge=-1000, le=1000)
@@ -260,21 +286,21 @@ class JobSubmit(Input):
     @field_validator("name")
     @classmethod
     def _name(cls, name: str) -> str:
-        return _printable("the job name", name)
+        return printable("the job name", name)
 
     @field_validator("labels")
     @classmethod
     def _labels(cls, labels: dict[str, str]) -> dict[str, str]:
         for key, value in labels.items():
-            _printable(f"label name {key!r}", key)
-            _printable(f"the value of label {key!r}", value)
+            printable(f"label name {key!r}", key)
+            printable(f"the value of label {key!r}", value)
         return labels
 
     @field_validator("env")
     @classmethod
     def _env(cls, env: dict[str, str]) -> dict[str, str]:
         for key in env:
-            if not ENV_KEY.match(key):
+            if not ENV_KEY.fullmatch(key):
                 raise ValueError(f"environment variable name {key!r} is not valid")
         if sum(len(k) + len(v) for k, v in env.items()) > MAX_ENV_BYTES:
             raise ValueError(f"environment is larger than {MAX_ENV_BYTES} bytes")
@@ -316,6 +342,14 @@ class ResourcesOut(BaseModel):
     memory_mib: int
 
 
+class LimitOut(BaseModel):
+    """A queue's hard cap; null: no limit on that resource."""
+
+    gpus: float | None
+    cpus: float | None
+    memory_mib: int | None
+
+
 class MountOut(BaseModel):
     source: str
     target: str
@@ -337,7 +371,7 @@ class QueueOut(BaseModel):
     kind: str
     parent: str | None
     quota: ResourcesOut
-    limit: ResourcesOut | None
+    limit: LimitOut | None  # null: no limit on any resource
     over_quota_weight: int
     priority: int
     fair_share: ResourcesOut | None = None

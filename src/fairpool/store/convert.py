@@ -22,6 +22,7 @@ from fairpool.services.specs import (
     IdlePolicyOut,
     IsolationOut,
     JobOut,
+    LimitOut,
     MountOut,
     QueueOut,
     ResourcesOut,
@@ -148,10 +149,10 @@ def worker_out(w: dict[str, Any]) -> WorkerOut:
 def queue_out(row: QueueRow, **extra: Any) -> QueueOut:
     limit = None
     if row.limit_gpu is not None or row.limit_cpu is not None or row.limit_memory is not None:
-        limit = ResourcesOut(  # -1: that resource has no limit
-            gpus=-1 if row.limit_gpu is None else row.limit_gpu / GPU_UNIT,
-            cpus=-1 if row.limit_cpu is None else row.limit_cpu / CPU_UNIT,
-            memory_mib=-1 if row.limit_memory is None else row.limit_memory,
+        limit = LimitOut(  # None: that resource has no limit
+            gpus=None if row.limit_gpu is None else row.limit_gpu / GPU_UNIT,
+            cpus=None if row.limit_cpu is None else row.limit_cpu / CPU_UNIT,
+            memory_mib=row.limit_memory,
         )
     return QueueOut(
         name=row.name, kind=row.kind, parent=row.parent,

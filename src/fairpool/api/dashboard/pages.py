@@ -56,7 +56,7 @@ def _departments(shown: list[QueueOut], palette: Palette) -> list[Department]:
     scale = 1.0
     for q in shown:
         fair = 0.0 if q.fair_share is None else q.fair_share.gpus
-        limit = 0.0 if q.limit is None else min(q.limit.gpus, 1e6)
+        limit = 0.0 if q.limit is None or q.limit.gpus is None else min(q.limit.gpus, 1e6)
         scale = max(scale, q.quota.gpus, fair, q.allocated.gpus + q.pending.gpus, limit)
     scale *= 1.08  # room for the marks at the end
 

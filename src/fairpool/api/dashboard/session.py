@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from fastapi import Request
 from fastapi.responses import RedirectResponse
@@ -46,6 +46,29 @@ def csrf_ok(request: Request, sent: str | None) -> bool:
     if token is None or not sent:
         return False
     return hmac.compare_digest(csrf_token(token), sent)
+
+
+def cross_site(request: Request) -> str | None:
+    """Why a form post comes from another site (None: it does not). Browsers name the page a
+    post comes from in ``Origin`` (every current browser on every POST), or else in
+    ``Referer``; either must be this server as the browser reached it (its ``Host``). A post
+    with neither comes from no browser page, which a login CSRF needs."""
+    host = request.headers.get("host", "").lower()
+    # behind a proxy, the name the browser used (a form post cannot set this header)
+    forwarded = request.headers.get("x-forwarded-host", "").split(",")[0].strip().lower()
+    for header in ("origin", "referer"):
+        value = request.headers.get(header)
+        if value is None:
+            continue
+        sender = urlsplit(value)
+        if value == "null" or sender.scheme not in ("http", "https") or (
+                sender.netloc.lower() not in {host, forwarded} - {""}):
+            shown = value[:80] if value.isascii() and value.isprintable() else "another page"
+            return (f"Sign-in refused: the form was sent from {shown}, not from this server "
+                    f"({host or 'unknown'}). Open the sign-in page of this server and sign in "
+                    f"there.")
+        return None
+    return None
 
 
 async def form(request: Request) -> dict[str, str]:

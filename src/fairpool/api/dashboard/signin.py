@@ -22,6 +22,9 @@ def router(ctx: AppContext) -> APIRouter:
 
     @ui.post("/login")
     async def login(request: Request) -> Response:
+        refused = session.cross_site(request)
+        if refused is not None:  # a form on another site must not sign a browser in
+            return page(request, "login.html", None, status=403, next="/ui", error=refused)
         data = await session.form(request)
         token = data.get("token", "").strip()
         to = session.safe_next(data.get("next"))

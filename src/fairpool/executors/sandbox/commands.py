@@ -122,7 +122,7 @@ def env_step() -> list[str]:
 
 def env_script(env: Mapping[str, str]) -> str:
     """The environment as ``export NAME='value'`` lines for :data:`ENV_STEP`."""
-    bad = [k for k in env if not NAME.match(k)]
+    bad = [k for k in env if not NAME.fullmatch(k)]
     if bad:
         raise ValueError(f"not environment variable names: {', '.join(map(repr, bad))}")
     return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())

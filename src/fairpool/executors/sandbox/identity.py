@@ -45,7 +45,7 @@ class Account:
 
 def named_account(name: str, why: str) -> Account:
     """The Unix account ``name`` on this node (``why`` says where the name came from)."""
-    if not ACCOUNT_NAME.match(name):
+    if not ACCOUNT_NAME.fullmatch(name):
         raise IdentityError(f"{why}: {name!r} is not a valid Unix account name")
     try:
         entry = pwd.getpwnam(name)
@@ -143,6 +143,9 @@ def resolve(mode: str, *, owner: str | None, mapped: str | None, project: str,
             raise IdentityError("run_as=user: the job has no submitter to run as")
         how = (f"run_as=user: user {owner!r} is mapped to account {name!r}" if mapped
                else f"run_as=user: user {owner!r}")
+        if not mapped and not ACCOUNT_NAME.fullmatch(name):  # e.g. oidc:alice
+            raise IdentityError(f"{how} is no Unix account name; map the user to an account "
+                                f"with `fairpool user map {owner} ACCOUNT`")
         return named_account(name, how)
     if mode == "project":
         try:

@@ -21,7 +21,7 @@ IMAGE_REF = re.compile(r"^(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__
 def image_problem(image: str) -> str | None:
     """Why ``image`` is not a plain image reference (``[registry[:port]/]name[:tag][@digest]``),
     or None."""
-    if TRANSPORTS.search(image) or not IMAGE_REF.match(image):
+    if TRANSPORTS.search(image) or not IMAGE_REF.fullmatch(image):
         return (f"image {image!r} is not an image reference: use [registry[:port]/]name[:tag]"
                 f"[@sha256:digest], e.g. ghcr.io/org/train:1.2 (no transports such as "
                 f"oci-archive:)")
