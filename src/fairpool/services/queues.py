@@ -116,6 +116,7 @@ def create_project(store: Store, spec: ProjectCreate, actor: str = "system",
 def update_queue(store: Store, name: str, spec: QueueUpdate, actor: str = "system",
                  address: str = "") -> QueueOut:
     with store.writing() as s:
+        Store.bump(s)  # the generation row first, as every writer takes it (no lock cycles)
         row = s.get(QueueRow, name)
         if row is None:
             raise NotFound(f"queue {name} does not exist")
@@ -132,7 +133,6 @@ def update_queue(store: Store, name: str, spec: QueueUpdate, actor: str = "syste
                 _set_idle(row, spec.idle)
             if spec.default_max_runtime_s is not None:
                 row.default_max_runtime_s = spec.default_max_runtime_s or None
-        Store.bump(s)
         audit.record(s, actor, "queue.update", name, detail=_summary(row), address=address)
     return queue_status(store, name)
 
