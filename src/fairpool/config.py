@@ -72,10 +72,34 @@ class ServerSettings(BaseSettings):
         "oidc:", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}:$",
         description="put before the identity provider's user names (role bindings name "
                     "oidc:alice), so none is ever taken for a local user such as admin")
-    submit_rate: float = Field(20.0, ge=0, le=1e6, description="submits/s per token; 0: off")
+    submit_rate: float = Field(20.0, ge=0, le=1e6,
+                               description="submits/s per user, all its tokens together; 0: off")
     submit_burst: int = Field(500, ge=1, le=1_000_000)
+    project_submit_rate: float | None = Field(
+        None, ge=0, le=1e6, description="submits/s of all a project's members together "
+                                        "[default: 5 × submit_rate]; 0: off")
+    project_submit_burst: int | None = Field(
+        None, ge=1, le=10_000_000, description="[default: 5 × submit_burst]")
+    max_tokens_per_user: int = Field(20, ge=1, le=100_000,
+                                     description="live (unexpired, unrevoked) tokens a user may "
+                                                 "hold, whoever created them")
+    max_token_lifetime_s: float = Field(
+        90 * 86400, gt=0, le=5 * 365 * 86400,
+        description="the longest a token created by a non-admin lives (longer or none asked: "
+                    "this)")
+    oidc_token_lifetime_s: float = Field(
+        86400, gt=0, le=5 * 365 * 86400,
+        description="the longest a token created with an OIDC login lives (non-admins), and "
+                    "never past that login's own expiry")
+    audit_refusals_per_s: float = Field(
+        1.0, gt=0, le=1e6, description="refused requests of one caller recorded in the audit "
+                                       "log a second; the rest are counted in its next record")
+    audit_refusals_burst: int = Field(20, ge=1, le=1_000_000)
     max_pending_per_project: int = Field(10_000, ge=1, le=10_000_000)
     max_body_bytes: int = Field(1 << 20, ge=1024, le=1 << 30)
+    log_max_mib: int = Field(1024, ge=1, le=1 << 20,
+                             description="most MiB of output kept in each worker's log; the "
+                                         "rest is discarded, with a line and an event saying so")
     breaker_failures: int = Field(3, ge=1, le=1000, description="failures of distinct jobs on a "
                                   "node within breaker_window_s that cordon it")
     breaker_window_s: float = Field(60.0, gt=0, le=86400)
@@ -161,6 +185,12 @@ class ServerSettings(BaseSettings):
             raise ValueError("oidc_user_prefix group: would make users of the identity "
                              "provider into groups; pick another, e.g. oidc:")
         return self
+
+    def project_submit(self) -> tuple[float, int]:
+        """The rate and burst of a project's submit bucket."""
+        rate, burst = self.project_submit_rate, self.project_submit_burst
+        return (5 * self.submit_rate if rate is None else rate,
+                5 * self.submit_burst if burst is None else burst)
 
     def key_file(self) -> Path:
         return self.secret_key_file or self.data_dir / "secret.key"

@@ -29,7 +29,7 @@ import uvicorn
 
 from fairpool.api.app import create_app
 from fairpool.api.context import AppContext
-from fairpool.api.limits import RateLimiter
+from fairpool.api.limits import RateLimiter, SubmitLimiter
 from fairpool.auth.oidc import OidcVerifier
 from fairpool.auth.secretbox import SecretBox, load_or_create_key
 from fairpool.config import ServerSettings, write_client_config
@@ -41,8 +41,9 @@ from fairpool.executors.gpus import load_nodes_file, local_node
 from fairpool.executors.local import LocalExecutor
 from fairpool.executors.sandbox.policy import Sandbox, SandboxConfig
 from fairpool.scheduler import SchedulerConfig
+from fairpool.services.audit import Throttle
 from fairpool.services.secrets import SecretEnv
-from fairpool.services.tokens import Authenticator, bootstrap_admin
+from fairpool.services.tokens import Authenticator, TokenLimits, bootstrap_admin
 from fairpool.store.db import Store
 
 log = logging.getLogger("fairpool.server")
@@ -68,7 +69,8 @@ def make_executor(settings: ServerSettings, nodes: list[NodeInfo]) -> tuple[Exec
         state = settings.data_dir / "run"
         sandbox = Sandbox(sandbox_config(settings), settings.data_dir, state,
                           [(n.name, len(n.devices)) for n in nodes if n.simulated])
-        local = LocalExecutor(nodes, state_dir=state, sandbox=sandbox)
+        local = LocalExecutor(nodes, state_dir=state, sandbox=sandbox,
+                              log_max_bytes=settings.log_max_mib << 20)
         return local, local.close
     from fairpool.executors.ray import RaySettings, connect, disconnect
     from fairpool.executors.ray.executor import RayExecutor
@@ -80,7 +82,7 @@ def make_executor(settings: ServerSettings, nodes: list[NodeInfo]) -> tuple[Exec
         ray_executor = RayExecutor(settings.ray_gpu_resource, sandbox={
             "passthrough": list(settings.env_passthrough), "pull": settings.image_pull,
             "mount_roots": [str(r) for r in settings.allowed_mount_roots],
-            "pids_limit": settings.pids_limit})
+            "pids_limit": settings.pids_limit}, log_max_bytes=settings.log_max_mib << 20)
     except BaseException:
         disconnect()
         raise
@@ -269,7 +271,11 @@ def serve(settings: ServerSettings, ready: threading.Event | None = None) -> Non
     app = create_app(AppContext(
         store=store, data_dir=settings.data_dir, auth=Authenticator(store, oidc(settings)),
         box=box, wake=wake.set,
-        submit_limiter=RateLimiter(settings.submit_rate, settings.submit_burst),
+        submit_limiter=SubmitLimiter(RateLimiter(settings.submit_rate, settings.submit_burst),
+                                     RateLimiter(*settings.project_submit())),
+        token_limits=TokenLimits(settings.max_tokens_per_user, settings.max_token_lifetime_s,
+                                 settings.oidc_token_lifetime_s),
+        refusals=Throttle(settings.audit_refusals_per_s, settings.audit_refusals_burst),
         max_pending_per_project=settings.max_pending_per_project,
         max_body_bytes=settings.max_body_bytes, stats=stats,
         mount_roots=tuple(settings.allowed_mount_roots)))

@@ -1,6 +1,6 @@
 """Hostile input against a real ``fairpool up`` process: oversized and deeply nested bodies,
 unicode and control characters, path traversal in log requests, shell metacharacters in
-commands, the per-token submit rate limit, the per-project cap on waiting jobs, resource requests
+commands, the per-user submit rate limit, the per-project cap on waiting jobs, resource requests
 no node can hold, and the CLI with a bad token.
 
 Every refusal must be a clear 4xx with a JSON body ``{"error": "<what to fix>"}`` (never a 5xx,
@@ -293,7 +293,7 @@ def test_commands_run_as_argv_without_a_shell(org: Org, tmp_path: Path) -> None:
 
 
 # -- 6. submit rate --------------------------------------------------------------------------------
-def test_submit_rate_is_limited_per_token(tight: Org) -> None:
+def test_submit_rate_is_limited_per_user(tight: Org) -> None:
     admin = tight.pool.client
     admin.grant("rate-a", "researcher", "p1b")
     admin.grant("rate-b", "researcher", "p1b")
@@ -317,7 +317,7 @@ def test_submit_rate_is_limited_per_token(tight: Org) -> None:
         message = refused(resp, 429)
     assert "too many submit requests from rate-a" in message and "retry in" in message
     assert int(resp.headers["retry-after"]) >= 1
-    # another user's token has its own bucket
+    # another user has its own bucket (and the project's is larger)
     assert submit(second).status_code == 201
     healthy(tight.pool)
 

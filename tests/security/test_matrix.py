@@ -92,6 +92,10 @@ POST /nodes/{none}/drain          404      403      403      403      403      4
 GET /accounts                     200      403      403      403      403      403      401  401
 PUT /accounts/{U}                 200      403      403      403      403      403      401  401
 DELETE /accounts/{U}              200      403      403      403      403      403      401  401
+# disabling users: admins only (the pool is no secret: 403)
+GET /users/disabled               200      403      403      403      403      403      401  401
+POST /users/{U}/disable           200      403      403      403      403      403      401  401
+POST /users/{U}/enable            200      403      403      403      403      403      401  401
 GET /projects/{P}/secrets         200/200  200/404  200/404  403/404  200/404  404/404  401  401
 PUT /projects/{P}/secrets/{K}     200/200  200/404  200/404  403/404  200/404  404/404  401  401
 DELETE /projects/{P}/secrets/{K}  200/200  200/404  200/404  403/404  200/404  404/404  401  401
@@ -809,6 +813,53 @@ def _unmap_account(w: World, c: Case) -> Call:
         assert w.accounts().get(VICTIM_USER) == VICTIM_ACCOUNT, \
             f"refused, yet {VICTIM_USER}'s mapping was removed"
     return Call("DELETE", f"/api/v1/accounts/{user}", check=check, unchanged=unchanged)
+
+
+#: a user that stays disabled (refused enables aim at it) and one that stays enabled
+DISABLED_VICTIM, ENABLED_VICTIM = "victim-disabled", "victim-enabled"
+
+
+def _disabled(w: World) -> set[str]:
+    return {u["user"] for u in w.get("/api/v1/users/disabled")}
+
+
+def _disable(w: World, user: str) -> None:
+    resp = w.admin.post(f"/api/v1/users/{user}/disable")
+    assert resp.status_code in (200, 409), resp.text  # 409: it was already
+
+
+@probe("GET /users/disabled")
+def _list_disabled(w: World, c: Case) -> Call:
+    _disable(w, DISABLED_VICTIM)
+
+    def check(resp: httpx.Response) -> None:
+        assert DISABLED_VICTIM in {u["user"] for u in resp.json()}
+    return Call("GET", "/api/v1/users/disabled", check=check)
+
+
+@probe("POST /users/{U}/disable")
+def _disable_user(w: World, c: Case) -> Call:
+    user = c.mark if c.allowed else ENABLED_VICTIM
+
+    def check(resp: httpx.Response) -> None:
+        assert resp.json()["disabled"] and user in _disabled(w)
+
+    def unchanged() -> None:
+        assert ENABLED_VICTIM not in _disabled(w), f"refused, yet {ENABLED_VICTIM} was disabled"
+    return Call("POST", f"/api/v1/users/{user}/disable", check=check, unchanged=unchanged)
+
+
+@probe("POST /users/{U}/enable")
+def _enable_user(w: World, c: Case) -> Call:
+    user = f"fresh-{c.mark}" if c.allowed else DISABLED_VICTIM
+    _disable(w, user)
+
+    def check(resp: httpx.Response) -> None:
+        assert not resp.json()["disabled"] and user not in _disabled(w)
+
+    def unchanged() -> None:
+        assert DISABLED_VICTIM in _disabled(w), f"refused, yet {DISABLED_VICTIM} was enabled"
+    return Call("POST", f"/api/v1/users/{user}/enable", check=check, unchanged=unchanged)
 
 
 @probe("GET /projects/{P}/secrets")

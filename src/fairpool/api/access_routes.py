@@ -1,5 +1,5 @@
-"""Routes of tokens, role bindings, the audit log, project secrets, users' Unix accounts and
-``whoami``."""
+"""Routes of tokens, role bindings, the audit log, project secrets, users' Unix accounts,
+disabling users and ``whoami``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from fairpool.api import guard
 from fairpool.api.context import AppContext
 from fairpool.api.errors import ERRORS
 from fairpool.auth.rbac import Perm, Principal
-from fairpool.services import accounts, audit, roles, secrets, tokens
+from fairpool.services import accounts, audit, roles, secrets, tokens, users
 from fairpool.services.access_specs import (
     USER_PATTERN,
     AccountOut,
@@ -24,6 +24,7 @@ from fairpool.services.access_specs import (
     TokenCreate,
     TokenCreated,
     TokenOut,
+    UserOut,
     WhoAmI,
 )
 
@@ -50,7 +51,8 @@ def router(ctx: AppContext) -> APIRouter:
     @api.post("/tokens", status_code=201, response_model=TokenCreated)
     def create_token(spec: TokenCreate, request: Request,
                      who: Principal = token_create) -> TokenCreated:
-        return tokens.create(ctx.store, who.user, spec, guard.address(request))
+        return tokens.create(ctx.store, who.user, spec, guard.address(request), minter=who,
+                             limits=ctx.token_limits)
 
     @api.get("/tokens", response_model=list[TokenOut])
     def list_tokens(who: Principal = signed_in) -> list[TokenOut]:
@@ -108,6 +110,23 @@ def router(ctx: AppContext) -> APIRouter:
     def unmap_account(user: UserName, request: Request,
                       who: Principal = map_accounts) -> AccountOut:
         return accounts.unmap(ctx.store, user, who.user, guard.address(request))
+
+    # -- disabled users (admins) -----------------------------------------------------------
+    admin_only = guard.allow(ctx, Perm.ADMIN, guard.pool())
+
+    @api.get("/users/disabled", response_model=list[UserOut], dependencies=[admin_only])
+    def list_disabled() -> list[UserOut]:
+        return users.list_disabled(ctx.store)
+
+    @api.post("/users/{user}/disable", response_model=UserOut)
+    def disable_user(user: UserName, request: Request, who: Principal = admin_only) -> UserOut:
+        out = users.disable(ctx.store, user, who.user, guard.address(request))
+        ctx.auth.forget()  # its credentials verified moments ago must not be taken any more
+        return out
+
+    @api.post("/users/{user}/enable", response_model=UserOut)
+    def enable_user(user: UserName, request: Request, who: Principal = admin_only) -> UserOut:
+        return users.enable(ctx.store, user, who.user, guard.address(request))
 
     # -- project secrets ------------------------------------------------------------------
     @api.get("/projects/{project}/secrets", response_model=list[SecretOut],

@@ -6,10 +6,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fairpool.api.limits import RateLimiter
+from fairpool.api.limits import RateLimiter, SubmitLimiter
 from fairpool.auth.secretbox import SecretBox
 from fairpool.control.stats import LoopStats
-from fairpool.services.tokens import Authenticator
+from fairpool.services.audit import Throttle
+from fairpool.services.tokens import Authenticator, TokenLimits
 from fairpool.store.db import Store
 
 
@@ -20,7 +21,11 @@ class AppContext:
     auth: Authenticator
     box: SecretBox
     wake: Callable[[], None] = lambda: None
-    submit_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(20.0, 500))
+    submit_limiter: SubmitLimiter = field(default_factory=lambda: SubmitLimiter(
+        RateLimiter(20.0, 500), RateLimiter(100.0, 2500)))
+    token_limits: TokenLimits = field(default_factory=TokenLimits)
+    #: how many refused requests of each caller the audit log records (the rest are counted)
+    refusals: Throttle = field(default_factory=lambda: Throttle(1.0, 20))
     max_pending_per_project: int = 10_000
     max_body_bytes: int = 1 << 20
     stats: LoopStats | None = None  # the control loop's cycle counters (shared memory)

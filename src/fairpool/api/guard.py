@@ -4,7 +4,8 @@ sits, and these dependencies decide before the handler runs.
 Outcomes are the same everywhere: no or bad credentials → 401; a target the caller cannot see
 (or that does not exist) → 404 with the same message either way, so nobody learns what other
 teams have; a target the caller sees but may not act on → 403 saying which role is missing.
-Each refusal is recorded in the audit log.
+Each refusal is recorded in the audit log (a flood of one caller's at a bounded rate, with a
+count of those left out).
 """
 
 from __future__ import annotations
@@ -89,9 +90,15 @@ def authenticated(ctx: AppContext) -> Callable[[Request], Awaitable[Principal]]:
 
 
 async def _deny(ctx: AppContext, request: Request, who: Principal, exc: ServiceError) -> None:
-    await run_in_threadpool(audit.record_now, ctx.store, who.user,
-                            f"{request.method} {request.url.path}"[:48], request.url.path,
-                            "denied", exc.message, address(request))
+    """Record the refusal (a caller's flood of them at a bounded rate, the rest counted in its
+    next record: a flood must not fill the log or slow everyone's writes) and raise it."""
+    left_out = ctx.refusals.admit(who.user)
+    if left_out is not None:
+        detail = exc.message + (f" ({left_out} more refusals of {who.user} not recorded)"
+                                if left_out else "")
+        await run_in_threadpool(audit.record_now, ctx.store, who.user,
+                                f"{request.method} {request.url.path}"[:48], request.url.path,
+                                "denied", detail, address(request))
     raise exc
 
 

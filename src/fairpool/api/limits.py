@@ -1,4 +1,6 @@
-"""Limits against abuse: the size of a request body, and a per-caller rate limit on submit."""
+"""Limits against abuse: the size of a request body, and rate limits on submit: per user (all
+of a user's tokens share one budget, so minting tokens buys nothing) and per project (all its
+members together)."""
 
 from __future__ import annotations
 
@@ -84,43 +86,69 @@ class _TooLarge(Exception):
 
 
 class RateLimiter:
-    """A token bucket per caller: ``rate`` requests a second on average, ``burst`` at once.
-    A rate of 0 turns the limit off."""
+    """A token bucket per key: ``rate`` requests a second on average, ``burst`` at once.
+    A rate of 0 turns the limit off. Not locked: its owner (:class:`SubmitLimiter`) holds one
+    lock over the buckets it takes from together."""
 
     def __init__(self, rate: float, burst: int) -> None:
         self.rate = rate
         self.burst = max(1, burst)
         self._buckets: dict[str, tuple[float, float]] = {}
+
+    def _level(self, key: str, now: float) -> float:
+        level, at = self._buckets.get(key, (float(self.burst), now))
+        return min(float(self.burst), level + (now - at) * self.rate)
+
+    def _wait(self, level: float) -> float:
+        return 0.0 if self.rate <= 0 or level >= 1.0 else (1.0 - level) / self.rate
+
+    def _set(self, key: str, level: float, now: float) -> None:
+        if len(self._buckets) > 100_000:
+            self._buckets.clear()
+        self._buckets[key] = (level, now)
+
+
+class SubmitLimiter:
+    """The submit limit: a bucket per user and one per project, shared by all who submit to
+    it; a submit takes from both or from neither."""
+
+    def __init__(self, user: RateLimiter, project: RateLimiter) -> None:
+        self.user = user
+        self.project = project
         self._lock = threading.Lock()
 
-    def take(self, key: str) -> float:
-        """0 when allowed, else the seconds until a request would be."""
-        if self.rate <= 0:
-            return 0.0
+    def take(self, user: str, project: str) -> tuple[float, RateLimiter]:
+        """(0, the user limit) when allowed, else the seconds until a submit would be and
+        the limit it hit."""
         now = time.monotonic()
         with self._lock:
-            level, at = self._buckets.get(key, (float(self.burst), now))
-            level = min(float(self.burst), level + (now - at) * self.rate)
-            if level >= 1.0:
-                self._buckets[key] = (level - 1.0, now)
-                return 0.0
-            self._buckets[key] = (level, now)
-            if len(self._buckets) > 100_000:
-                self._buckets.clear()
-            return (1.0 - level) / self.rate
+            levels = [(limiter, key, limiter._level(key, now))
+                      for limiter, key in ((self.user, user), (self.project, project))
+                      if limiter.rate > 0]
+            for limiter, _, level in levels:
+                wait = limiter._wait(level)
+                if wait > 0:
+                    return wait, limiter
+            for limiter, key, level in levels:
+                limiter._set(key, level - 1.0, now)
+            return 0.0, self.user
 
 
-def rate_limited(limiter: RateLimiter, guard: Any, what: str) -> Any:
-    """A dependency that runs ``guard`` (which returns the caller) and then takes from the
-    caller's bucket (keyed by token, or by user for identity-provider tokens)."""
+def submit_limited(limiter: SubmitLimiter, guard: Any) -> Any:
+    """A dependency that runs ``guard`` (which returns the caller, and has checked the body's
+    ``project``) and then takes from the caller's bucket and the project's."""
 
     async def check(request: Request, who: Principal = guard) -> Principal:
-        key = who.token_id or f"user:{who.user}"
-        wait = limiter.take(key)
-        if wait > 0:
-            raise TooMany(f"too many {what} requests from {who.user}: at most "
-                          f"{limiter.rate:g}/s (bursts of {limiter.burst}); retry in "
-                          f"{wait:.1f} s", wait)
-        return who
+        body = await request.json()
+        project = str(body.get("project")) if isinstance(body, dict) else ""
+        wait, hit = limiter.take(who.user, project)
+        if wait <= 0:
+            return who
+        limit = f"at most {hit.rate:g}/s (bursts of {hit.burst}); retry in {wait:.1f} s"
+        if hit is limiter.user:
+            raise TooMany(f"too many submit requests from {who.user}: {limit} (the limit is "
+                          f"per user, whichever token)", wait)
+        raise TooMany(f"too many submit requests to project {project}: its members together "
+                      f"may submit {limit}", wait)
 
     return Depends(check)

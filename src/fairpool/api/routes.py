@@ -4,16 +4,16 @@ result. Nothing else lives here."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
-from fastapi.responses import PlainTextResponse, StreamingResponse
+from fastapi.responses import PlainTextResponse
 
 from fairpool.api import guard
+from fairpool.api import logs as log_reads
 from fairpool.api.context import AppContext
 from fairpool.api.errors import ERRORS, JSON_ERRORS
-from fairpool.api.limits import rate_limited
+from fairpool.api.limits import submit_limited
 from fairpool.auth.rbac import Perm, Principal
 from fairpool.domain.states import TERMINAL_STATES, JobState
 from fairpool.services import jobs, nodes, queues
@@ -79,8 +79,8 @@ def router(ctx: AppContext) -> APIRouter:
     def get_queue(name: QueueName) -> QueueOut:
         return queues.queue_status(ctx.store, name)
 
-    submit_guard = rate_limited(ctx.submit_limiter, guard.allow(
-        ctx, Perm.SUBMIT, guard.queue_in_body("project", "project")), "submit")
+    submit_guard = submit_limited(ctx.submit_limiter, guard.allow(
+        ctx, Perm.SUBMIT, guard.queue_in_body("project", "project")))
 
     @api.post("/jobs", status_code=201, response_model=JobOut, responses={200: {
         "model": JobOut, "description": "a job with this client_key exists already: that job"}})
@@ -123,43 +123,32 @@ def router(ctx: AppContext) -> APIRouter:
         return jobs.explain(ctx.store, job_id)
 
     @api.get("/jobs/{job_id}/logs", response_class=PlainTextResponse, dependencies=[job_read],
-             responses=JSON_ERRORS)
+             responses={**JSON_ERRORS, 200: log_reads.OK})
     def logs(
         request: Request,
         job_id: JobId,
         rank: Annotated[int, Query(ge=0, le=4095)] = 0,
         attempt: Annotated[int | None, Query(ge=0, le=1_000_000)] = None,
-        follow: bool = False,
+        follow: Annotated[bool, Query(description="stream what is written until the job "
+                                                  "ends")] = False,
+        tail: Annotated[int | None, Query(ge=0, le=log_reads.TAIL_MAX,
+                                          description=log_reads.DESCRIBE_TAIL)] = None,
+        offset: Annotated[int | None, Query(ge=0, le=log_reads.OFFSET_MAX,
+                                            description=log_reads.DESCRIBE_OFFSET)] = None,
+        limit: Annotated[int | None, Query(ge=1, le=log_reads.LIMIT_MAX,
+                                           description=log_reads.DESCRIBE_LIMIT)] = None,
     ) -> Response:
+        """A worker's log, streamed: all of it, a byte range (offset, limit) or the last lines
+        (tail); the X-Log-* headers say which bytes came, to read on from or follow."""
         path, job = jobs.log_file(ctx.store, ctx.data_dir, job_id, rank, attempt)
         if not follow:
-            text = path.read_bytes() if path.exists() else b""
-            return Response(text, media_type="text/plain; charset=utf-8")
+            return log_reads.read(path, tail, offset, limit)
 
-        async def stream() -> AsyncIterator[bytes]:
-            offset = 0
-            done = False
-            while True:
-                if await request.is_disconnected():
-                    return
-                chunk = b""
-                if path.exists():
-                    with path.open("rb") as f:
-                        f.seek(offset)
-                        chunk = f.read(1 << 16)
-                if chunk:
-                    offset += len(chunk)
-                    yield chunk
-                    continue
-                if done:  # the job ended and the file has been read to its end since
-                    return
-                state = await asyncio.to_thread(jobs.get_job, ctx.store, job_id)
-                if state.state in FINAL or (state.attempt != job.attempt and attempt is None):
-                    done = True  # one more read: lines written just before the end
-                    continue
-                await asyncio.sleep(0.2)
+        async def ended() -> bool:
+            state = await asyncio.to_thread(jobs.get_job, ctx.store, job_id)
+            return state.state in FINAL or (state.attempt != job.attempt and attempt is None)
 
-        return StreamingResponse(stream(), media_type="text/plain; charset=utf-8")
+        return log_reads.follow(request, path, tail, offset, limit, ended)
 
     @api.get("/nodes", response_model=list[NodeOut])
     def list_nodes(who: Principal = signed_in) -> list[NodeOut]:

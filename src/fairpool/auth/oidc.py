@@ -28,6 +28,7 @@ class OidcError(Exception):
 class OidcIdentity:
     user: str
     groups: tuple[str, ...]
+    expires_at: float | None = None  # the token's exp claim
 
 
 class OidcVerifier:
@@ -81,4 +82,7 @@ class OidcVerifier:
             raise OidcError(f"the token has no {self.username_claim} claim")
         raw = claims.get(self.groups_claim, [])
         groups = tuple(g for g in raw if isinstance(g, str)) if isinstance(raw, list) else ()
-        return OidcIdentity(user=(self.user_prefix + user)[:253], groups=groups)
+        exp = claims.get("exp")
+        expires = float(exp) if isinstance(exp, int | float) else None
+        return OidcIdentity(user=(self.user_prefix + user)[:253], groups=groups,
+                            expires_at=expires)

@@ -68,6 +68,9 @@ class Principal:
     token_id: str | None = None
     via: str = "token"  # token | oidc
     subjects: tuple[str, ...] = field(default=())
+    #: tokens this caller creates (unless it is an admin) expire no later than this: the expiry
+    #: of its identity provider's login, or of the token such a login created; None: no bound
+    mint_until: float | None = None
 
     def allowed(self, perm: Perm, path: Path) -> bool:
         return any(b.scope in path and perm in ROLE_PERMS[b.role] for b in self.bindings)

@@ -19,7 +19,8 @@ role_app = typer.Typer(no_args_is_help=True, help="Who holds which role where.")
 secret_app = typer.Typer(no_args_is_help=True, help="Per-project environment secrets.")
 tls_app = typer.Typer(no_args_is_help=True, help="TLS certificates.")
 user_app = typer.Typer(no_args_is_help=True,
-                       help="The Unix account each user's jobs run as (admins; run_as = user).")
+                       help="Users (admins): the Unix account each one's jobs run as (run_as = "
+                            "user), and disabling them.")
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 
 
@@ -64,7 +65,9 @@ def whoami(as_json: JsonOpt = False) -> None:
 def token_create(
     user: Annotated[str, typer.Option(help="whose token (yours, unless you are an admin)")],
     expires_days: Annotated[float, typer.Option(help="lifetime in days")] = 90,
-    no_expiry: Annotated[bool, typer.Option(help="a token that never expires")] = False,
+    no_expiry: Annotated[bool, typer.Option(
+        help="a token that never expires (admins; anyone else gets the longest allowed)")
+        ] = False,
     description: Annotated[str, typer.Option(help="what it is for")] = "",
 ) -> None:
     """Create a token; it is printed once and cannot be shown again."""
@@ -228,6 +231,37 @@ def user_list(as_json: JsonOpt = False) -> None:
         return
     table("user accounts", ["user", "account", "by", "since"],
           [[a.user, a.account, a.created_by or "", when(a.created_at)] for a in items])
+
+
+@user_app.command("disable")
+def user_disable(user: Annotated[str, typer.Argument(help="the fairpool user (token or SSO "
+                                                          "name, e.g. oidc:erin)")]) -> None:
+    """Disable a user: its tokens are revoked at once, no new ones can be created for it and
+    its SSO logins are refused, until `fairpool user enable`."""
+    with Client() as c:
+        u = call(lambda: c.disable_user(user))
+    show(f"user {u.user} disabled; {u.tokens_revoked} tokens revoked")
+
+
+@user_app.command("enable")
+def user_enable(user: str) -> None:
+    """Let a disabled user in again (its old tokens stay revoked: give it a new one)."""
+    with Client() as c:
+        u = call(lambda: c.enable_user(user))
+    show(f"user {u.user} enabled; create a new token for it with `fairpool token create "
+         f"--user {u.user}` (its old ones stay revoked)")
+
+
+@user_app.command("disabled")
+def user_disabled(as_json: JsonOpt = False) -> None:
+    """The users disabled now."""
+    with Client() as c:
+        items = call(c.disabled_users)
+    if as_json:
+        emit_json(items)
+        return
+    table("disabled users", ["user", "by", "since"],
+          [[u.user, u.disabled_by or "", when(u.disabled_at)] for u in items])
 
 
 @secret_app.command("new-key")

@@ -302,14 +302,17 @@ def logs(
     rank: Annotated[int, typer.Option()] = 0,
     attempt: Annotated[int | None, typer.Option(help="an earlier attempt (default: the last)")
                        ] = None,
+    tail: Annotated[int | None, typer.Option("--tail", "-n", help="only the last N lines")
+                    ] = None,
+    offset: Annotated[int | None, typer.Option(help="start at this byte of the log")] = None,
+    limit: Annotated[int | None, typer.Option(help="at most this many bytes")] = None,
 ) -> None:
-    """Print a worker's output; -f follows it until the job ends."""
+    """Print a worker's output as it is streamed; -f follows it until the job ends."""
     with _client() as c:
-        if not follow or attempt is not None:
-            sys.stdout.write(_call(lambda: c.logs(job_id, rank, attempt)))
-            return
+        chunks = c.stream_logs(job_id, rank, attempt, tail=tail, offset=offset, limit=limit,
+                               follow=follow and attempt is None)
         try:
-            for chunk in c.follow_logs(job_id, rank):
+            for chunk in chunks:
                 sys.stdout.buffer.write(chunk)
                 sys.stdout.flush()
         except FairpoolError as exc:

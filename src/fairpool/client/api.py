@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -28,6 +29,7 @@ from fairpool.services.access_specs import (
     TokenCreate,
     TokenCreated,
     TokenOut,
+    UserOut,
     WhoAmI,
 )
 from fairpool.services.specs import (
@@ -91,6 +93,33 @@ def _mount(m: str | MountSpec) -> MountSpec:
                                       for e in exc.errors()), 422) from None
     except ValueError:
         raise FairpoolError(f"mount {m!r}: write SRC:DST or SRC:DST:ro", 422) from None
+
+
+@dataclass(frozen=True)
+class LogPage:
+    """Bytes ``offset`` to ``next_offset`` of a log that had ``size`` bytes when read."""
+
+    data: bytes
+    offset: int
+    next_offset: int
+    size: int
+
+    @property
+    def text(self) -> str:
+        return self.data.decode("utf-8", "replace")
+
+
+def _log_params(rank: int, attempt: int | None, tail: int | None, offset: int | None,
+                limit: int | None) -> dict[str, str | int]:
+    given = {"attempt": attempt, "tail": tail, "offset": offset, "limit": limit}
+    return {"rank": rank, **{k: v for k, v in given.items() if v is not None}}
+
+
+def _error_text(resp: httpx.Response) -> str:
+    try:
+        return str(resp.json().get("error") or resp.text)
+    except ValueError:
+        return resp.text or resp.reason_phrase
 
 
 def _segment(name: str) -> str:
@@ -215,23 +244,55 @@ class Client:
     def explain(self, job_id: str) -> ExplainOut:
         return self._get(f"/api/v1/jobs/{job_id}/explain", ExplainOut)
 
-    def logs(self, job_id: str, rank: int = 0, attempt: int | None = None) -> str:
-        params: dict[str, Any] = {"rank": rank}
-        if attempt is not None:
-            params["attempt"] = attempt
-        return self._request("GET", f"/api/v1/jobs/{job_id}/logs", params=params).text
+    def logs(self, job_id: str, rank: int = 0, attempt: int | None = None, *,
+             tail: int | None = None, offset: int | None = None, limit: int | None = None
+             ) -> str:
+        """A worker's log (rank ``rank``, the last attempt unless ``attempt``): all of it, its
+        last ``tail`` lines, or ``limit`` bytes from byte ``offset``."""
+        return self.log_page(job_id, rank, attempt, tail=tail, offset=offset,
+                             limit=limit).text
 
-    def follow_logs(self, job_id: str, rank: int = 0) -> Iterator[bytes]:
-        params: dict[str, str | int] = {"rank": rank, "follow": "true"}
-        try:
-            with self._http.stream("GET", f"/api/v1/jobs/{job_id}/logs", params=params,
-                                   timeout=None) as resp:
-                if resp.status_code >= 400:
-                    resp.read()
-                    raise FairpoolError(resp.json().get("error", resp.text), resp.status_code)
-                yield from resp.iter_bytes()
-        except httpx.HTTPError as exc:
-            raise FairpoolError(f"log stream from {self.url} broke: {exc}") from None
+    def log_page(self, job_id: str, rank: int = 0, attempt: int | None = None, *,
+                 tail: int | None = None, offset: int | None = None, limit: int | None = None
+                 ) -> LogPage:
+        """As :meth:`logs`, with where the bytes start and end in the log: read on with
+        ``offset=page.next_offset``."""
+        resp = self._request("GET", f"/api/v1/jobs/{job_id}/logs", params=_log_params(
+            rank, attempt, tail, offset, limit))
+        return LogPage(resp.content, *(int(resp.headers.get(h, d)) for h, d in (
+            ("X-Log-Offset", 0), ("X-Log-Next-Offset", len(resp.content)),
+            ("X-Log-Size", len(resp.content)))))
+
+    def stream_logs(self, job_id: str, rank: int = 0, attempt: int | None = None, *,
+                    tail: int | None = None, offset: int | None = None,
+                    limit: int | None = None, follow: bool = False) -> Iterator[bytes]:
+        """A worker's log in chunks as they come, never all of it at once; with ``follow``,
+        on until the job ends (a broken stream is resumed from the byte it had reached)."""
+        params = _log_params(rank, attempt, tail, offset, limit)
+        if follow:
+            params["follow"] = "true"
+        for tries in range(1 + 3 * follow):
+            at = None
+            try:
+                with self._http.stream("GET", f"/api/v1/jobs/{job_id}/logs", params=params,
+                                       timeout=None if follow else self._http.timeout) as resp:
+                    if resp.status_code >= 400:
+                        resp.read()
+                        raise FairpoolError(_error_text(resp), resp.status_code)
+                    at = int(resp.headers.get("X-Log-Offset", 0))
+                    for chunk in resp.iter_bytes():
+                        at += len(chunk)
+                        yield chunk
+                return
+            except httpx.HTTPError as exc:
+                if at is None or tries == 3 * follow:  # not answering, or resumed enough
+                    raise FairpoolError(f"log stream from {self.url} broke: {exc}") from None
+                params = {k: v for k, v in params.items() if k != "tail"} | {"offset": at}
+
+    def follow_logs(self, job_id: str, rank: int = 0, *, tail: int | None = None,
+                    offset: int | None = None) -> Iterator[bytes]:
+        """The log as it is written, until the job ends (see :meth:`stream_logs`)."""
+        return self.stream_logs(job_id, rank, tail=tail, offset=offset, follow=True)
 
     # -- nodes ------------------------------------------------------------------------------
     def nodes(self) -> list[NodeOut]:
@@ -310,6 +371,16 @@ class Client:
 
     def accounts(self) -> list[AccountOut]:
         return self._get("/api/v1/accounts", list[AccountOut])
+
+    def disable_user(self, user: str) -> UserOut:
+        """Disable ``user`` and revoke its tokens (admins)."""
+        return self._send("POST", f"/api/v1/users/{_segment(user)}/disable", None, UserOut)
+
+    def enable_user(self, user: str) -> UserOut:
+        return self._send("POST", f"/api/v1/users/{_segment(user)}/enable", None, UserOut)
+
+    def disabled_users(self) -> list[UserOut]:
+        return self._get("/api/v1/users/disabled", list[UserOut])
 
     def set_secret(self, project: str, name: str, value: str) -> SecretOut:
         return self._send("PUT", f"/api/v1/projects/{project}/secrets/{name}",

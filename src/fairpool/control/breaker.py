@@ -1,20 +1,78 @@
 """A circuit breaker per node: a node where workers of several jobs keep failing the way broken
-machines make them fail (lost, killed by a signal nobody sent, not executable) is cordoned for a
-cooldown, so the scheduler stops sending jobs to it, and the event says why; it is uncordoned
-when the cooldown ends (a cordon a person set is never lifted by it). Ordinary non-zero exit
-codes are the job's own business and do not count, nor do one job's repeated failures; the last
-node that can take work is never cordoned."""
+machines make them fail is cordoned for a cooldown, so the scheduler stops sending jobs to it,
+and it is uncordoned when the cooldown ends (a cordon a person set is never lifted by it).
+
+A node fault is told apart from a job's own failure by the kind the executor reports
+(:class:`fairpool.executors.base.Failure`), never guessed from an exit code here:
+
+* the machine's: a lost worker (its end unknown) and a start the executor could not make for
+  want of the machine's resources; these count whoever's jobs they hit;
+* the job's own: its command could not run (exit 126/127, not found, a bad working directory)
+  and a signal the executor did not send (the job killed itself, or its own memory limit did);
+  these count only when no one user and no one project has more than half of them on the node
+  within the window: so they come from at least two users *and* two projects, one researcher
+  in however many projects, or one project's members together, cannot cordon a node, and a
+  flood of one tenant's failures does not make another's single failure decisive;
+* never: ordinary non-zero exit codes, the executor's own stops, and ends no retry could mend.
+
+``failures`` distinct jobs that count within ``window_s`` trip it; one job's repeated failures
+count once, and the last node that can take work is never cordoned. The reason, which every
+viewer of the nodes sees, gives counts and kinds, never the failing jobs' ids; each failing job
+gets an event saying its node was cordoned."""
 
 from __future__ import annotations
 
 import time
+from collections import Counter
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from fairpool.executors.base import JOB_FAULTS, NODE_FAULTS, Failure
 from fairpool.services.jobs import add_event
 from fairpool.store.db import Store
-from fairpool.store.models import NodeRow
+from fairpool.store.models import JobRow, NodeRow
+
+#: how each kind that counts is told in a cordon reason
+_TOLD = {Failure.LOST: "lost", Failure.START: "could not be started",
+         Failure.COMMAND: "could not run their command",
+         Failure.SIGNAL: "killed by a signal the executor did not send"}
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """One failure of a job's worker on a node."""
+
+    at: float
+    job: str
+    user: str
+    project: str
+    failure: Failure
+
+
+def evidence(recent: list[Seen]) -> list[Seen]:
+    """The failures among ``recent`` (one node's, within the window, one per job and kind)
+    that point at the node: the machine's kinds always, the job's kinds only where no one user
+    and no one project has more than half of them."""
+    machine = [f for f in recent if f.failure in NODE_FAULTS]
+    own = [f for f in recent if f.failure in JOB_FAULTS]
+    if own and all(2 * max(Counter(party).values()) <= len(own)
+                   for party in ([f.user for f in own], [f.project for f in own])):
+        return machine + own
+    return machine
+
+
+def reason(counted: list[Seen], window_s: float, until: float) -> str:
+    """A cordon reason fit for every viewer: counts and kinds, no job ids or names."""
+    jobs = len({f.job for f in counted})
+    kinds = Counter(f.failure for f in counted)
+    told = ", ".join(f"{kinds[k]} {_TOLD[k]}" for k in _TOLD if kinds[k])
+    own = [f for f in counted if f.failure in JOB_FAULTS]
+    whose = (f" (jobs of {len({f.user for f in own})} users in "
+             f"{len({f.project for f in own})} projects)" if own else "")
+    return (f"workers of {jobs} jobs failed here within {window_s:g} s: {told}{whose}; "
+            f"cordoned until {time.strftime('%H:%M:%S', time.localtime(until))}")
 
 
 class NodeBreaker:
@@ -23,23 +81,22 @@ class NodeBreaker:
         self.failures = failures
         self.window_s = window_s
         self.cooldown_s = cooldown_s
-        self._seen: dict[str, list[tuple[float, str]]] = {}  # node → (time, job) of failures
+        self._seen: dict[str, list[Seen]] = {}  # node → failures within the window
         self._check_at = 0.0
 
-    @staticmethod
-    def counts(exit_code: int | None) -> bool:
-        """Failures that point at the machine: lost (None), a signal, or not executable."""
-        return exit_code is None or exit_code < 0 or exit_code in (126, 127)
-
-    def failed(self, s: Session, node: str, job_id: str, now: float,
-               exit_code: int | None = None) -> None:
-        """A worker of ``job_id`` failed on ``node`` (in the caller's transaction)."""
-        if not self.counts(exit_code):
+    def failed(self, s: Session, node: str, job: JobRow, failure: Failure | None, now: float
+               ) -> None:
+        """A worker of ``job`` failed on ``node`` the way ``failure`` says (in the caller's
+        transaction); kinds that never point at a node are ignored."""
+        if failure not in NODE_FAULTS and failure not in JOB_FAULTS:
             return
-        recent = [(t, j) for t, j in self._seen.get(node, []) if now - t <= self.window_s]
-        recent = [(t, j) for t, j in recent if j != job_id] + [(now, job_id)]
+        machine = failure in NODE_FAULTS
+        recent = [f for f in self._seen.get(node, []) if now - f.at <= self.window_s and not (
+            f.job == job.id and (f.failure in NODE_FAULTS) == machine)]  # a job counts once
+        recent.append(Seen(now, job.id, job.submitted_by or "", job.project, failure))
         self._seen[node] = recent
-        if len(recent) < self.failures:
+        counted = evidence(recent)
+        if len({f.job for f in counted}) < self.failures:
             return
         row = s.get(NodeRow, node)
         if row is None or row.cordoned:
@@ -48,13 +105,13 @@ class NodeBreaker:
             NodeRow.name != node, NodeRow.ready.is_(True), NodeRow.cordoned.is_(False))).first()
         if others is None:
             return  # cordoning the only node that can take work would stop the whole pool
-        jobs = ", ".join(sorted({j for _, j in recent}))
         until = now + self.cooldown_s
         row.cordoned, row.cordon_until = True, until
-        row.cordon_reason = (f"{len(recent)} workers failed here within {self.window_s:g} s "
-                             f"(jobs {jobs}); cordoned until "
-                             f"{time.strftime('%H:%M:%S', time.localtime(until))}")
-        add_event(s, job_id, "node-cordoned", f"node {node}: {row.cordon_reason}", now)
+        row.cordon_reason = reason(counted, self.window_s, until)
+        for job_id in sorted({f.job for f in counted}):  # each is told of its own node only
+            if job_id == job.id or s.get(JobRow, job_id) is not None:
+                add_event(s, job_id, "node-cordoned", f"node {node}, where a worker of this "
+                          f"job failed, was cordoned: {row.cordon_reason}", now)
         self._seen[node] = []
 
     def release(self, store: Store, now: float) -> bool:

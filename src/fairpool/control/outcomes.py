@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from fairpool.domain import JobState
 from fairpool.domain.states import transition
+from fairpool.executors import logcap
 from fairpool.executors.base import WorkerPhase, WorkerStatus
 from fairpool.services import usage
 from fairpool.services.jobs import add_event
@@ -41,6 +42,9 @@ class Outcomes:
             w = by_id.get(st.worker_id)
             if w is None:  # a worker of an earlier attempt
                 continue
+            if st.log_truncated is not None:  # a fact the executor saw, not a state change
+                add_event(s, row.id, logcap.EVENT, logcap.event_text(w["rank"],
+                                                                     st.log_truncated), now)
             if st.phase == WorkerPhase.RUNNING:
                 w["phase"] = "running"
                 started = True
@@ -50,8 +54,9 @@ class Outcomes:
                 if st.final:
                     w["final"] = True
                 if st.exit_code != 0 and row.stop_reason is None:
-                    if not st.final:  # a bad image or account is the job's, not the node's
-                        self.breaker.failed(s, w["node"], row.id, now, st.exit_code)
+                    # whose fault, as the executor tells: the breaker counts only what can be
+                    # the node's (a bad image or account, or an ordinary exit, never is)
+                    self.breaker.failed(s, w["node"], row, st.fault(), now)
                     row.stop_reason = "gang-failed" if row.workers > 1 else "failed"
                     row.exit_code = st.exit_code  # the first failure is the one to report
                     how = st.detail or f"exited with code {st.exit_code}"
@@ -60,7 +65,7 @@ class Outcomes:
             else:
                 w["phase"] = "lost"
                 if row.stop_reason is None:
-                    self.breaker.failed(s, w["node"], row.id, now)
+                    self.breaker.failed(s, w["node"], row, st.fault(), now)
                     row.stop_reason = "lost"
                     add_event(s, row.id, "lost", f"rank {w['rank']} was lost: {st.detail}", now)
         row.placement = workers

@@ -10,6 +10,7 @@ database; the control loop turns their reports into job states.
 
 from __future__ import annotations
 
+import errno
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -78,6 +79,56 @@ class WorkerPhase(StrEnum):
     LOST = "lost"  # the executor can no longer see the worker (node gone, process vanished)
 
 
+class Failure(StrEnum):
+    """Whose fault a worker's end is, as the node circuit breaker needs to know: ``LOST`` and
+    ``START`` are the machine's; ``COMMAND`` and ``SIGNAL`` are the job's own (they point at
+    the machine only when jobs of several users and projects fail so on it); the others never
+    point at it."""
+
+    LOST = "lost"  # the executor lost the worker: how it ended is unknown
+    START = "start"  # the executor could not start it for want of the machine's resources
+    COMMAND = "command"  # the job's command could not run (126/127, not found, a bad workdir)
+    SIGNAL = "signal"  # killed by a signal the executor did not send (itself, its memory limit)
+    STOPPED = "stopped"  # ended by the executor's stop (SIGTERM, SIGKILL after the grace)
+    EXIT = "exit"  # an ordinary non-zero exit code
+    FINAL = "final"  # cannot succeed however often it is retried (see ``final``)
+
+
+NODE_FAULTS = frozenset({Failure.LOST, Failure.START})
+JOB_FAULTS = frozenset({Failure.COMMAND, Failure.SIGNAL})
+
+#: errors of starting a process that tell of the machine (no memory, no processes or files
+#: left, a full or broken disk), not of the command or its spec
+_MACHINE_ERRNOS = frozenset({errno.EAGAIN, errno.ENOMEM, errno.EMFILE, errno.ENFILE,
+                             errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS})
+
+
+def start_failure(exc: BaseException) -> Failure:
+    """Whose fault an executor's failure to start a worker is: the machine's only for errors
+    that tell of its resources; anything else (not found, not executable, a bad argument) is
+    the job's, so that no job can make its own start look like a node fault."""
+    return errno_failure(exc.errno if isinstance(exc, OSError) else None)
+
+
+def errno_failure(number: int | None) -> Failure:
+    """:func:`start_failure` of an error number (None: not an OS error)."""
+    return Failure.START if number in _MACHINE_ERRNOS else Failure.COMMAND
+
+
+def exit_failure(code: int | None, stopped: bool) -> Failure | None:
+    """How an exit code is read when the executor knows nothing better: None for success,
+    ``stopped`` (the executor signalled the worker) makes a signal death ``STOPPED``."""
+    if code is None:
+        return Failure.LOST
+    if code == 0:
+        return None
+    if code < 0:
+        return Failure.STOPPED if stopped else Failure.SIGNAL
+    if code in (126, 127):
+        return Failure.COMMAND
+    return Failure.EXIT
+
+
 @dataclass(frozen=True, slots=True)
 class WorkerStatus:
     worker_id: str
@@ -87,6 +138,25 @@ class WorkerStatus:
     #: the attempt cannot succeed however often it is retried (an image that is not there, an
     #: account that does not exist): it is not retried and does not count against the node
     final: bool = False
+    #: whose fault the end is, where the executor knows (see :meth:`fault`)
+    failure: Failure | None = None
+    #: the worker's log reached this cap (bytes) and its later output is discarded (see
+    #: :mod:`fairpool.executors.logcap`); said once per worker, on a running or exit report
+    log_truncated: int | None = None
+
+    def fault(self) -> Failure | None:
+        """Whose fault this end is: what the executor said, else read from the phase and exit
+        code (a report of an executor that does not tell never blames the machine but for a
+        lost worker or an unknown exit code); None for a running worker or a success."""
+        if self.phase == WorkerPhase.RUNNING:
+            return None
+        if self.phase == WorkerPhase.LOST:
+            return Failure.LOST
+        if self.final:
+            return Failure.FINAL
+        if self.failure is not None:
+            return self.failure
+        return exit_failure(self.exit_code, stopped=False)
 
 
 class Executor(Protocol):
@@ -109,7 +179,8 @@ class Executor(Protocol):
         ...
 
     def poll(self) -> list[WorkerStatus]:
-        """Workers whose phase changed since the last poll (each exit reported once)."""
+        """Workers whose phase changed since the last poll (each exit reported once), and a
+        running worker once more when its log was truncated (``log_truncated``)."""
         ...
 
     def rendezvous_port(self, node: str) -> int:

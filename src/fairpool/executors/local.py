@@ -4,7 +4,8 @@ Every worker runs here whatever node its spec names, which is how several simula
 :func:`fairpool.executors.gpus.load_nodes_file`) are emulated on one box. Each worker gets its own
 session and process group, so ``stop`` signals the worker and everything it spawned, and runs in
 the machine's sandbox (:mod:`fairpool.executors.sandbox`): a clean environment always, and, as
-the settings and the machine allow, its own account, cgroup, namespaces or container.
+the settings and the machine allow, its own account, cgroup, namespaces or container. Its
+output reaches its log through a copier that caps it (:mod:`fairpool.executors.logcap`).
 """
 
 from __future__ import annotations
@@ -21,13 +22,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from fairpool.executors import adopt
+from fairpool.executors import adopt, logcap
 from fairpool.executors.base import (
+    Failure,
     NodeInfo,
     WorkerPhase,
     WorkerSpec,
     WorkerStatus,
+    exit_failure,
     free_port,
+    start_failure,
     util_path,
     worker_env,
     write_stop_reason,
@@ -57,6 +61,10 @@ class _Worker:
     killed: bool = False
     record: dict[str, Any] = field(default_factory=dict)  # what its sandbox holds
     final: bool = False  # a start failure that no retry can mend
+    failure: Failure | None = None  # whose fault a start failure is (see Failure)
+    copier: subprocess.Popen[bytes] | None = None  # copies its output into the log (logcap)
+    drain_until: float | None = None  # its end is reported once the copier is done, or then
+    log_told: bool = False  # its log's truncation was reported
 
 
 def exit_detail(code: int, killed: bool) -> str:
@@ -104,7 +112,8 @@ class LocalExecutor:
     server crashed or restarted): none is started twice and none is forgotten."""
 
     def __init__(self, nodes: Sequence[NodeInfo], state_dir: Path | None = None,
-                 sandbox: Sandbox | None = None) -> None:
+                 sandbox: Sandbox | None = None, log_max_bytes: int = 1024 * logcap.MIB
+                 ) -> None:
         names = [n.name for n in nodes]
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate node names in inventory: {sorted(names)}")
@@ -118,6 +127,8 @@ class LocalExecutor:
         self.state_dir = state_dir
         self.adopted: set[str] = set()
         self._reported: dict[str, float] = {}  # exits reported (monotonic time), records kept
+        self.log_max_bytes = log_max_bytes  # each worker's log is capped here (logcap)
+        self._logs_checked = 0.0  # when running workers' logs were last looked at
         if state_dir is not None:
             state_dir.mkdir(parents=True, exist_ok=True)
             os.chmod(state_dir, 0o700)
@@ -170,7 +181,8 @@ class LocalExecutor:
             log = _open_log(spec.log_path)
         except OSError as exc:
             return _Worker(spec, None, EXIT_CANNOT_EXECUTE,
-                           f"cannot open log file {spec.log_path}: {exc}")
+                           f"cannot open log file {spec.log_path}: {exc}",
+                           failure=start_failure(exc))
         with log:
             fairpool = worker_env(spec)
             if spec.master_port == 0:
@@ -188,19 +200,24 @@ class LocalExecutor:
                 if self.state_dir is not None:
                     adopt.save_spec(self.state_dir, spec, launch.record)
                     argv = adopt.supervised(self.state_dir, spec, argv)
-                with _stdin(launch.stdin, self.state_dir) as stdin:
-                    proc = subprocess.Popen(
-                        argv,
-                        env=launch.env,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        stdin=stdin,
-                        cwd=launch.cwd,
-                        start_new_session=True,
-                        umask=0o022,  # the server's own is 0077
-                    )
-                if self.state_dir is not None:  # adopt only this very process later
+                copier, output = logcap.start_copier(log, self.log_max_bytes)
+                try:
+                    with _stdin(launch.stdin, self.state_dir) as stdin:
+                        proc = subprocess.Popen(
+                            argv,
+                            env=launch.env,
+                            stdout=output,
+                            stderr=subprocess.STDOUT,
+                            stdin=stdin,
+                            cwd=launch.cwd,
+                            start_new_session=True,
+                            umask=0o022,  # the server's own is 0077
+                        )
+                finally:
+                    os.close(output)  # the copier ends once the worker and its children have
+                if self.state_dir is not None:  # adopt only these very processes later
                     launch.record["supervisor"] = adopt.identity(proc.pid)
+                    launch.record["copier"] = adopt.identity(copier.pid)
                     adopt.save_spec(self.state_dir, spec, launch.record)
             except (OSError, ValueError) as exc:  # ValueError: empty argv, NUL in an argument
                 code = EXIT_NOT_FOUND if isinstance(exc, FileNotFoundError) else (
@@ -211,8 +228,8 @@ class LocalExecutor:
                 self.sandbox.finish(launch.record)
                 if self._last_of(spec):
                     self.sandbox.release(spec.job_id, launch.record)
-                return _Worker(spec, None, code, detail)
-        return _Worker(spec, proc, pid=proc.pid, record=launch.record)
+                return _Worker(spec, None, code, detail, failure=start_failure(exc))
+        return _Worker(spec, proc, pid=proc.pid, record=launch.record, copier=copier)
 
     def _cleanup(self, w: _Worker) -> None:
         """After a worker: its sandbox's leftovers, then (once no worker of its job is known
@@ -229,10 +246,34 @@ class LocalExecutor:
         return not any(w.spec.job_id == spec.job_id for wid, w in self._workers.items()
                        if wid != spec.worker_id)
 
-    def _explain(self, w: _Worker, code: int, detail: str) -> str:
-        """The exit detail, told apart: out of memory, or podman unable to run the image."""
+    def _ended(self, w: _Worker, code: int, detail: str, recorded: bool = True
+               ) -> tuple[int, str, Failure | None]:
+        """How the worker ended, told apart (see :meth:`_explain`), and whose fault it is: a
+        signal the executor did not send (the job's own, or its memory limit's) is the job's;
+        a supervisor that ended without recording the command's end lost it (see
+        :meth:`_unrecorded`)."""
         if code != 0 and self.sandbox.out_of_memory(w.record, code):
-            return f"killed: out of memory (limit {w.spec.memory_mib} MiB)"
+            return code, f"killed: out of memory (limit {w.spec.memory_mib} MiB)", Failure.SIGNAL
+        explained = self._explain(w, code, detail or exit_detail(code, w.killed))
+        if not recorded:
+            return code, explained, self._unrecorded(w)
+        return code, explained, exit_failure(code, stopped=w.term_sent or w.killed)
+
+    def _unrecorded(self, w: _Worker) -> Failure:
+        """Whose fault it is that a supervisor ended without recording how the command ended:
+        the executor's kill, or the machine's (the worker is lost) where the job runs under an
+        account of its own and so cannot signal its supervisor; a job running as the server's
+        account could have killed its supervisor itself, so then it is the job's."""
+        if w.killed:
+            return Failure.STOPPED
+        uid = w.record.get("uid")
+        if uid is not None and uid != os.geteuid():
+            return Failure.LOST
+        return Failure.SIGNAL
+
+    def _explain(self, w: _Worker, code: int, detail: str) -> str:
+        """The exit detail, told apart: the command not found, or podman unable to run the
+        image."""
         if code in (EXIT_NOT_FOUND, EXIT_CANNOT_EXECUTE) and detail.startswith("exited with"):
             what = "not found" if code == EXIT_NOT_FOUND else "not executable"
             return (f"cannot start the command {w.spec.command[0]!r}: {what} (exit {code}; "
@@ -243,8 +284,8 @@ class LocalExecutor:
                     f"be pulled, or refused; the log says why)")
         return detail
 
-    def _exit(self, w: _Worker) -> tuple[int, str] | None:
-        """How the worker ended, or None while it runs."""
+    def _exit(self, w: _Worker) -> tuple[int, str, Failure | None] | None:
+        """How the worker ended (code, detail, whose fault), or None while it runs."""
         if w.proc is not None:
             code = w.proc.poll()
             if code is None:
@@ -252,17 +293,16 @@ class LocalExecutor:
             record = None if self.state_dir is None else adopt.read_exit(self.state_dir,
                                                                        w.spec.worker_id)
             if record is not None:  # the command's own end, as its supervisor saw it
-                return record[0], self._explain(w, record[0], record[1] or exit_detail(
-                    record[0], w.killed))
-            return code, self._explain(w, code, exit_detail(code, w.killed))
+                return self._ended(w, *record)
+            return self._ended(w, code, "", recorded=self.state_dir is None)
         if w.pid is not None and adopt.pid_alive(w.pid):
             return None
         record = None if self.state_dir is None else adopt.read_exit(self.state_dir,
                                                                        w.spec.worker_id)
         if record is None:
-            return -9, "its supervisor vanished while no server watched it (no exit record)"
-        code, detail = record
-        return code, self._explain(w, code, detail or exit_detail(code, w.killed))
+            return (-9, "its supervisor vanished while no server watched it (no exit record)",
+                    self._unrecorded(w))
+        return self._ended(w, *record)
 
     def rendezvous_port(self, node: str) -> int:
         return free_port()  # every node of this executor is this machine
@@ -288,22 +328,31 @@ class LocalExecutor:
     def poll(self) -> list[WorkerStatus]:
         out: list[WorkerStatus] = []
         now = time.monotonic()
+        look = now - self._logs_checked >= 1.0  # running workers' logs, once a second
+        if look:
+            self._logs_checked = now
         with self._lock:
             done: list[str] = []
             for wid, w in self._workers.items():
                 if w.pid is None and w.failed_code is not None:  # could not be started
                     out.append(WorkerStatus(wid, WorkerPhase.EXITED, w.failed_code, w.detail,
-                                            final=w.final))
+                                            final=w.final, failure=w.failure))
                     done.append(wid)
                     continue
                 ended = self._exit(w)
                 if not w.reported_running and (ended is None or wid not in self.adopted):
                     w.reported_running = True
                     out.append(WorkerStatus(wid, WorkerPhase.RUNNING, detail=f"pid {w.pid}"))
+                if ended is not None and self._draining(w, now):
+                    continue  # the last of its output is still on its way to the log
+                cut = self._log_cut(w, ended is not None or look)
                 if ended is not None:
                     out.append(WorkerStatus(wid, WorkerPhase.EXITED, ended[0], ended[1],
-                                            final=w.final))
+                                            final=w.final, failure=ended[2], log_truncated=cut))
                     done.append(wid)
+                elif cut is not None:
+                    out.append(WorkerStatus(wid, WorkerPhase.RUNNING, detail=f"pid {w.pid}",
+                                            log_truncated=cut))
                 elif w.kill_deadline is not None and now >= w.kill_deadline and not w.killed:
                     w.killed = True
                     assert w.pid is not None
@@ -318,6 +367,20 @@ class LocalExecutor:
                 self._reported[wid] = now
             self._forget_reported(now)
         return out
+
+    def _draining(self, w: _Worker, now: float) -> bool:
+        """Whether an ended worker's copier is still writing its output (for at most
+        :data:`logcap.DRAIN_S`: something the worker left behind may hold the pipe open)."""
+        if w.drain_until is None:
+            w.drain_until = now + logcap.DRAIN_S
+        return now < w.drain_until and logcap.copying(w.copier, w.record.get("copier"))
+
+    def _log_cut(self, w: _Worker, look: bool) -> int | None:
+        """The cap, the first time the worker's log is seen truncated."""
+        if w.log_told or not look or not logcap.truncated(w.spec.log_path, self.log_max_bytes):
+            return None
+        w.log_told = True
+        return self.log_max_bytes
 
     def _forget_reported(self, now: float) -> None:
         """Drop the records of workers reported long enough ago that the loop has committed

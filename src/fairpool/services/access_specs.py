@@ -41,7 +41,11 @@ MAX_SECRETS_PER_PROJECT = 100
 class TokenCreate(Input):
     user: User
     expires_in_s: float | None = Field(
-        90 * 86400, gt=0, le=5 * 365 * 86400, description="lifetime; null: never expires")
+        90 * 86400, gt=0, le=5 * 365 * 86400,
+        description="lifetime in seconds; null: never expires. A token created by a non-admin "
+                    "lives at most max_token_lifetime_s (with an identity provider's login, "
+                    "oidc_token_lifetime_s and never past that login): longer or null is "
+                    "shortened to that, and expires_at in the answer says when it ends")
     description: Annotated[str, StringConstraints(max_length=200)] = ""
 
     @field_validator("description")
@@ -141,3 +145,14 @@ class AccountOut(BaseModel):
     account: str
     created_at: float
     created_by: str | None
+
+
+class UserOut(BaseModel):
+    """Whether a user is disabled; a disabled user's tokens were revoked when it was disabled,
+    none can be created for it and its identity provider's logins are refused."""
+
+    user: str
+    disabled: bool
+    disabled_at: float | None
+    disabled_by: str | None
+    tokens_revoked: int = Field(0, description="tokens this request revoked")

@@ -1,7 +1,9 @@
-"""The audit log: who did what, when, from where, and whether it was allowed."""
+"""The audit log: who did what, when, from where, and whether it was allowed; and the throttle
+that keeps floods of refusals and failed logins from filling it."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 from sqlalchemy import insert, select
@@ -26,6 +28,33 @@ def record_now(store: Store, actor: str, action: str, target: str = "", outcome:
                detail: str = "", address: str = "") -> None:
     with store.writing() as s:
         record(s, actor, action, target, outcome, detail, address)
+
+
+class Throttle:
+    """Bounds how many records a flood writes: per key (a caller), at most ``rate`` a second
+    on average and ``burst`` at once. What is left out is counted, and the count goes with the
+    key's next record ("N more not recorded"), so the log still says how many there were."""
+
+    def __init__(self, rate: float, burst: float | None = None) -> None:
+        self.rate = rate
+        self.burst = max(1.0, rate if burst is None else burst)
+        self._keys: dict[str, tuple[float, float, int]] = {}  # level, when, left out since
+        self._lock = threading.Lock()
+
+    def admit(self, key: str) -> int | None:
+        """None: leave this one out (it is counted); else record it, saying that this many
+        were left out before it."""
+        now = time.monotonic()
+        with self._lock:
+            level, at, skipped = self._keys.get(key, (self.burst, now, 0))
+            level = min(self.burst, level + (now - at) * self.rate)
+            if level < 1.0:
+                self._keys[key] = (level, now, skipped + 1)
+                return None
+            if len(self._keys) > 100_000:  # a flood of distinct keys: start over
+                self._keys.clear()
+            self._keys[key] = (level - 1.0, now, 0)
+            return skipped
 
 
 def query(store: Store, actor: str | None = None, action: str | None = None,

@@ -1,4 +1,11 @@
-"""API tokens (create, list, revoke) and authentication of each request's bearer token."""
+"""API tokens (create, list, revoke) and authentication of each request's bearer token.
+
+Tokens are not free: a user holds at most ``max_live`` unexpired, unrevoked tokens, a token a
+non-admin creates lives at most ``max_lifetime_s`` (asking for longer, or for none, gets that),
+and one created with an identity provider's login (or with a token so created) lives at most
+``oidc_lifetime_s`` and never past that login, so an identity the provider ends cannot outlive
+it here. Tokens of disabled users (services/users.py) are refused.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +14,14 @@ import threading
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from fairpool.auth import tokens as tok
 from fairpool.auth.oidc import OidcError, OidcVerifier
 from fairpool.auth.rbac import POOL, Principal, Role, subjects_of
-from fairpool.services import audit
+from fairpool.services import audit, users
 from fairpool.services.access_specs import TokenCreate, TokenCreated, TokenOut
 from fairpool.services.errors import Conflict, NotFound, ServiceError
 from fairpool.services.roles import bindings_of
@@ -25,22 +33,83 @@ class Unauthenticated(ServiceError):
     status = 401
 
 
+class UserDisabled(ServiceError):
+    status = 403
+
+
+@dataclass(frozen=True)
+class TokenLimits:
+    """Bounds on the tokens created through the API (settings ``max_tokens_per_user``,
+    ``max_token_lifetime_s`` and ``oidc_token_lifetime_s``)."""
+
+    max_live: int = 20
+    max_lifetime_s: float = 90 * 86400
+    oidc_lifetime_s: float = 86400
+
+
 def _out(r: TokenRow) -> TokenOut:
     return TokenOut(id=r.id, user=r.user, description=r.description, created_by=r.created_by,
                     created_at=r.created_at, expires_at=r.expires_at, revoked_at=r.revoked_at,
                     last_used_at=r.last_used_at)
 
 
-def create(store: Store, actor: str, spec: TokenCreate, address: str = "") -> TokenCreated:
+def _expiry(spec: TokenCreate, minter: Principal | None, limits: TokenLimits,
+            now: float) -> tuple[float | None, str | None]:
+    """When the new token expires, and its origin: admins (and the server itself) get what
+    they ask for; anyone else at most the longest lifetime allowed, which is shorter for a
+    caller whose credentials come from an identity provider's login."""
+    if minter is None or minter.is_admin:
+        return (None if spec.expires_in_s is None else now + spec.expires_in_s), None
+    longest, origin = limits.max_lifetime_s, None
+    if minter.mint_until is not None:
+        longest = min(longest, limits.oidc_lifetime_s, minter.mint_until - now)
+        origin = "oidc"
+        if longest < 1.0:
+            raise Unauthenticated("your identity provider's login expires in under a second; "
+                                  "sign in again, then create the token")
+    asked = spec.expires_in_s
+    return now + (longest if asked is None else min(asked, longest)), origin
+
+
+def create(store: Store, actor: str, spec: TokenCreate, address: str = "",
+           minter: Principal | None = None, limits: TokenLimits | None = None) -> TokenCreated:
+    """A new token for ``spec.user``. Through the API ``minter`` is the caller and ``limits``
+    apply; without them (the first start's admin token, recover-admin) the server creates it
+    as asked, and a disabled user is enabled again (audited)."""
     new = tok.mint()
     now = time.time()
+    expires_at, origin = _expiry(spec, minter, limits or TokenLimits(), now)
     row = TokenRow(id=new.id, user=spec.user, salt=new.salt, hash=new.hash,
                    description=spec.description, created_by=actor, created_at=now,
-                   expires_at=None if spec.expires_in_s is None else now + spec.expires_in_s)
+                   expires_at=expires_at, origin=origin)
     with store.writing() as s:
+        user = users.locked(s, spec.user)  # until commit: no disable or other create between
+        if user.disabled_at is not None:
+            if minter is not None:
+                raise Conflict(f"no token can be created for {spec.user}: "
+                               + users.refusal(spec.user))
+            user.disabled_at, user.disabled_by = None, None
+            audit.record(s, actor, "user.enable", spec.user, address=address,
+                         detail="enabled again to receive the server's own token for it")
+        if limits is not None:
+            _check_live(s, spec.user, limits.max_live, now)
         s.add(row)
-        audit.record(s, actor, "token.create", f"{spec.user}/{new.id}", address=address)
+        asked = None if spec.expires_in_s is None else now + spec.expires_in_s
+        audit.record(s, actor, "token.create", f"{spec.user}/{new.id}", address=address,
+                     detail="" if expires_at == asked else "lifetime shortened to the most "
+                     "allowed")
     return TokenCreated(**_out(row).model_dump(), token=new.value)
+
+
+def _check_live(s: Session, user: str, most: int, now: float) -> None:
+    live = s.execute(select(func.count()).select_from(TokenRow).where(
+        TokenRow.user == user, TokenRow.revoked_at.is_(None),
+        or_(TokenRow.expires_at.is_(None), TokenRow.expires_at > now))).scalar_one()
+    if live >= most:
+        raise Conflict(f"{user} already holds {live} live tokens, the most a user may "
+                       f"(max_tokens_per_user = {most}); revoke one first (`fairpool token "
+                       f"list` shows them, `fairpool token revoke ID` revokes one) or wait "
+                       f"for one to expire")
 
 
 def list_tokens(store: Store, actor: Principal) -> list[TokenOut]:
@@ -116,8 +185,8 @@ class _Cached:
 class Authenticator:
     """Turns an ``Authorization`` header into a :class:`Principal`, or raises
     :class:`Unauthenticated` (and records the failure). Verified credentials are cached for a
-    few seconds; a revocation through this server takes effect at once, through another server
-    sharing the database within ``cache_ttl_s``."""
+    few seconds; a revocation (or a user disabled) through this server takes effect at once,
+    through another server sharing the database within ``cache_ttl_s``."""
 
     def __init__(self, store: Store, oidc: OidcVerifier | None = None,
                  cache_ttl_s: float = 5.0, failures_per_s: float = 20.0) -> None:
@@ -127,10 +196,7 @@ class Authenticator:
         self._cache: dict[str, _Cached] = {}
         self._used: dict[str, float] = {}
         self._lock = threading.Lock()
-        self._fail_budget = failures_per_s
-        self._fail_rate = failures_per_s
-        self._fail_at = time.monotonic()
-        self._suppressed = 0
+        self._failures = audit.Throttle(failures_per_s)
 
     def forget(self) -> None:
         with self._lock:
@@ -190,9 +256,13 @@ class Authenticator:
         token_id, secret = parsed
         with self.store.session() as s:
             row = s.get(TokenRow, token_id)
+            off = None if row is None else users.disabled(s, row.user)
         if row is None or not tok.matches(row.salt, row.hash, secret):
             self._fail("-", f"unknown token {token_id}", address)
             raise Unauthenticated("the token is not valid")
+        if off is not None:
+            self._fail(row.user, f"token {token_id} of a disabled user", address)
+            raise Unauthenticated(f"token {token_id} was revoked: " + users.refusal(row.user))
         if row.revoked_at is not None:
             self._fail(row.user, f"revoked token {token_id}", address)
             raise Unauthenticated(f"token {token_id} was revoked")
@@ -202,7 +272,9 @@ class Authenticator:
         self._touch(token_id, now)
         subjects = subjects_of(row.user, ())
         return Principal(user=row.user, bindings=bindings_of(self.store, subjects),
-                         token_id=token_id, via="token", subjects=subjects), row.expires_at
+                         token_id=token_id, via="token", subjects=subjects,
+                         mint_until=row.expires_at if row.origin == "oidc" else None
+                         ), row.expires_at
 
     def _jwt(self, value: str, address: str) -> tuple[Principal, float | None]:
         assert self.oidc is not None
@@ -211,9 +283,16 @@ class Authenticator:
         except OidcError as exc:
             self._fail("-", str(exc), address)
             raise Unauthenticated(str(exc)) from None
+        with self.store.session() as s:
+            off = users.disabled(s, ident.user)
+        if off is not None:
+            self._fail(ident.user, "login of a disabled user", address)
+            raise UserDisabled(users.refusal(ident.user))
         subjects = subjects_of(ident.user, ident.groups)
+        until = ident.expires_at if ident.expires_at is not None else time.time()
         return Principal(user=ident.user, bindings=bindings_of(self.store, subjects),
-                         groups=ident.groups, via="oidc", subjects=subjects), None
+                         groups=ident.groups, via="oidc", subjects=subjects,
+                         mint_until=until), ident.expires_at
 
     def _touch(self, token_id: str, now: float) -> None:
         """Record use at most once a minute per token: a write per request would not scale."""
@@ -226,16 +305,9 @@ class Authenticator:
 
     def _fail(self, actor: str, why: str, address: str) -> None:
         """Audit a failed login; a flood is recorded at a bounded rate, with a count."""
-        with self._lock:
-            t = time.monotonic()
-            self._fail_budget = min(self._fail_rate,
-                                    self._fail_budget + (t - self._fail_at) * self._fail_rate)
-            self._fail_at = t
-            if self._fail_budget < 1:
-                self._suppressed += 1
-                return
-            self._fail_budget -= 1
-            extra, self._suppressed = self._suppressed, 0
+        extra = self._failures.admit("login")
+        if extra is None:
+            return
         detail = why + (f" ({extra} more failures not recorded)" if extra else "")
         audit.record_now(self.store, actor, "login", outcome="denied", detail=detail,
                          address=address)

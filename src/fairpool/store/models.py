@@ -1,6 +1,6 @@
 """SQLAlchemy models: queues, nodes, jobs, job events, the store's change counter, and the
-security tables (API tokens, role bindings, the audit log, encrypted project secrets and the
-Unix accounts of users).
+security tables (API tokens, users, role bindings, the audit log, encrypted project secrets
+and the Unix accounts of users).
 
 Times are seconds since the epoch (floats) so that SQLite and PostgreSQL behave the same.
 Resources are stored in the domain's integer base units (milli-GPUs, millicores, MiB); a NULL
@@ -174,6 +174,21 @@ class TokenRow(Base):
     expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     last_used_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    #: "oidc" for a token created with an identity provider's login (or with a token so
+    #: created) by a non-admin: tokens it creates must not outlive it
+    origin: Mapped[str | None] = mapped_column(String(16), nullable=True)
+
+
+class UserRow(Base):
+    """What the pool knows of a user beyond its tokens and roles: whether an admin disabled it.
+    A row is made the first time a token is created for the user (it is also the row that
+    creating a token and disabling the user lock, so the two never interleave)."""
+
+    __tablename__ = "users"
+
+    user: Mapped[str] = mapped_column(String(253), primary_key=True)
+    disabled_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    disabled_by: Mapped[str | None] = mapped_column(String(253), nullable=True)
 
 
 class RoleBindingRow(Base):

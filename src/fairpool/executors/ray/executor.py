@@ -10,7 +10,7 @@
 - A pump thread keeps one call outstanding per worker (``run``, then long-polling ``next``),
   appends the output it returns to the worker's log file here, and queues the phase changes that
   :meth:`RayExecutor.poll` hands to the control loop. A host that dies (its node died, or it was
-  killed) makes its worker lost.
+  killed) makes its worker lost. Logs are capped at ``log_max_bytes`` (:mod:`..logcap`).
 - ``stop`` is SIGTERM now and SIGKILL after the grace period, both done by the host on the node.
 
 The executor needs a connected Ray driver (:func:`.connect.connect`).
@@ -26,10 +26,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
+from fairpool.executors import logcap
 from fairpool.executors import sandbox as sandbox_package
-from fairpool.executors.base import NodeInfo, WorkerPhase, WorkerSpec, WorkerStatus, worker_env
+from fairpool.executors.base import (
+    Failure,
+    NodeInfo,
+    WorkerPhase,
+    WorkerSpec,
+    WorkerStatus,
+    errno_failure,
+    exit_failure,
+    start_failure,
+    worker_env,
+)
 from fairpool.executors.local import exit_detail
 from fairpool.executors.utilisation import WorkerUsage
 
@@ -56,13 +67,14 @@ class _Worker:
     node_id: str
     host: Any
     ref: Any  # the outstanding call: ``run`` first, then ``next``
-    log: BinaryIO
+    log: logcap.CappedLog  # its log here, capped at log_max_bytes
     started: bool = False
     pid: int | None = None  # the worker's pid (and process group) on its node
     unavailable_since: float | None = None  # first "actor unavailable" answer in a row
     retry_at: float | None = None  # when to ask again after such an answer
     sandbox: dict[str, Any] = field(default_factory=dict)  # env pass-through, image pull, ...
     simulated: bool = False  # its node's GPUs are simulated (no device nodes to pass in)
+    stop_sent: bool = False  # stop was called: a death by signal is the executor's doing
 
     def call(self, long_poll_s: float) -> Any:
         """(Re)issue the worker's outstanding call: ``run`` until it started, then ``next``;
@@ -109,6 +121,7 @@ class RayExecutor:
         probe_timeout_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
         sandbox: dict[str, Any] | None = None,
+        log_max_bytes: int = 1024 * logcap.MIB,
     ) -> None:
         ray: Any = importlib.import_module("ray")  # Ray's type hints are partial: use it as Any
         ray.cloudpickle.register_pickle_by_value(host_module)  # nodes need no fairpool install
@@ -116,6 +129,7 @@ class RayExecutor:
         #: settings of the sandbox on the nodes (``env_passthrough``, ``image_pull``,
         #: ``mount_roots``, ``pids_limit``)
         self.sandbox = dict(sandbox or {})
+        self.log_max_bytes = log_max_bytes
         self._ray = ray
         self._host_cls = ray.remote(num_cpus=0, num_gpus=0, max_concurrency=4,
                                     max_restarts=0)(host_module.WorkerHost)
@@ -164,11 +178,12 @@ class RayExecutor:
             try:
                 path = Path(worker.log_path)
                 path.parent.mkdir(parents=True, exist_ok=True)
-                out = path.open("ab", buffering=0)
+                out = logcap.CappedLog(path.open("ab", buffering=0), self.log_max_bytes)
             except OSError as exc:
                 self._reports.append(WorkerStatus(
                     worker.worker_id, WorkerPhase.EXITED, EXIT_CANNOT_EXECUTE,
-                    f"cannot open log file {worker.log_path}: {exc}"))
+                    f"cannot open log file {worker.log_path}: {exc}",
+                    failure=start_failure(exc)))
                 return
             try:
                 w = _Worker(worker, node_id, self._take_host(node_id), None, out,
@@ -187,6 +202,7 @@ class RayExecutor:
         with self._lock:
             w = self._workers.get(worker_id)
             if w is not None:
+                w.stop_sent = True
                 w.host.stop.remote(worker_id, grace_s)
 
     def known(self) -> set[str]:
@@ -320,8 +336,10 @@ class RayExecutor:
                 w.ref, w.retry_at = None, now + 1.0
             return
         except RayTaskError as exc:  # the host's own code failed: the job cannot run like this
+            # (what its spec made of the host: the job's, unless many users' jobs meet it)
             self._end(w, WorkerStatus(wid, WorkerPhase.EXITED, EXIT_CANNOT_EXECUTE,
-                                      f"the Ray host failed: {_first_line(exc)}"), reuse=False)
+                                      f"the Ray host failed: {_first_line(exc)}",
+                                      failure=Failure.COMMAND), reuse=False)
             return
         except RayError as exc:  # the host died or could not be placed: its node is likely gone
             self._refresh()  # so that the node is out of the inventory before the loss is seen
@@ -344,13 +362,18 @@ class RayExecutor:
             detail = str(result.get("error", "did not start"))
             with contextlib.suppress(OSError):
                 w.log.write(f"fairpool: worker {wid}: {detail}\n".encode())
+            failure = (Failure.STOPPED if result.get("stopped") else
+                       errno_failure(result.get("errno")))
             self._end(w, WorkerStatus(wid, WorkerPhase.EXITED, int(result["code"]), detail,
-                                      final=bool(result.get("final"))), reuse=True)
+                                      final=bool(result.get("final")), failure=failure),
+                      reuse=True)
             return
         data, code, killed = result
-        if data:
-            with contextlib.suppress(OSError):
-                w.log.write(data)
+        with contextlib.suppress(OSError):
+            if w.log.write(data):  # the cap is reached: said now, while the worker runs
+                with self._lock:
+                    self._reports.append(WorkerStatus(wid, WorkerPhase.RUNNING,
+                                                      log_truncated=self.log_max_bytes))
         if code is None:
             with self._lock:
                 w.ref = w.call(self.long_poll_s)
@@ -360,7 +383,8 @@ class RayExecutor:
             detail, final = (f"podman could not run image {w.spec.image} on node {w.spec.node} "
                              f"(exit 125: not there, cannot be pulled, or refused; the log says "
                              f"why)"), True
-        self._end(w, WorkerStatus(wid, WorkerPhase.EXITED, int(code), detail, final=final),
+        self._end(w, WorkerStatus(wid, WorkerPhase.EXITED, int(code), detail, final=final,
+                                  failure=exit_failure(int(code), w.stop_sent or bool(killed))),
                   reuse=True)
 
     def _end(self, w: _Worker, status: WorkerStatus, *, reuse: bool) -> None:

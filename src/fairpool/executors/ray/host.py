@@ -101,7 +101,8 @@ class WorkerHost:
     def run(self, worker_id: str, argv: list[str], env: dict[str, str],
             workdir: str | None, options: dict[str, Any] | None = None) -> dict[str, Any]:
         """Start the worker; returns ``{"pid", "node_ip"}`` or ``{"code", "error"}`` (with
-        ``"final": True`` when no retry could help)."""
+        ``"final": True`` when no retry could help, the ``"errno"`` of a failed start, and
+        ``"stopped": True`` for a worker stopped before it started)."""
         options = options or {}
         with self._lock:
             # earlier workers of this host are over: forget them (and stops that came late)
@@ -111,7 +112,8 @@ class WorkerHost:
                 return {"pid": run.proc.pid if run.proc else None, "node_ip": _node_ip()}
             if run.stop_requested:  # stopped before it started: never start it
                 run.code = -signal.SIGTERM
-                return {"code": run.code, "error": "stopped before it started"}
+                return {"code": run.code, "error": "stopped before it started",
+                        "stopped": True}
             base = environment.base_env(os.environ, name=None, home=None)
             full_env = environment.layered(base, os.environ, options.get("passthrough", ()),
                                            {}, env, {})
@@ -136,7 +138,8 @@ class WorkerHost:
             except (OSError, ValueError, subprocess.SubprocessError) as exc:
                 run.code = EXIT_NOT_FOUND if isinstance(exc, FileNotFoundError) else (
                     EXIT_CANNOT_EXECUTE)
-                return {"code": run.code, "error": f"cannot start {argv!r}: {exc}"}
+                return {"code": run.code, "error": f"cannot start {argv!r}: {exc}",
+                        "errno": exc.errno if isinstance(exc, OSError) else None}
         threading.Thread(target=self._watch, args=(run,), daemon=True).start()
         return {"pid": run.proc.pid, "node_ip": _node_ip()}
 
