@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from fairpool.executors.base import WorkerPhase, WorkerSpec, WorkerStatus
+from fairpool.executors.base import Failure, WorkerPhase, WorkerSpec, WorkerStatus
 from tests.executors.test_local import alive, wait_file, wait_for, wait_gone
 
 ray = pytest.importorskip("ray")
@@ -106,7 +106,7 @@ def test_stop_is_sigterm_then_sigkill_after_grace(ex: RayExecutor, tmp_path: Pat
     started = time.monotonic()
     ex.stop("stubborn.0.0", 1.0)
     exited = wait_for(ex, "stubborn.0.0", WorkerPhase.EXITED)
-    assert exited.exit_code == -signal.SIGKILL
+    assert exited.exit_code == -signal.SIGKILL and exited.fault() == Failure.STOPPED
     assert "after the stop grace period" in exited.detail
     assert time.monotonic() - started >= 0.9
     assert "term ignored" in Path(s.log_path).read_text()
@@ -117,9 +117,11 @@ def test_start_failures_are_exit_codes(ex: RayExecutor, tmp_path: Path) -> None:
     ex.start(spec(tmp_path, ["no-such-command-xyz"], "missing.0.0"))
     missing = wait_for(ex, "missing.0.0", WorkerPhase.EXITED)
     assert missing.exit_code == 127 and "no-such-command-xyz" in missing.detail
+    assert missing.fault() == Failure.COMMAND  # the job's own, not the node's
     ex.start(spec(tmp_path, ["true"], "nodir.0.0", workdir=str(tmp_path / "absent")))
     nodir = wait_for(ex, "nodir.0.0", WorkerPhase.EXITED)
     assert nodir.exit_code == 127 and "does not exist on this node" in nodir.detail
+    assert nodir.fault() == Failure.COMMAND
 
 
 def test_stop_before_start_never_runs(ex: RayExecutor, tmp_path: Path) -> None:
@@ -129,6 +131,7 @@ def test_stop_before_start_never_runs(ex: RayExecutor, tmp_path: Path) -> None:
     status = wait_for(ex, "early.0.0", WorkerPhase.EXITED)
     # either the stop won (never started) or the worker had already run to its end
     assert status.exit_code in (-signal.SIGTERM, 0)
+    assert status.fault() == (Failure.STOPPED if status.exit_code else None)
     assert marker.exists() == (status.exit_code == 0)
 
 

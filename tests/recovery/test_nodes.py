@@ -1,6 +1,6 @@
 """Node health and operations: cordon/uncordon, drain (its jobs requeued, told they were
-preempted), and the circuit breaker that cordons a node whose workers keep dying, for a
-cooldown, with an event that says why."""
+preempted), and the circuit breaker that cordons a node whose workers are lost, for a
+cooldown, with an event that says why (one project's own failures never cordon it)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from fairpool.services.specs import ProjectCreate, QueueCreate, ResourceSpec
-from tests.e2e.conftest import Pool, start_pool, stop_pool
+from tests.e2e.conftest import Pool, launch, start_pool, stop_pool
 
 NODES = """
 [[node]]
@@ -93,29 +93,50 @@ def test_cordon_and_drain(pool: Pool, tmp_path: Path) -> None:
     assert missing.returncode != 0 and "does not exist" in missing.stderr
 
 
-def test_breaker_cordons_a_node_whose_workers_keep_dying(pool: Pool, tmp_path: Path) -> None:
+def test_breaker_cordons_a_node_whose_workers_are_lost(pool: Pool, tmp_path: Path) -> None:
     c = pool.client
     victims = []
-    for i in range(3):  # three different jobs on gpu-a, each killed by a signal
+    for i in range(3):  # three different jobs on gpu-a, of one project
         pid = tmp_path / f"victim{i}"
-        job = c.submit(project="ops", gpus=1, node_pool="a",
+        job = c.submit(project="ops", node_pool="a",
+                       command=[sys.executable, "-c", SLEEPER, str(pid)])
+        pool.until(pid.exists, what="the worker's pid")
+        victims.append((job, int(pid.read_text())))
+    # the machine loses them while no server watches: supervisors and workers vanish, no exit
+    # recorded; the restarted server cannot find them
+    pool.proc.kill()
+    pool.proc.wait(10)
+    for _, pid in victims:
+        os.killpg(os.getpgid(pid), signal.SIGKILL)
+    pool.proc = launch(pool.data_dir.parent, pool.args, pool.env, pool.url, timeout=60)
+    pool.until(lambda: next(n for n in c.nodes() if n.name == "gpu-a").cordoned,
+               what="gpu-a cordoned")
+    node = next(n for n in c.nodes() if n.name == "gpu-a")
+    assert node.cordon_until is not None and node.cordon_reason is not None
+    assert node.cordon_reason.startswith("workers of 3 jobs failed here within 60 s: 3 lost; "
+                                         "cordoned until "), node.cordon_reason
+    for job, _ in victims:
+        assert job.id not in node.cordon_reason
+        assert any(e.kind == "node-cordoned" and "node gpu-a" in e.message
+                   for e in c.events(job.id))
+        assert c.job(job.id).attempt == 1  # lost: requeued
+    # the cooldown ends by itself, and the requeued jobs run there again
+    pool.until(lambda: not next(n for n in c.nodes() if n.name == "gpu-a").cordoned,
+               timeout=30, what="the cooldown to end")
+    for job, _ in victims:
+        pool.wait(job.id, {"running"})
+        c.cancel(job.id)
+        pool.wait(job.id, {"cancelled"})
+    # ordinary failures (exit codes) are the job's business, and so are one project's workers
+    # killed by signals the executor did not send: no cordon
+    for i in range(3):
+        job = c.submit(project="ops", node_pool="a",
+                       command=[sys.executable, "-c", "raise SystemExit(1)"])
+        assert pool.wait(job.id, {"failed"}) == "failed"
+        pid = tmp_path / f"killed{i}"
+        job = c.submit(project="ops", node_pool="a",
                        command=[sys.executable, "-c", SLEEPER, str(pid)])
         pool.until(pid.exists, what="the worker's pid")
         os.kill(int(pid.read_text()), signal.SIGKILL)
-        assert pool.wait(job.id, {"failed"}) == "failed"
-        victims.append(job)
-    node = next(n for n in c.nodes() if n.name == "gpu-a")
-    assert node.cordoned and node.cordon_until is not None
-    assert node.cordon_reason is not None and "3 workers failed here within 60 s" in (
-        node.cordon_reason)
-    assert any(e.kind == "node-cordoned" and "gpu-a" in e.message
-               for e in c.events(victims[-1].id))
-    # the cooldown ends by itself
-    pool.until(lambda: not next(n for n in c.nodes() if n.name == "gpu-a").cordoned,
-               timeout=30, what="the cooldown to end")
-    # ordinary failures (exit codes) are the job's business: no cordon
-    for _ in range(3):
-        job = c.submit(project="ops", node_pool="a",
-                       command=[sys.executable, "-c", "raise SystemExit(1)"])
         assert pool.wait(job.id, {"failed"}) == "failed"
     assert not next(n for n in c.nodes() if n.name == "gpu-a").cordoned
