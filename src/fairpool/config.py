@@ -101,7 +101,8 @@ class ServerSettings(BaseSettings):
                              description="most MiB of output kept in each worker's log; the "
                                          "rest is discarded, with a line and an event saying so")
     breaker_failures: int = Field(3, ge=1, le=1000, description="failures of distinct jobs on a "
-                                  "node within breaker_window_s that cordon it")
+                                  "node within breaker_window_s that cordon it (see "
+                                  "control/breaker.py for which failures count)")
     breaker_window_s: float = Field(60.0, gt=0, le=86400)
     breaker_cooldown_s: float = Field(300.0, gt=0, le=7 * 86400)
     retry_backoff_s: float = Field(5.0, ge=0, le=3600,

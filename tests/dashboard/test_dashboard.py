@@ -261,6 +261,9 @@ def test_admin_sees_the_pool_and_cancels_a_job(chromium: WebDriver | None, org: 
     assert "submitted" in kinds
     assert "running on" in text(driver, "#explain .explain-text")
     wait(driver, lambda d: "step 0" in d.find_element(By.ID, "log").text, "the log tail")
+    assert text(driver, "#log-scope").startswith("the tail: last 500 lines of rank 0")
+    assert (driver.find_element(By.ID, "log-download").get_attribute("href") or "").endswith(
+        f"/ui/jobs/{train.id}/log?attempt=0")
     shot(driver, "06-job-running")
 
     # cancel through the form (it asks first), then watch the page turn to cancelled

@@ -185,3 +185,23 @@ def test_a_shorter_second_stop_wins(ex: RayExecutor, tmp_path: Path) -> None:
     ex.stop("twice.0.0", 0.2)  # e.g. a cancel after a preemption
     exited = wait_for(ex, "twice.0.0", WorkerPhase.EXITED)
     assert exited.exit_code == -signal.SIGKILL and time.monotonic() - started < 8
+
+
+def test_a_log_past_the_cap_ends_with_a_line_saying_so(ex: RayExecutor, tmp_path: Path) -> None:
+    from fairpool.executors import logcap
+
+    cap, before = 10_000, ex.log_max_bytes
+    ex.log_max_bytes = cap  # read when a worker starts
+    try:
+        script = ("import sys\nfor i in range(3000):\n    print(f'{i:09d}')\n"
+                  "sys.stdout.flush()\nsys.exit(3)\n")
+        s = spec(tmp_path, [sys.executable, "-c", script], "capped.0.0")
+        ex.start(s)
+        seen: list[WorkerStatus] = []
+        exited = wait_for(ex, "capped.0.0", WorkerPhase.EXITED, seen)
+    finally:
+        ex.log_max_bytes = before
+    assert exited.exit_code == 3  # the worker ran to its own end
+    assert [st.log_truncated for st in seen if st.log_truncated is not None] == [cap]
+    want = "".join(f"{i:09d}\n" for i in range(1000)) + "\n" + logcap.marker(cap) + "\n"
+    assert Path(s.log_path).read_text() == want

@@ -1,10 +1,10 @@
 """The cap on a worker's log (``log_max_mib``), enforced where its bytes are written.
 
 A local worker never writes its log itself: its stdout and stderr are a pipe, and a *log
-copier* copies the pipe into the log file. The copier is a POSIX shell running ``head -c``
-(no Python: it starts in a millisecond), in a session of its own (a stop's signals and the
-worker's cgroup never reach it) and run by the server's account, so a job cannot reach the file,
-raise the cap or stop the copying. Once the cap is reached it appends one line saying so
+copier* copies the pipe into the log file as it comes. The copier is a POSIX shell running
+``head -c`` (no Python: it starts in a millisecond), in a session of its own (a stop's signals
+and the worker's cgroup never reach it) and run by the server's account, so a job cannot reach
+the file, raise the cap or stop the copying. Once the cap is reached it appends one line saying so
 (:func:`marker`) and discards the rest of the output, reading it to the end so that the worker
 is never blocked or killed by a full pipe. A ``RLIMIT_FSIZE`` would kill the job (SIGXFSZ) and
 cap its checkpoints too; a container's output (``--log-driver=passthrough``) is the same pipe.
@@ -24,8 +24,9 @@ from typing import Any, BinaryIO
 from fairpool.executors import adopt
 
 MIB = 1 << 20
-#: the copier: ``$1`` bytes at most, then the marker ``$2`` once more output comes, then drain
-COPIER = """head -c "$1"
+#: the copier: ``$1`` bytes at most, then the marker ``$2`` once more output comes, then drain;
+#: ``head`` writes through stdio, so ``stdbuf`` (coreutils) makes it pass on each read at once
+COPIER = """if command -v stdbuf > /dev/null; then stdbuf -o0 head -c "$1"; else head -c "$1"; fi
 if [ "$(head -c 1 | wc -c)" -gt 0 ]; then
   printf '\\n%s\\n' "$2"
   exec cat > /dev/null

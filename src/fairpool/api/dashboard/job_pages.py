@@ -1,9 +1,11 @@
 """Job pages: the list with its filters, one job's details (placement, events, why it waits,
-the tail of its log) and the cancel form. Reading a job and cancelling it go through the same
-guard dependencies as the REST API; the cancel form also needs its CSRF token."""
+the tail of its log, with the whole log as a download) and the cancel form. Reading a job and
+cancelling it go through the same guard dependencies as the REST API; the cancel form also
+needs its CSRF token."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path as FilePath
 from typing import Annotated
@@ -13,34 +15,38 @@ from fastapi.responses import RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 from fairpool.api import guard
+from fairpool.api import logs as log_reads
 from fairpool.api.context import AppContext
 from fairpool.api.dashboard import session
 from fairpool.api.dashboard.pages import scope
-from fairpool.api.dashboard.render import FINAL, page
+from fairpool.api.dashboard.render import FINAL, HEADERS, page
 from fairpool.auth.rbac import Perm, Principal
 from fairpool.domain.states import JobState
 from fairpool.services import jobs
 from fairpool.services.scopes import job_path
 
 JobId = Annotated[str, Path(pattern=r"^[0-9a-f]{12}$", description="job id")]
-LOG_LINES = 200
-LOG_BYTES = 256 * 1024
+LOG_LINES = 500
+LOG_BYTES = 512 * 1024
 LIST_LIMIT = 200
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 def tail(path: FilePath, lines: int = LOG_LINES, max_bytes: int = LOG_BYTES) -> str:
-    """The last ``lines`` lines of a log, as printable text."""
-    if not path.exists():
+    """The last ``lines`` lines of a log, as printable text, from its last ``max_bytes``."""
+    try:
+        f = path.open("rb")
+    except FileNotFoundError:
         return ""
-    with path.open("rb") as f:
-        f.seek(0, 2)
-        size = f.tell()
-        f.seek(max(0, size - max_bytes))
-        data = f.read()
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        floor = max(0, size - max_bytes)
+        start = log_reads.tail_start(f, size, lines, floor)
+        f.seek(start)
+        data = f.read(size - start)
     text = data.decode("utf-8", "replace")
-    if size > max_bytes:  # the first line is cut
+    if 0 < floor == start:  # the first line is cut
         text = text.partition("\n")[2]
     text = CONTROL.sub("", ANSI.sub("", text.replace("\r\n", "\n")))
     return "\n".join(text.splitlines()[-lines:])
@@ -86,6 +92,18 @@ def router(ctx: AppContext) -> APIRouter:
                     why=jobs.explain(ctx.store, job_id), log=tail(log_file),
                     log_lines=LOG_LINES, offer_cancel=offer_cancel, cancelled=cancelled,
                     color=palette(job.project), refresh=job.state not in FINAL)
+
+    @ui.get("/jobs/{job_id}/log")
+    def job_log(job_id: JobId, rank: Annotated[int, Query(ge=0, le=4095)] = 0,
+                attempt: Annotated[int | None, Query(ge=0, le=1_000_000)] = None,
+                who: Principal = job_read) -> Response:
+        """A worker's whole log as a download (streamed, as GET /api/v1/jobs/ID/logs)."""
+        path, job = jobs.log_file(ctx.store, ctx.data_dir, job_id, rank, attempt)
+        out = log_reads.read(path, None, None, None)
+        name = f"{job_id}.{job.attempt if attempt is None else attempt}.{rank}.log"
+        out.headers.update(HEADERS)
+        out.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+        return out
 
     @ui.post("/jobs/{job_id}/cancel")
     async def cancel(request: Request, job_id: JobId, who: Principal = job_cancel

@@ -28,19 +28,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from fairpool.executors import logcap
+from fairpool.executors import base, logcap
 from fairpool.executors import sandbox as sandbox_package
-from fairpool.executors.base import (
-    Failure,
-    NodeInfo,
-    WorkerPhase,
-    WorkerSpec,
-    WorkerStatus,
-    errno_failure,
-    exit_failure,
-    start_failure,
-    worker_env,
-)
+from fairpool.executors.base import NodeInfo, WorkerPhase, WorkerSpec, WorkerStatus, worker_env
 from fairpool.executors.local import exit_detail
 from fairpool.executors.utilisation import WorkerUsage
 
@@ -183,7 +173,7 @@ class RayExecutor:
                 self._reports.append(WorkerStatus(
                     worker.worker_id, WorkerPhase.EXITED, EXIT_CANNOT_EXECUTE,
                     f"cannot open log file {worker.log_path}: {exc}",
-                    failure=start_failure(exc)))
+                    failure=base.start_failure(exc)))
                 return
             try:
                 w = _Worker(worker, node_id, self._take_host(node_id), None, out,
@@ -339,7 +329,7 @@ class RayExecutor:
             # (what its spec made of the host: the job's, unless many users' jobs meet it)
             self._end(w, WorkerStatus(wid, WorkerPhase.EXITED, EXIT_CANNOT_EXECUTE,
                                       f"the Ray host failed: {_first_line(exc)}",
-                                      failure=Failure.COMMAND), reuse=False)
+                                      failure=base.Failure.COMMAND), reuse=False)
             return
         except RayError as exc:  # the host died or could not be placed: its node is likely gone
             self._refresh()  # so that the node is out of the inventory before the loss is seen
@@ -362,8 +352,8 @@ class RayExecutor:
             detail = str(result.get("error", "did not start"))
             with contextlib.suppress(OSError):
                 w.log.write(f"fairpool: worker {wid}: {detail}\n".encode())
-            failure = (Failure.STOPPED if result.get("stopped") else
-                       errno_failure(result.get("errno")))
+            failure = (base.Failure.STOPPED if result.get("stopped") else
+                       base.errno_failure(result.get("errno")))
             self._end(w, WorkerStatus(wid, WorkerPhase.EXITED, int(result["code"]), detail,
                                       final=bool(result.get("final")), failure=failure),
                       reuse=True)
@@ -383,9 +373,9 @@ class RayExecutor:
             detail, final = (f"podman could not run image {w.spec.image} on node {w.spec.node} "
                              f"(exit 125: not there, cannot be pulled, or refused; the log says "
                              f"why)"), True
+        fault = base.exit_failure(int(code), w.stop_sent or bool(killed))
         self._end(w, WorkerStatus(wid, WorkerPhase.EXITED, int(code), detail, final=final,
-                                  failure=exit_failure(int(code), w.stop_sent or bool(killed))),
-                  reuse=True)
+                                  failure=fault), reuse=True)
 
     def _end(self, w: _Worker, status: WorkerStatus, *, reuse: bool) -> None:
         with self._lock:
