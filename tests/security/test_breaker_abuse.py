@@ -4,8 +4,8 @@ On a real server with three simulated nodes (each its own node pool, 2 GPUs) and
 3 failures in 60 s: one researcher's jobs whose command does not exist (exit 127) or that kill
 themselves with SIGKILL, from two projects, and the same from two members of one project,
 cordon no node, nor does another project's single failure after such a flood, and another
-project's jobs that need a whole node still start; the same failures from two users in two
-projects, neither with most of them, do cordon the node; and the reason every viewer sees in
+project's jobs that need a whole node still start; the same failures from three users in
+three projects (one counts per user and per project) do cordon the node; and the reason every viewer sees in
 ``fairpool nodes`` and the REST view counts kinds without naming any job."""
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ def org(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Org]:
         tokens = {"admin": pool.token}
         for user, role, scope in (("rita", "researcher", "p1"), ("rita", "researcher", "p1b"),
                                   ("ralph", "researcher", "p1"), ("vic", "viewer", "p1"),
+                                  ("pia", "researcher", "p1b"),
                                   ("oscar", "researcher", "p2")):
             tokens.setdefault(user, admin.create_token(user).token)
             admin.grant(user, role, scope)
@@ -89,12 +90,12 @@ def test_one_researcher_or_one_project_cannot_cordon_nodes(org: Org) -> None:
         org.pool.wait(job.id, {"cancelled"})
 
 
-def test_failures_of_two_users_in_two_projects_cordon_and_name_no_job(org: Org) -> None:
-    failed = fail_all(org, [("rita", "p1"), ("oscar", "p2")] * 2, "c")
+def test_failures_of_three_users_in_three_projects_cordon_and_name_no_job(org: Org) -> None:
+    failed = fail_all(org, [("rita", "p1"), ("oscar", "p2"), ("pia", "p1b")], "c")
     reason = cordoned(org).get("node-c")
     assert reason is not None and list(cordoned(org)) == ["node-c"]
-    assert reason.startswith("workers of 4 jobs failed here within 60 s: ")
-    assert "(jobs of 2 users in 2 projects); cordoned until " in reason
+    assert reason.startswith("workers of 3 jobs failed here within 60 s: ")
+    assert "(jobs of 3 users in 3 projects); cordoned until " in reason
     for job in failed:  # each failing job is told its own node was cordoned
         assert any(e.kind == "node-cordoned" and "node node-c" in e.message
                    for e in org.pool.client.events(job.id))
@@ -103,7 +104,7 @@ def test_failures_of_two_users_in_two_projects_cordon_and_name_no_job(org: Org) 
     listing = subprocess.run([str(BIN), "nodes"], env=env, capture_output=True, text=True,
                              timeout=60)
     assert listing.returncode == 0, listing.stderr
-    assert "workers of 4 jobs failed here" in listing.stdout
+    assert "workers of 3 jobs failed here" in listing.stdout
     with org.http("vic") as http:
         resp = http.get("/api/v1/nodes")
     assert resp.status_code == 200

@@ -149,6 +149,20 @@ def test_the_cli_refuses_a_bad_tail_in_one_line(org: Org, large: tuple[JobOut, b
     assert len(bad.stderr.strip().splitlines()) == 1 and b"tail" in bad.stderr
 
 
+def test_a_reader_that_stops_early_ends_the_cli_quietly(
+        org: Org, large: tuple[JobOut, bytes]) -> None:
+    """`fairpool logs ID | head -1`: the pipe closes long before 50 MB are written."""
+    env = {**org.pool.env, "FAIRPOOL_TOKEN": org.tokens["rita"]}
+    logs = subprocess.Popen([str(BIN), "logs", large[0].id], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert logs.stdout is not None and logs.stderr is not None
+    first = logs.stdout.readline()
+    logs.stdout.close()
+    assert logs.wait(60) == 0
+    assert first == large[1].splitlines(keepends=True)[0]
+    assert logs.stderr.read() == b""
+
+
 def test_eight_readers_of_a_300_mb_log_leave_the_api_memory_bounded(org: Org) -> None:
     job = finished(org, ["true"])
     path = log_of(org, job)

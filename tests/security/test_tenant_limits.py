@@ -129,20 +129,25 @@ def test_live_tokens_per_user_are_capped(sso: Sso) -> None:
 # -- finding 3: lifetimes ----------------------------------------------------------------------
 def test_non_admin_tokens_live_at_most_the_maximum(sso: Sso) -> None:
     pool, tokens = sso.pool, sso.org.tokens
+    vic = _mint(pool, tokens["admin"], "vic", 4 * 365 * DAY).json()["token"]  # by an admin
     for asked in (None, 4 * 365 * DAY):  # the attack: never, or four years
         now = time.time()
-        resp = _mint(pool, tokens["vic"], "vic", asked)
+        resp = _mint(pool, vic, "vic", asked)
         assert resp.status_code == 201, resp.text
         expires = resp.json()["expires_at"]
         assert expires is not None and expires <= now + MAX_LIFETIME + SLACK, resp.text
         assert expires >= now + MAX_LIFETIME - SLACK
         assert _who(pool, resp.json()["token"]).json()["user"] == "vic"
     now = time.time()  # within the maximum: as asked
-    hour = _mint(pool, tokens["vic"], "vic", 3600).json()
+    hour = _mint(pool, vic, "vic", 3600).json()
     assert abs(hour["expires_at"] - (now + 3600)) < SLACK
+    # and never past the token it was created with: an hour's token cannot buy 90 days
+    longer = _mint(pool, hour["token"], "vic", None)
+    assert longer.status_code == 201, longer.text
+    assert longer.json()["expires_at"] <= hour["expires_at"] + 1e-3
     # the CLI shows the real expiry
     out = subprocess.run([str(BIN), "token", "create", "--user", "vic", "--no-expiry"],
-                         env={**pool.env, "FAIRPOOL_TOKEN": tokens["vic"]}, capture_output=True,
+                         env={**pool.env, "FAIRPOOL_TOKEN": vic}, capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 0 and "never expires" not in out.stderr, out.stderr
     assert time.strftime("%Y-%m-%d", time.localtime(time.time() + MAX_LIFETIME)) in out.stderr

@@ -1,6 +1,6 @@
 """The node circuit breaker's decision, through the control loop with the fake executor on
 SQLite and PostgreSQL: which failures point at a node (lost workers, the machine's start
-failures, the job's own kinds only from several users and projects), that one job counts once,
+failures, the job's own kinds once per user and per project), that one job counts once,
 that the last node is never cordoned, and that the reason names no job."""
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ NODES = ("node-a", "node-b", "node-c")
 
 def make(store: Store, tmp_path: Path) -> tuple[ControlLoop, FakeExecutor]:
     queues.create_department(store, QueueCreate(name="d", quota=ResourceSpec(gpus=24)))
-    for name in ("p1", "p2"):
+    for name in ("p1", "p2", "p3"):
         queues.create_project(store, ProjectCreate(name=name, department="d",
-                                                   quota=ResourceSpec(gpus=12)))
+                                                   quota=ResourceSpec(gpus=8)))
     fake = FakeExecutor([local_node(8, name=n, pool=n) for n in NODES])
     loop = ControlLoop(store, fake, tmp_path, grace_s=5, reasons_every_s=0,
                        breaker=NodeBreaker(failures=3, window_s=60, cooldown_s=60))
@@ -64,22 +64,28 @@ def test_one_users_command_and_signal_failures_never_cordon(store: Store,
     assert cordoned(store) == {}
 
 
-def test_command_failures_of_two_users_in_two_projects_cordon(store: Store,
-                                                              tmp_path: Path) -> None:
+def test_command_failures_of_three_users_in_three_projects_cordon(store: Store,
+                                                                  tmp_path: Path) -> None:
     loop, fake = make(store, tmp_path)
+    # two users in two projects, twice each: two count (one per user and project), not enough
     workers = run(loop, fake, store, [("rita", "p1"), ("oscar", "p2")] * 2)
-    job_ids = {fake.started[w].job_id for w in workers}
     for wid in workers:
         fake.finish(wid, 127)
     loop.step()
+    assert cordoned(store) == {}
+    # a third user in a third project: three count
+    workers += run(loop, fake, store, [("sam", "p3")])
+    fake.finish(workers[-1], 127)
+    loop.step()
+    job_ids = {fake.started[w].job_id for w in workers}
     reason = cordoned(store)["node-a"]
     assert reason is not None and reason.startswith(
-        "workers of 4 jobs failed here within 60 s: 4 could not run their command (jobs of 2 "
-        "users in 2 projects); cordoned until ")
+        "workers of 3 jobs failed here within 60 s: 3 could not run their command (jobs of 3 "
+        "users in 3 projects); cordoned until ")
     assert not any(j in reason for j in job_ids)
-    for job_id in job_ids:  # each failing job is told its own node was cordoned
-        assert any(e.kind == "node-cordoned" and "node node-a" in e.message
-                   for e in jobs.events(store, job_id))
+    told = [j for j in job_ids if any(e.kind == "node-cordoned" and "node node-a" in e.message
+                                      for e in jobs.events(store, j))]
+    assert len(told) == 3  # each failing job that counted is told its own node was cordoned
 
 
 def test_a_flood_does_not_make_another_tenants_failure_decisive(store: Store,
@@ -92,8 +98,8 @@ def test_a_flood_does_not_make_another_tenants_failure_decisive(store: Store,
     fake.finish(innocent, -11)  # a segfault of its own
     loop.step()
     assert cordoned(store) == {}
-    # failures of others that match the flood's do tell of the node
-    for wid in run(loop, fake, store, [("oscar", "p2")] * 5):
+    # nor does it hide those of others: with a third tenant's, three count
+    for wid in run(loop, fake, store, [("oscar", "p2")] * 5 + [("sam", "p3")]):
         fake.finish(wid, 127)
     loop.step()
     assert list(cordoned(store)) == ["node-a"]

@@ -69,8 +69,11 @@ class Principal:
     via: str = "token"  # token | oidc
     subjects: tuple[str, ...] = field(default=())
     #: tokens this caller creates (unless it is an admin) expire no later than this: the expiry
-    #: of its identity provider's login, or of the token such a login created; None: no bound
+    #: of the token or identity provider's login it uses; None: no bound
     mint_until: float | None = None
+    #: its credentials come from an identity provider's login (directly or through a token
+    #: that login created): tokens it creates live at most oidc_token_lifetime_s
+    from_oidc: bool = False
 
     def allowed(self, perm: Perm, path: Path) -> bool:
         return any(b.scope in path and perm in ROLE_PERMS[b.role] for b in self.bindings)

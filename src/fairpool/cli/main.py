@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -317,6 +318,9 @@ def logs(
                 sys.stdout.flush()
         except FairpoolError as exc:
             fail(exc.message)
+        except BrokenPipeError:  # the reader went away (`fairpool logs ID | head`): done
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(0) from None
 
 
 @app.command()

@@ -233,16 +233,16 @@ class Client:
         return self._get("/api/v1/jobs", list[JobOut], params=params)
 
     def job(self, job_id: str) -> JobOut:
-        return self._get(f"/api/v1/jobs/{job_id}", JobOut)
+        return self._get(f"/api/v1/jobs/{_segment(job_id)}", JobOut)
 
     def cancel(self, job_id: str) -> JobOut:
-        return self._send("POST", f"/api/v1/jobs/{job_id}/cancel", None, JobOut)
+        return self._send("POST", f"/api/v1/jobs/{_segment(job_id)}/cancel", None, JobOut)
 
     def events(self, job_id: str) -> list[EventOut]:
-        return self._get(f"/api/v1/jobs/{job_id}/events", list[EventOut])
+        return self._get(f"/api/v1/jobs/{_segment(job_id)}/events", list[EventOut])
 
     def explain(self, job_id: str) -> ExplainOut:
-        return self._get(f"/api/v1/jobs/{job_id}/explain", ExplainOut)
+        return self._get(f"/api/v1/jobs/{_segment(job_id)}/explain", ExplainOut)
 
     def logs(self, job_id: str, rank: int = 0, attempt: int | None = None, *,
              tail: int | None = None, offset: int | None = None, limit: int | None = None
@@ -257,7 +257,7 @@ class Client:
                  ) -> LogPage:
         """As :meth:`logs`, with where the bytes start and end in the log: read on with
         ``offset=page.next_offset``."""
-        resp = self._request("GET", f"/api/v1/jobs/{job_id}/logs", params=_log_params(
+        resp = self._request("GET", f"/api/v1/jobs/{_segment(job_id)}/logs", params=_log_params(
             rank, attempt, tail, offset, limit))
         return LogPage(resp.content, *(int(resp.headers.get(h, d)) for h, d in (
             ("X-Log-Offset", 0), ("X-Log-Next-Offset", len(resp.content)),
@@ -271,10 +271,11 @@ class Client:
         params = _log_params(rank, attempt, tail, offset, limit)
         if follow:
             params["follow"] = "true"
+        path = f"/api/v1/jobs/{_segment(job_id)}/logs"
         for tries in range(1 + 3 * follow):
             at = None
             try:
-                with self._http.stream("GET", f"/api/v1/jobs/{job_id}/logs", params=params,
+                with self._http.stream("GET", path, params=params,
                                        timeout=None if follow else self._http.timeout) as resp:
                     if resp.status_code >= 400:
                         resp.read()

@@ -9,10 +9,9 @@ A node fault is told apart from a job's own failure by the kind the executor rep
   want of the machine's resources; these count whoever's jobs they hit;
 * the job's own: its command could not run (exit 126/127, not found, a bad working directory)
   and a signal the executor did not send (the job killed itself, or its own memory limit did);
-  these count only when no one user and no one project has more than half of them on the node
-  within the window: so they come from at least two users *and* two projects, one researcher
-  in however many projects, or one project's members together, cannot cordon a node, and a
-  flood of one tenant's failures does not make another's single failure decisive;
+  of these one counts per user and per project (failures of jobs of distinct users in distinct
+  projects): one researcher in however many projects, or one project's members together,
+  cannot cordon a node, and one tenant's flood does not hide the failures of the others;
 * never: ordinary non-zero exit codes, the executor's own stops, and ends no retry could mend.
 
 ``failures`` distinct jobs that count within ``window_s`` trip it; one job's repeated failures
@@ -53,14 +52,19 @@ class Seen:
 
 def evidence(recent: list[Seen]) -> list[Seen]:
     """The failures among ``recent`` (one node's, within the window, one per job and kind)
-    that point at the node: the machine's kinds always, the job's kinds only where no one user
-    and no one project has more than half of them."""
+    that point at the node: the machine's kinds all; of the job's kinds, one per user and one
+    per project (as many as the fewer of their distinct users and projects), so that one
+    tenant's flood neither trips the breaker nor drowns out the failures of the others."""
     machine = [f for f in recent if f.failure in NODE_FAULTS]
-    own = [f for f in recent if f.failure in JOB_FAULTS]
-    if own and all(2 * max(Counter(party).values()) <= len(own)
-                   for party in ([f.user for f in own], [f.project for f in own])):
-        return machine + own
-    return machine
+    users: set[str] = set()
+    projects: set[str] = set()
+    own = []
+    for f in sorted((f for f in recent if f.failure in JOB_FAULTS), key=lambda f: f.at):
+        if f.user not in users and f.project not in projects:
+            users.add(f.user)
+            projects.add(f.project)
+            own.append(f)
+    return machine + own
 
 
 def reason(counted: list[Seen], window_s: float, until: float) -> str:

@@ -150,8 +150,8 @@ class WorkerStatus:
         lost worker or an unknown exit code); None for a running worker or a success."""
         if self.phase == WorkerPhase.RUNNING:
             return None
-        if self.phase == WorkerPhase.LOST:
-            return Failure.LOST
+        if self.phase == WorkerPhase.LOST:  # unless the executor knows better (a Ray host
+            return self.failure or Failure.LOST  # that died on a node still in the cluster)
         if self.final:
             return Failure.FINAL
         if self.failure is not None:

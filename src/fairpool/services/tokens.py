@@ -56,17 +56,19 @@ def _out(r: TokenRow) -> TokenOut:
 def _expiry(spec: TokenCreate, minter: Principal | None, limits: TokenLimits,
             now: float) -> tuple[float | None, str | None]:
     """When the new token expires, and its origin: admins (and the server itself) get what
-    they ask for; anyone else at most the longest lifetime allowed, which is shorter for a
-    caller whose credentials come from an identity provider's login."""
+    they ask for; anyone else at most the longest lifetime allowed, never past the credentials
+    the caller used (a short-lived token cannot mint a long-lived one), and shorter still for
+    credentials that come from an identity provider's login."""
     if minter is None or minter.is_admin:
         return (None if spec.expires_in_s is None else now + spec.expires_in_s), None
     longest, origin = limits.max_lifetime_s, None
     if minter.mint_until is not None:
-        longest = min(longest, limits.oidc_lifetime_s, minter.mint_until - now)
-        origin = "oidc"
-        if longest < 1.0:
-            raise Unauthenticated("your identity provider's login expires in under a second; "
-                                  "sign in again, then create the token")
+        longest = min(longest, minter.mint_until - now)
+    if minter.from_oidc:
+        longest, origin = min(longest, limits.oidc_lifetime_s), "oidc"
+    if longest < 1.0:
+        raise Unauthenticated("the credentials you use expire in under a second; sign in "
+                              "again (or ask for a new token), then create the token")
     asked = spec.expires_in_s
     return now + (longest if asked is None else min(asked, longest)), origin
 
@@ -273,7 +275,7 @@ class Authenticator:
         subjects = subjects_of(row.user, ())
         return Principal(user=row.user, bindings=bindings_of(self.store, subjects),
                          token_id=token_id, via="token", subjects=subjects,
-                         mint_until=row.expires_at if row.origin == "oidc" else None
+                         mint_until=row.expires_at, from_oidc=row.origin == "oidc"
                          ), row.expires_at
 
     def _jwt(self, value: str, address: str) -> tuple[Principal, float | None]:
@@ -292,7 +294,7 @@ class Authenticator:
         until = ident.expires_at if ident.expires_at is not None else time.time()
         return Principal(user=ident.user, bindings=bindings_of(self.store, subjects),
                          groups=ident.groups, via="oidc", subjects=subjects,
-                         mint_until=until), ident.expires_at
+                         mint_until=until, from_oidc=True), ident.expires_at
 
     def _touch(self, token_id: str, now: float) -> None:
         """Record use at most once a minute per token: a write per request would not scale."""

@@ -335,8 +335,14 @@ class RayExecutor:
             self._refresh()  # so that the node is out of the inventory before the loss is seen
             if w.pid is not None:
                 self._kill_leftovers(w.node_id, w.pid)
+            # on a node still in the cluster the job killed its own host (it runs as the
+            # host's uid) or Ray's memory monitor did: the job's fault, not the machine's
+            with self._lock:
+                alive = w.node_id in self._nodes
             self._end(w, WorkerStatus(wid, WorkerPhase.LOST, detail=f"its Ray host on node "
-                                      f"{w.spec.node} is gone: {_first_line(exc)}"), reuse=False)
+                                      f"{w.spec.node} is gone: {_first_line(exc)}",
+                                      failure=base.Failure.SIGNAL if alive else None),
+                      reuse=False)
             return
         w.unavailable_since = None
         if not w.started:
