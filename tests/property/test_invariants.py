@@ -14,7 +14,10 @@ from fairpool.scheduler.session import PENDING, Session
 from fairpool.scheduler.statement import Statement
 from tests.property.strategies import scenarios
 
-FAST = settings(max_examples=300, deadline=None,
+#: the same 300 examples on every run (derandomize), so that CI on a clean checkout judges the
+#: change it runs for and not the luck of the draw; a case found by exploring locally goes to
+#: test_found_cases.py, where it runs every time
+FAST = settings(max_examples=300, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 

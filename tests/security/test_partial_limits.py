@@ -59,6 +59,11 @@ def test_an_explicit_cpu_limit_is_still_enforced(org: Org) -> None:
     assert page.status_code == 200, page.text
     cell = re.search(r'data-queue="p1b".*?data-field="limit">([^<]*)<', page.text, re.S)
     assert cell is not None and cell.group(1) == "—", cell
+    # the CLI changing the GPU limit alone keeps the CPU limit as it was
+    pool.cli("project", "set-quota", "p1b", "--limit-gpus", "2")
+    kept = next(q for q in admin.queues() if q.name == "p1b").limit
+    assert kept is not None and (kept.gpus, kept.cpus, kept.memory_mib) == (2, 0.5, None)
+    assert admin.job(over.id).state == "queued"
     # removing the limit lets the waiting job run
     with org.http("dora") as dora:
         cleared = dora.patch("/api/v1/queues/p1b", json={"unlimited": True})

@@ -484,7 +484,10 @@ def project_set_quota(
                 cpus=current.quota.cpus if cpus is None else cpus,
                 memory_mib=current.quota.memory_mib if memory is None else memory)
         try:
-            spec = QueueUpdate(quota=quota, limit=_limit(limit_gpus, None, None),
+            held = current.limit  # its CPU and memory limits stay as they are
+            limit = None if limit_gpus is None else _limit(
+                limit_gpus, held.cpus if held else None, held.memory_mib if held else None)
+            spec = QueueUpdate(quota=quota, limit=limit,
                                unlimited=unlimited, over_quota_weight=weight, priority=priority)
         except ValidationError as exc:
             fail(_validation(exc))
