@@ -42,6 +42,9 @@ def test_env_names_with_a_trailing_newline_are_refused(org: Org) -> None:
     ("name", "x\u061c", "U+061C", 1),                  # Arabic letter mark
     ("label value", "team\u200f", "U+200F", 4),        # right-to-left mark
     ("label name", "k\u202a", "U+202A", 1),            # left-to-right embedding
+    ("name", "soft\u00adhyphen", "U+00AD", 4),          # soft hyphen
+    ("name", "a\u3164b", "U+3164", 1),                  # Hangul filler
+    ("name", "tag\U000e0041", "U+E0041", 3),            # a tag character
 ])
 def test_disguising_characters_in_names_are_refused(org: Org, field: str, value: str,
                                                     char: str, position: int) -> None:

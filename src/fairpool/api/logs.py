@@ -103,17 +103,23 @@ def _start(f: BinaryIO | None, size: int, tail: int | None, offset: int | None) 
     return offset or 0
 
 
-def read(path: Path, tail: int | None, offset: int | None, limit: int | None
-         ) -> StreamingResponse:
-    """A range of the log as it is now: from the last ``tail`` lines or byte ``offset``, at
-    most ``limit`` bytes."""
+def _opened(path: Path, tail: int | None, offset: int | None
+            ) -> tuple[BinaryIO | None, int, int]:
+    """The log opened, its size now, and where the read starts (closed again if that fails)."""
     f, size = _open(path)
     try:
-        start = _start(f, size, tail, offset)
+        return f, size, _start(f, size, tail, offset)
     except BaseException:
         if f is not None:
             f.close()
         raise
+
+
+def read(path: Path, tail: int | None, offset: int | None, limit: int | None
+         ) -> StreamingResponse:
+    """A range of the log as it is now: from the last ``tail`` lines or byte ``offset``, at
+    most ``limit`` bytes."""
+    f, size, start = _opened(path, tail, offset)
     end = max(start, size if limit is None else min(size, start + limit))
     headers = {"X-Log-Size": str(size), "X-Log-Offset": str(start),
                "X-Log-Next-Offset": str(end)}
@@ -128,13 +134,7 @@ def follow(request: Request, path: Path, tail: int | None, offset: int | None,
     if limit is not None:
         raise Invalid("limit does not go with follow, which streams until the job ends; drop "
                       "one of them")
-    f, size = _open(path)
-    try:
-        start = _start(f, size, tail, offset)
-    except BaseException:
-        if f is not None:
-            f.close()
-        raise
+    f, size, start = _opened(path, tail, offset)
     if f is not None:
         f.seek(start)
 

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import re
 import ssl
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -127,6 +128,18 @@ def _segment(name: str) -> str:
     return quote(name, safe="")
 
 
+JOB_ID = re.compile(r"[0-9a-f]{12}")
+
+
+def _job_path(job_id: str) -> str:
+    """The path of a job: its id checked here, so that whatever else is typed is named in the
+    error instead of reaching another route."""
+    if not JOB_ID.fullmatch(job_id):
+        raise FairpoolError(f"{job_id!r} is not a job id: ids are the 12 hexadecimal "
+                            f"characters `fairpool jobs` shows", 400)
+    return f"/api/v1/jobs/{job_id}"
+
+
 class Client:
     def __init__(self, url: str | None = None, timeout: float = 30.0, token: str | None = None,
                  ca: str | None = None) -> None:
@@ -233,16 +246,16 @@ class Client:
         return self._get("/api/v1/jobs", list[JobOut], params=params)
 
     def job(self, job_id: str) -> JobOut:
-        return self._get(f"/api/v1/jobs/{_segment(job_id)}", JobOut)
+        return self._get(_job_path(job_id), JobOut)
 
     def cancel(self, job_id: str) -> JobOut:
-        return self._send("POST", f"/api/v1/jobs/{_segment(job_id)}/cancel", None, JobOut)
+        return self._send("POST", f"{_job_path(job_id)}/cancel", None, JobOut)
 
     def events(self, job_id: str) -> list[EventOut]:
-        return self._get(f"/api/v1/jobs/{_segment(job_id)}/events", list[EventOut])
+        return self._get(f"{_job_path(job_id)}/events", list[EventOut])
 
     def explain(self, job_id: str) -> ExplainOut:
-        return self._get(f"/api/v1/jobs/{_segment(job_id)}/explain", ExplainOut)
+        return self._get(f"{_job_path(job_id)}/explain", ExplainOut)
 
     def logs(self, job_id: str, rank: int = 0, attempt: int | None = None, *,
              tail: int | None = None, offset: int | None = None, limit: int | None = None
@@ -257,7 +270,7 @@ class Client:
                  ) -> LogPage:
         """As :meth:`logs`, with where the bytes start and end in the log: read on with
         ``offset=page.next_offset``."""
-        resp = self._request("GET", f"/api/v1/jobs/{_segment(job_id)}/logs", params=_log_params(
+        resp = self._request("GET", f"{_job_path(job_id)}/logs", params=_log_params(
             rank, attempt, tail, offset, limit))
         return LogPage(resp.content, *(int(resp.headers.get(h, d)) for h, d in (
             ("X-Log-Offset", 0), ("X-Log-Next-Offset", len(resp.content)),
@@ -271,7 +284,7 @@ class Client:
         params = _log_params(rank, attempt, tail, offset, limit)
         if follow:
             params["follow"] = "true"
-        path = f"/api/v1/jobs/{_segment(job_id)}/logs"
+        path = f"{_job_path(job_id)}/logs"
         for tries in range(1 + 3 * follow):
             at = None
             try:

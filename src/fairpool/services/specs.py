@@ -35,8 +35,11 @@ CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 #: characters that change how the text around them is shown, or show nothing: bidirectional
 #: embeddings, overrides and isolates, the Arabic letter mark, zero-width spaces and joiners,
 #: the directional marks, the word joiner and invisible operators, line and paragraph
-#: separators, the Mongolian vowel separator and the BOM
-DISGUISING = re.compile("[\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]")
+#: separators, the Mongolian vowel separator and the BOM; the soft hyphen, the combining
+#: grapheme joiner, the Hangul fillers, the interlinear annotation marks and the tag characters
+DISGUISING = re.compile("[\u00ad\u034f\u061c\u115f\u1160\u180e\u200b-\u200f"
+                        "\u2028-\u202e\u2060-\u206f\u3164\ufeff\uffa0\ufff9-\ufffb"
+                        "\U000e0000-\U000e007f]")
 SURROGATE = re.compile(r"[\ud800-\udfff]")  # after JSON decoding, only lone ones are left
 
 
