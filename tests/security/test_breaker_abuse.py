@@ -5,8 +5,9 @@ On a real server with three simulated nodes (each its own node pool, 2 GPUs) and
 themselves with SIGKILL, from two projects, and the same from two members of one project,
 cordon no node, nor does another project's single failure after such a flood, and another
 project's jobs that need a whole node still start; the same failures from three users in
-three projects (one counts per user and per project) do cordon the node; and the reason every viewer sees in
-``fairpool nodes`` and the REST view counts kinds without naming any job."""
+three projects (one counts per user and per project) do cordon the node; and the reason
+every viewer sees in ``fairpool nodes`` and the REST view counts kinds without naming any
+job."""
 
 from __future__ import annotations
 
