@@ -4,6 +4,7 @@ cooldown, with an event that says why (one project's own failures never cordon i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -120,6 +121,11 @@ def test_breaker_cordons_a_node_whose_workers_are_lost(pool: Pool, tmp_path: Pat
         assert any(e.kind == "node-cordoned" and "node gpu-a" in e.message
                    for e in c.events(job.id))
         assert c.job(job.id).attempt == 1  # lost: requeued
+        # the lost attempt's cgroups (empty: its processes were killed) stay behind, a gap
+        # noted in issue 16's note; this test removes what it made
+        for group in Path("/sys/fs/cgroup").glob(f"*/fairpool/{job.id}.0.0"):
+            with contextlib.suppress(OSError):
+                group.rmdir()
     # the cooldown ends by itself, and the requeued jobs run there again
     pool.until(lambda: not next(n for n in c.nodes() if n.name == "gpu-a").cordoned,
                timeout=30, what="the cooldown to end")
