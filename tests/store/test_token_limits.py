@@ -4,16 +4,17 @@ cap and none slips in beside a disable."""
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from fairpool.auth.rbac import Principal
 from fairpool.services import tokens, users
 from fairpool.services.access_specs import TokenCreate
 from fairpool.services.errors import Conflict
-from fairpool.store.db import Store
-from fairpool.store.models import TokenRow
+from fairpool.store.db import Store, migrate
+from fairpool.store.models import Base, TokenRow
 
 CAP = 5
 THREADS = 20
@@ -60,3 +61,30 @@ def test_no_token_is_created_beside_a_disable(store: Store) -> None:
     assert "walt is disabled" in _create(store, "walt")
     users.enable(store, "walt", "admin")
     assert "disabled" not in _create(store, "walt")
+
+
+def test_the_upgrade_ends_immortal_tokens_that_non_admins_made_themselves(store: Store) -> None:
+    """Before lifetimes were bounded a researcher could make a token that never expires; the
+    upgrade (0006) gives those 90 days. Tokens an admin made, and admins' own, stay as they
+    were."""
+    with store.engine.begin() as conn:  # back to the schema before the upgrade
+        Base.metadata.drop_all(conn)
+        conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
+    migrate(store.engine, "0005")
+    rows = [("t-self", "rita", "rita", None), ("t-given", "rita", "admin", None),
+            ("t-admin", "admin", "admin", None), ("t-dated", "rita", "rita", 1e10)]
+    with store.engine.begin() as conn:
+        conn.execute(text("INSERT INTO role_bindings (subject, role, scope, created_by, "
+                          "created_at) VALUES ('admin', 'admin', '*', 'system', 0)"))
+        for token_id, user, by, expires in rows:
+            conn.execute(text(
+                'INSERT INTO api_tokens (id, "user", salt, hash, description, created_by, '
+                "created_at, expires_at) VALUES (:id, :user, 's', 'h', '', :by, 0, :exp)"),
+                {"id": token_id, "user": user, "by": by, "exp": expires})
+    before = time.time()
+    migrate(store.engine)
+    with store.session() as s:
+        got = dict(s.execute(select(TokenRow.id, TokenRow.expires_at)).all())
+    assert got["t-self"] is not None
+    assert before + 90 * 86400 - 60 <= got["t-self"] <= time.time() + 90 * 86400
+    assert got["t-given"] is None and got["t-admin"] is None and got["t-dated"] == 1e10
