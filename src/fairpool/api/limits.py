@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fairpool.auth.rbac import Principal
+from fairpool.services.buckets import Buckets
 from fairpool.services.errors import ServiceError
 
 
@@ -93,19 +94,11 @@ class RateLimiter:
     def __init__(self, rate: float, burst: int) -> None:
         self.rate = rate
         self.burst = max(1, burst)
-        self._buckets: dict[str, tuple[float, float]] = {}
+        self.buckets = Buckets(rate, self.burst)
 
-    def _level(self, key: str, now: float) -> float:
-        level, at = self._buckets.get(key, (float(self.burst), now))
-        return min(float(self.burst), level + (now - at) * self.rate)
-
-    def _wait(self, level: float) -> float:
+    def wait(self, level: float) -> float:
+        """Seconds until a bucket at ``level`` allows a request (0: now)."""
         return 0.0 if self.rate <= 0 or level >= 1.0 else (1.0 - level) / self.rate
-
-    def _set(self, key: str, level: float, now: float) -> None:
-        if len(self._buckets) > 100_000:
-            self._buckets.clear()
-        self._buckets[key] = (level, now)
 
 
 class SubmitLimiter:
@@ -122,15 +115,15 @@ class SubmitLimiter:
         the limit it hit."""
         now = time.monotonic()
         with self._lock:
-            levels = [(limiter, key, limiter._level(key, now))
+            levels = [(limiter, key, limiter.buckets.level(key, now))
                       for limiter, key in ((self.user, user), (self.project, project))
                       if limiter.rate > 0]
             for limiter, _, level in levels:
-                wait = limiter._wait(level)
+                wait = limiter.wait(level)
                 if wait > 0:
                     return wait, limiter
             for limiter, key, level in levels:
-                limiter._set(key, level - 1.0, now)
+                limiter.buckets.set(key, level - 1.0, now)
             return 0.0, self.user
 
 

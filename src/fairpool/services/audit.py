@@ -10,6 +10,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from fairpool.services.access_specs import AuditOut
+from fairpool.services.buckets import Buckets
 from fairpool.store.db import Store
 from fairpool.store.models import AuditRow
 
@@ -37,8 +38,8 @@ class Throttle:
 
     def __init__(self, rate: float, burst: float | None = None) -> None:
         self.rate = rate
-        self.burst = max(1.0, rate if burst is None else burst)
-        self._keys: dict[str, tuple[float, float, int]] = {}  # level, when, left out since
+        self._buckets = Buckets(rate, rate if burst is None else burst)
+        self._skipped: dict[str, int] = {}  # key → left out since its last record
         self._lock = threading.Lock()
 
     def admit(self, key: str) -> int | None:
@@ -46,15 +47,15 @@ class Throttle:
         were left out before it."""
         now = time.monotonic()
         with self._lock:
-            level, at, skipped = self._keys.get(key, (self.burst, now, 0))
-            level = min(self.burst, level + (now - at) * self.rate)
+            level = self._buckets.level(key, now)
             if level < 1.0:
-                self._keys[key] = (level, now, skipped + 1)
+                self._buckets.set(key, level, now)
+                if len(self._skipped) > 100_000:
+                    self._skipped.clear()
+                self._skipped[key] = self._skipped.get(key, 0) + 1
                 return None
-            if len(self._keys) > 100_000:  # a flood of distinct keys: start over
-                self._keys.clear()
-            self._keys[key] = (level - 1.0, now, 0)
-            return skipped
+            self._buckets.set(key, level - 1.0, now)
+            return self._skipped.pop(key, 0)
 
 
 def query(store: Store, actor: str | None = None, action: str | None = None,
