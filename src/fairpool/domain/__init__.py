@@ -6,10 +6,16 @@ from fairpool.domain.node import Device, Node
 from fairpool.domain.priority import DEFAULT_PRIORITY_CLASSES, PriorityClass
 from fairpool.domain.queue import Queue, QueueTree
 from fairpool.domain.resources import GPU_UNIT, UNLIMITED, Resources
-from fairpool.domain.states import ACTIVE_STATES, PENDING_STATES, IllegalTransition, JobState
+from fairpool.domain.states import (
+    HOLDING_STATES,
+    PENDING_STATES,
+    IllegalTransition,
+    JobState,
+    StopReason,
+)
 
 __all__ = [
-    "ACTIVE_STATES",
+    "HOLDING_STATES",
     "DEFAULT_PRIORITY_CLASSES",
     "GPU_UNIT",
     "PENDING_STATES",
@@ -24,6 +30,7 @@ __all__ = [
     "Queue",
     "QueueTree",
     "Resources",
+    "StopReason",
     "WorkerPlacement",
     "WorkerRequest",
 ]

@@ -9,10 +9,10 @@ the share of each device (in milli-GPUs).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from fairpool.domain.resources import GPU_UNIT, Resources
-from fairpool.domain.states import ACTIVE_STATES, PENDING_STATES, JobState
+from fairpool.domain.states import HOLDING_STATES, PENDING_STATES, JobState, transition
 
 MAX_WORKERS = 4096
 MAX_GPUS_PER_WORKER = 64
@@ -120,9 +120,9 @@ class Job:
     def __post_init__(self) -> None:
         if not 1 <= self.workers <= MAX_WORKERS:
             raise ValueError(f"job {self.id}: workers must be between 1 and {MAX_WORKERS}")
-        if self.state in ACTIVE_STATES and len(self.placements) != self.workers:
+        if self.state in HOLDING_STATES and len(self.placements) != self.workers:
             raise ValueError(
-                f"job {self.id}: an active job needs one placement per worker "
+                f"job {self.id}: a placed job needs one placement per worker "
                 f"({len(self.placements)} for {self.workers} workers)"
             )
 
@@ -132,7 +132,12 @@ class Job:
 
     @property
     def active(self) -> bool:
-        return self.state in ACTIVE_STATES
+        """Placed: it holds resources on nodes (a stopping job until it has stopped)."""
+        return self.state in HOLDING_STATES
+
+    @property
+    def stopping(self) -> bool:
+        return self.state == JobState.STOPPING
 
     @property
     def total_gpus_milli(self) -> int:
@@ -142,3 +147,22 @@ class Job:
         if r.gpu_fraction is not None:
             return r.fraction_milli * self.workers
         return 0
+
+
+def moved(job: Job, target: JobState, *, at: float,
+          placements: tuple[WorkerPlacement, ...] | None = None) -> Job:
+    """The job after the state change ``job.state → target`` at ``at``, checked against the
+    transition table (pure: the simulator and :func:`fairpool.scheduler.apply_plan` move jobs
+    only through it, as the server does through ``fairpool.control.lifecycle.move``). Placed
+    on ``placements`` when admitted; placements and start time are dropped when the job goes
+    back to the queue or finishes."""
+    state = transition(job.state, target)
+    if state == JobState.ADMITTED:
+        if placements is None:
+            raise ValueError(f"job {job.id}: admitting a job needs its placements")
+        return replace(job, state=state, placements=placements, started_at=None)
+    if state == JobState.RUNNING:
+        return replace(job, state=state, started_at=at)
+    if state in HOLDING_STATES:
+        return replace(job, state=state)
+    return replace(job, state=state, placements=(), started_at=None)

@@ -16,7 +16,7 @@ from typing import Any
 from fairpool.domain.job import Job, WorkerPlacement
 from fairpool.domain.queue import QueueTree
 from fairpool.domain.resources import GPU_UNIT, Resources
-from fairpool.domain.states import ACTIVE_STATES, PENDING_STATES
+from fairpool.domain.states import HOLDING_STATES, PENDING_STATES
 from fairpool.scheduler.cluster_state import ClusterState
 from fairpool.scheduler.fair_share import fair_shares
 from fairpool.scheduler.groups import Group, GroupKey, job_key
@@ -126,7 +126,7 @@ class Session:
         groups = self.groups
         for job in jobs:
             state = job.state
-            active = state in ACTIVE_STATES
+            active = state in HOLDING_STATES
             if not active and state not in PENDING_STATES:
                 continue
             path = paths.get(job.project)

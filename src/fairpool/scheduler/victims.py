@@ -29,11 +29,12 @@ def _held(v: JobView) -> set[tuple[int, int]]:
 
 
 def protected(session: Session, view: JobView) -> bool:
-    """True while a job is inside its minimum runtime (or cannot be evicted at all). A job
+    """True while a job is inside its minimum runtime (or cannot be evicted at all: not
+    preemptible, or already stopping). A job
     placed earlier in this cycle would start now, so it is as protected as it will be then:
     the next cycle must not find victims this one could not."""
     job = view.job
-    if not job.preemptible:
+    if not job.preemptible or job.stopping:  # a stopping job holds its place until it ends
         return True
     if job.min_runtime_s <= 0:
         return False

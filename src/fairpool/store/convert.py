@@ -18,6 +18,7 @@ from fairpool.domain import (
 )
 from fairpool.domain.job import ANY_NODE, NodeSelector
 from fairpool.domain.resources import CPU_UNIT
+from fairpool.domain.states import HOLDING_STATES
 from fairpool.services.specs import (
     IdlePolicyOut,
     IsolationOut,
@@ -70,7 +71,6 @@ def placements(row: JobRow) -> tuple[WorkerPlacement, ...]:
 
 def job_domain(row: JobRow) -> Job:
     state = JobState(row.state)
-    stopping = row.stop_reason is not None
     return Job(
         id=row.id,
         project=row.project,
@@ -86,11 +86,9 @@ def job_domain(row: JobRow) -> Job:
         selector=ANY_NODE if row.node_pool is None and not row.labels
         else NodeSelector(row.node_pool, dict(row.labels)),
         same_node=row.same_node,
-        # a job already being stopped keeps its resources until it exits but is no victim
-        min_runtime_s=float("inf") if stopping else row.min_runtime_s,
+        min_runtime_s=row.min_runtime_s,
         state=state,
-        placements=placements(row) if state in (
-            JobState.ADMITTED, JobState.STARTING, JobState.RUNNING) else (),
+        placements=placements(row) if state in HOLDING_STATES else (),
         started_at=row.started_at if row.started_at is not None else row.admitted_at,
     )
 

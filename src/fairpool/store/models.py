@@ -50,6 +50,10 @@ class QueueRow(Base):
     fair_gpu: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     fair_cpu: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     fair_memory: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # what the scheduler's last plan allocated to the queue (the same accounting as its shares)
+    alloc_gpu: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    alloc_cpu: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    alloc_memory: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     # the idle-GPU policy of a project's jobs (see fairpool.control.idle)
     idle_action: Mapped[str] = mapped_column(String(16), default="none")
     idle_threshold: Mapped[float] = mapped_column(Float, default=0.05)
@@ -148,6 +152,7 @@ class JobEventRow(Base):
     at: Mapped[float] = mapped_column(Float)
     kind: Mapped[str] = mapped_column(String(32))
     message: Mapped[str] = mapped_column(Text)
+    cause: Mapped[str | None] = mapped_column(String(32), nullable=True)  # of an eviction
 
 
 class MetaRow(Base):
