@@ -9,7 +9,6 @@ same machine (the first start's admin token), ``fairpool login`` for anyone else
 
 from __future__ import annotations
 
-import json
 import os
 import tomllib
 from pathlib import Path
@@ -31,11 +30,6 @@ RunAsMode = Literal["auto", "dynamic", "user", "project", "server"]
 def default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "fairpool"
-
-
-def client_config_path() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "fairpool" / "client.json"
 
 
 class ServerSettings(BaseSettings):
@@ -235,48 +229,3 @@ def load_server_settings(values: dict[str, Any], config_file: Path | None = None
             return init_settings, env_settings, TomlConfigSettingsSource(settings_cls)
 
     return FileSettings(**values)
-
-
-def read_client_config(path: Path | None = None) -> dict[str, str]:
-    target = path or client_config_path()
-    try:
-        data = json.loads(target.read_text())
-    except (OSError, ValueError):
-        return {}
-    return {k: v for k, v in data.items() if isinstance(v, str)} if isinstance(data, dict) else {}
-
-
-def write_client_config(url: str | None = None, path: Path | None = None, *,
-                        token: str | None = None, ca: str | None = None) -> Path:
-    """Update the client config (mode 0600: it may hold a token); None leaves a value as is,
-    an empty string removes it."""
-    target = path or client_config_path()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    data = read_client_config(target)
-    for key, value in (("url", url), ("token", token), ("ca", ca)):
-        if value == "":
-            data.pop(key, None)
-        elif value is not None:
-            data[key] = value
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f)
-    return target
-
-
-def client_url() -> str:
-    env = os.environ.get("FAIRPOOL_URL")
-    if env:
-        return env.rstrip("/")
-    return read_client_config().get("url", "http://127.0.0.1:8765").rstrip("/")
-
-
-def client_token() -> str | None:
-    """The bearer token: ``FAIRPOOL_TOKEN``, else the client config's."""
-    return os.environ.get("FAIRPOOL_TOKEN") or read_client_config().get("token") or None
-
-
-def client_ca() -> str | None:
-    """A CA bundle to trust besides the system's (``FAIRPOOL_CA_BUNDLE`` or the config's)."""
-    return os.environ.get("FAIRPOOL_CA_BUNDLE") or read_client_config().get("ca") or None

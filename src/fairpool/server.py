@@ -32,9 +32,10 @@ from fairpool.api.context import AppContext
 from fairpool.api.limits import RateLimiter, SubmitLimiter
 from fairpool.auth.oidc import OidcVerifier
 from fairpool.auth.secretbox import SecretBox, load_or_create_key
-from fairpool.config import ServerSettings, write_client_config
-from fairpool.control.breaker import NodeBreaker
+from fairpool.client.settings import write_client_config
+from fairpool.config import ServerSettings
 from fairpool.control.loop import ControlLoop
+from fairpool.control.settings import LoopSettings
 from fairpool.control.stats import LoopStats
 from fairpool.executors.base import Executor, NodeInfo
 from fairpool.executors.gpus import load_nodes_file, local_node
@@ -152,16 +153,14 @@ def run_loop(settings: ServerSettings, nodes: list[NodeInfo], wake: Event, stop:
         return
     store = Store(settings.database_url())
     try:
-        loop = ControlLoop(store, executor, settings.data_dir,
-                           config=SchedulerConfig(strategy=settings.strategy),
-                           grace_s=settings.grace_s, wake_event=wake, stop_event=stop,
-                           sync_every_s=30.0 if settings.ray_address is None else 1.0,
-                           secret_env=SecretEnv(box), stats=stats,
-                           sample_every_s=settings.sample_every_s,
-                           retry_base_s=settings.retry_backoff_s,
-                           breaker=NodeBreaker(settings.breaker_failures,
-                                               settings.breaker_window_s,
-                                               settings.breaker_cooldown_s))
+        loop = ControlLoop(store, executor, settings.data_dir, LoopSettings(
+            grace_s=settings.grace_s, sync_every_s=30.0 if settings.ray_address is None
+            else 1.0, sample_every_s=settings.sample_every_s,
+            retry_base_s=settings.retry_backoff_s, breaker_failures=settings.breaker_failures,
+            breaker_window_s=settings.breaker_window_s,
+            breaker_cooldown_s=settings.breaker_cooldown_s),
+            config=SchedulerConfig(strategy=settings.strategy), wake_event=wake,
+            stop_event=stop, secret_env=SecretEnv(box), stats=stats)
         loop.sync_nodes()
         started.send(("ready", executor.nodes()))
         started.close()

@@ -29,13 +29,8 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
-from fairpool.services.specs import (
-    IdlePolicySpec,
-    JobOut,
-    ProjectCreate,
-    QueueCreate,
-    ResourceSpec,
-)
+from fairpool.schemas.jobs import JobOut
+from fairpool.schemas.queues import IdlePolicySpec, ProjectCreate, QueueCreate, ResourceSpec
 from tests.e2e.conftest import BIN, Pool, start_pool, stop_pool
 
 CHROMIUM = "/usr/bin/chromium"

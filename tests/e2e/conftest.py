@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from fairpool.client import Client, FairpoolError
-from fairpool.services.specs import JobOut
+from fairpool.schemas.jobs import JobOut
 
 BIN = Path(sys.executable).with_name("fairpool")
 

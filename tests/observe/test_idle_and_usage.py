@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fairpool.services.specs import IdlePolicySpec, ProjectCreate, QueueCreate, ResourceSpec
+from fairpool.schemas.queues import IdlePolicySpec, ProjectCreate, QueueCreate, ResourceSpec
 from tests.e2e.conftest import Pool, start_pool, stop_pool
 
 REPORTER = ("import sys, time, fairpool\n"

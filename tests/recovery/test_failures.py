@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fairpool.services.specs import ProjectCreate, QueueCreate, ResourceSpec
+from fairpool.schemas.queues import ProjectCreate, QueueCreate, ResourceSpec
 from tests.e2e.conftest import Pool, start_pool, stop_pool
 
 # attempt 0 writes its pid and waits to be killed; later attempts succeed

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fairpool.services.specs import ProjectCreate, QueueCreate, ResourceSpec
+from fairpool.schemas.queues import ProjectCreate, QueueCreate, ResourceSpec
 from tests.e2e.conftest import Pool, launch, start_pool, stop_pool
 
 NODES = """

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from fairpool.client import FairpoolError
-from fairpool.services.specs import ProjectCreate, QueueCreate, ResourceSpec
+from fairpool.schemas.queues import ProjectCreate, QueueCreate, ResourceSpec
 from tests.conftest import fresh_pg_database
 from tests.e2e.conftest import start_pool, stop_pool
 

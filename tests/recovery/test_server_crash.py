@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from fairpool.services.specs import ProjectCreate, QueueCreate, ResourceSpec
+from fairpool.schemas.queues import ProjectCreate, QueueCreate, ResourceSpec
 from tests.e2e.conftest import crash_and_restart, start_pool, stop_pool
 
 # each attempt of each job: a start marker (created exclusively: a second start of the same

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from fairpool.client import Client
-from fairpool.services.specs import ProjectCreate, QueueCreate, ResourceSpec
+from fairpool.schemas.queues import ProjectCreate, QueueCreate, ResourceSpec
 from tests.e2e.conftest import Pool, start_pool, stop_pool
 
 LONG = [sys.executable, "-c", "import time; time.sleep(600)"]

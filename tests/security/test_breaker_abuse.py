@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from fairpool.services.specs import JobOut, ProjectCreate, QueueCreate, ResourceSpec
+from fairpool.schemas.jobs import JobOut
+from fairpool.schemas.queues import ProjectCreate, QueueCreate, ResourceSpec
 from tests.e2e.conftest import BIN, start_pool, stop_pool
 from tests.security.conftest import Org
 

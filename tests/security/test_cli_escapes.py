@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from fairpool.services.specs import JobOut
+from fairpool.schemas.jobs import JobOut
 from tests.e2e.conftest import BIN
 from tests.security.conftest import Org
 

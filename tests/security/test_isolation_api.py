@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from fairpool.client import FairpoolError
-from fairpool.services.specs import MountSpec
+from fairpool.schemas.jobs import MountSpec
 from tests.e2e.conftest import start_pool, stop_pool
 from tests.security.conftest import Org, build_org
 

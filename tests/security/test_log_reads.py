@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from fairpool.executors import logcap
-from fairpool.services.specs import JobOut
+from fairpool.schemas.jobs import JobOut
 from tests.e2e.conftest import BIN, start_pool, stop_pool
 from tests.security.conftest import Org, build_org
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 
-from fairpool.services.specs import LimitSpec, QueueUpdate
+from fairpool.schemas.queues import LimitSpec, QueueUpdate
 from tests.security.conftest import Org
 
 

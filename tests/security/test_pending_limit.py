@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fairpool.services.specs import LimitSpec, ProjectCreate, QueueCreate
+from fairpool.schemas.queues import LimitSpec, ProjectCreate, QueueCreate
 from tests.conftest import fresh_pg_database
 from tests.e2e.conftest import Pool, start_pool, stop_pool
 

@@ -133,7 +133,7 @@ def _who(pool: Pool, token: str) -> httpx.Response:
 def test_oidc_tokens_and_group_roles(sso: tuple[Pool, Issuer]) -> None:
     pool, issuer = sso
     admin = pool.client
-    from fairpool.services.specs import ProjectCreate, QueueCreate
+    from fairpool.schemas.queues import ProjectCreate, QueueCreate
 
     admin.create_department(QueueCreate(name="ml"))
     admin.create_project(ProjectCreate(name="llm", department="ml"))
@@ -158,7 +158,7 @@ def test_oidc_names_never_become_local_users_or_groups(sso: tuple[Pool, Issuer])
     their groups, still apply."""
     pool, issuer = sso
     admin = pool.client
-    from fairpool.services.specs import ProjectCreate, QueueCreate
+    from fairpool.schemas.queues import ProjectCreate, QueueCreate
 
     admin.create_department(QueueCreate(name="sec"))
     admin.create_project(ProjectCreate(name="vault", department="sec"))

@@ -8,13 +8,14 @@ from __future__ import annotations
 import errno
 from pathlib import Path
 
-from fairpool.control.breaker import NodeBreaker
 from fairpool.control.loop import ControlLoop
+from fairpool.control.settings import LoopSettings
 from fairpool.executors.base import Failure, WorkerPhase, WorkerStatus, start_failure
 from fairpool.executors.fake import FakeExecutor
 from fairpool.executors.gpus import local_node
+from fairpool.schemas.jobs import JobSubmit
+from fairpool.schemas.queues import ProjectCreate, QueueCreate, ResourceSpec
 from fairpool.services import jobs, nodes, queues
-from fairpool.services.specs import JobSubmit, ProjectCreate, QueueCreate, ResourceSpec
 from fairpool.store.db import Store
 
 NODES = ("node-a", "node-b", "node-c")
@@ -26,8 +27,9 @@ def make(store: Store, tmp_path: Path) -> tuple[ControlLoop, FakeExecutor]:
         queues.create_project(store, ProjectCreate(name=name, department="d",
                                                    quota=ResourceSpec(gpus=8)))
     fake = FakeExecutor([local_node(8, name=n, pool=n) for n in NODES])
-    loop = ControlLoop(store, fake, tmp_path, grace_s=5, reasons_every_s=0,
-                       breaker=NodeBreaker(failures=3, window_s=60, cooldown_s=60))
+    loop = ControlLoop(store, fake, tmp_path, LoopSettings(
+        grace_s=5, reasons_every_s=0, breaker_failures=3, breaker_window_s=60,
+        breaker_cooldown_s=60))
     loop.sync_nodes()
     return loop, fake
 

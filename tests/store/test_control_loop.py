@@ -3,14 +3,19 @@ gang failure, reclaim with stop-then-start, and pending reasons."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from fairpool.control.loop import ControlLoop
+from fairpool.control.settings import LoopSettings
 from fairpool.executors.fake import FakeExecutor
 from fairpool.executors.gpus import local_node
+from fairpool.schemas.jobs import JobSubmit
+from fairpool.schemas.queues import ProjectCreate, QueueCreate, ResourceSpec
 from fairpool.services import jobs, nodes, queues
-from fairpool.services.specs import JobSubmit, ProjectCreate, QueueCreate, ResourceSpec
 from fairpool.store.db import Store
+
+FAST = LoopSettings(grace_s=5, reasons_every_s=0)
 
 
 def make(store: Store, tmp_path: Path, gpus: int = 4) -> tuple[ControlLoop, FakeExecutor]:
@@ -19,7 +24,7 @@ def make(store: Store, tmp_path: Path, gpus: int = 4) -> tuple[ControlLoop, Fake
         queues.create_project(store, ProjectCreate(name=name, department="research",
                                                    quota=ResourceSpec(gpus=gpus / 2)))
     fake = FakeExecutor([local_node(gpus, name="node-a")])
-    loop = ControlLoop(store, fake, tmp_path, grace_s=5, reasons_every_s=0)
+    loop = ControlLoop(store, fake, tmp_path, FAST)
     loop.sync_nodes()
     return loop, fake
 
@@ -104,7 +109,7 @@ def test_cancel_of_a_running_job_stops_it(store: Store, tmp_path: Path) -> None:
     loop.step()
     jobs.cancel(store, job_id)
     loop.step()
-    assert fake.stopped and state(store, job_id) == "running"
+    assert fake.stopped and state(store, job_id) == "stopping"
     loop.step()
     assert state(store, job_id) == "cancelled"
 
@@ -134,7 +139,7 @@ def test_after_a_restart_workers_the_executor_does_not_know_are_lost(store: Stor
     jobs.cancel(store, cancelling)  # asked to stop, but the server dies before it does
     # a new server: a fresh executor that knows none of the old workers
     fresh = FakeExecutor([local_node(4, name="node-a")])
-    again = ControlLoop(store, fresh, tmp_path, grace_s=5, reasons_every_s=0)
+    again = ControlLoop(store, fresh, tmp_path, FAST)
     again.reconcile()
     again.step()
     out = jobs.get_job(store, running)
@@ -151,7 +156,7 @@ def test_workers_on_vanished_devices_are_requeued(store: Store, tmp_path: Path) 
     assert state(store, big) == "running"
     # the pool restarts with fewer GPUs: the placement no longer exists
     smaller = FakeExecutor([local_node(2, name="node-a")])
-    again = ControlLoop(store, smaller, tmp_path, grace_s=5, reasons_every_s=0)
+    again = ControlLoop(store, smaller, tmp_path, FAST)
     again.sync_nodes()
     assert again.step()  # reports the loss instead of failing the cycle
     again.step()
@@ -170,8 +175,8 @@ def test_nodes_join_leave_and_are_forgotten(store: Store, tmp_path: Path) -> Non
     now = [1000.0]
     a, b = local_node(2, name="node-a"), local_node(2, name="node-b")
     fake = FakeExecutor([a])
-    loop = ControlLoop(store, fake, tmp_path, grace_s=5, reasons_every_s=0,
-                       clock=lambda: now[0], forget_after_s=600)
+    loop = ControlLoop(store, fake, tmp_path, replace(FAST, forget_after_s=600),
+                       clock=lambda: now[0])
     loop.sync_nodes()
     fake.set_nodes([a, b])  # a node joins: used without a restart
     loop.sync_nodes()

@@ -13,14 +13,9 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import inspect, select
 
+from fairpool.schemas.jobs import MOUNTS_NEED_IMAGE, JobSubmit, MountSpec, parse_mount
 from fairpool.services import accounts, audit, jobs, nodes
 from fairpool.services.errors import Invalid, NotFound
-from fairpool.services.specs import (
-    MOUNTS_NEED_IMAGE,
-    JobSubmit,
-    MountSpec,
-    parse_mount,
-)
 from fairpool.store.db import Store
 from fairpool.store.models import JobEventRow, JobRow, NodeRow
 from tests.store.test_services import setup_queues

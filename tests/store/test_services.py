@@ -5,16 +5,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import inspect, select
 
+from fairpool.schemas.jobs import JobSubmit
+from fairpool.schemas.queues import LimitSpec, ProjectCreate, QueueCreate, QueueUpdate, ResourceSpec
 from fairpool.services import jobs, queues
 from fairpool.services.errors import Conflict, Invalid, NotFound
-from fairpool.services.specs import (
-    JobSubmit,
-    LimitSpec,
-    ProjectCreate,
-    QueueCreate,
-    QueueUpdate,
-    ResourceSpec,
-)
 from fairpool.store.db import Store
 from fairpool.store.models import JobEventRow, JobRow
 

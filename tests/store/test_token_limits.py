@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 from sqlalchemy import select, text
 
 from fairpool.auth.rbac import Principal
+from fairpool.schemas.access import TokenCreate
 from fairpool.services import tokens, users
-from fairpool.services.access_specs import TokenCreate
 from fairpool.services.errors import Conflict
 from fairpool.store.db import Store, migrate
 from fairpool.store.models import Base, TokenRow

@@ -98,12 +98,12 @@ def test_priority_classes():
 def test_state_machine_one_table():
     S = JobState
     assert transition(S.QUEUED, S.ADMITTED) == S.ADMITTED
-    assert can_transition(S.RUNNING, S.PREEMPTED)
-    assert can_transition(S.PREEMPTED, S.REQUEUED)
+    assert can_transition(S.RUNNING, S.STOPPING)
+    assert can_transition(S.STOPPING, S.REQUEUED)
     with pytest.raises(IllegalTransition, match="cannot go from succeeded to running"):
         transition(S.SUCCEEDED, S.RUNNING)
     with pytest.raises(IllegalTransition):
         transition(S.QUEUED, S.RUNNING)
     assert set(TRANSITIONS) == set(S)  # every state has a row
-    for target in (S.SUCCEEDED, S.CANCELLED):
+    for target in (S.SUCCEEDED, S.FAILED, S.CANCELLED):
         assert not TRANSITIONS[target]

@@ -4,7 +4,8 @@ format."""
 from __future__ import annotations
 
 from fairpool.auth import tokens
-from fairpool.auth.rbac import Binding, Perm, Principal, Role, may_grant, subjects_of
+from fairpool.auth.rbac import Binding, Perm, Principal, may_grant, subjects_of
+from fairpool.domain.roles import Role
 
 POOL = ("*",)
 D1 = ("*", "d1")

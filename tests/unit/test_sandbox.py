@@ -199,6 +199,6 @@ def test_a_job_folder_is_handed_over_without_following_what_the_job_planted(
     ("containers-storage:busybox", False), ("--privileged", False), ("Busybox", False),
 ])
 def test_images_are_plain_references_never_transports(image: str, ok: bool) -> None:
-    from fairpool.executors.sandbox.images import image_problem
+    from fairpool.domain.images import image_problem
 
     assert (image_problem(image) is None) is ok

@@ -11,8 +11,7 @@ from fairpool.api import guard
 from fairpool.api.context import AppContext
 from fairpool.api.errors import ERRORS
 from fairpool.auth.rbac import Perm, Principal
-from fairpool.services import accounts, audit, roles, secrets, tokens, users
-from fairpool.services.access_specs import (
+from fairpool.schemas.access import (
     USER_PATTERN,
     AccountOut,
     AccountSet,
@@ -27,6 +26,7 @@ from fairpool.services.access_specs import (
     UserOut,
     WhoAmI,
 )
+from fairpool.services import accounts, audit, roles, secrets, tokens, users
 
 TokenId = Annotated[str, Path(pattern=r"^[0-9a-f]{12}$")]
 ProjectName = Annotated[str, Path(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]

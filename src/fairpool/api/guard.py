@@ -26,9 +26,9 @@ from fairpool.auth.rbac import (
     Path,
     Perm,
     Principal,
-    Role,
     may_grant,
 )
+from fairpool.domain.roles import Role
 from fairpool.services import audit, roles, tokens
 from fairpool.services.errors import NotFound, ServiceError
 from fairpool.services.scopes import cached_path, job_path, queue_path

@@ -22,11 +22,10 @@ from sqlalchemy import func, select
 
 from fairpool.control.stats import CYCLE_BUCKETS, LoopStats
 from fairpool.domain import GPU_UNIT
+from fairpool.domain.states import HOLDING_VALUES
 from fairpool.services import queues
 from fairpool.store.db import Store
 from fairpool.store.models import JobEventRow, JobRow, NodeRow
-
-HOLDING = ("admitted", "starting", "running")
 
 
 class StoreCollector(Collector):
@@ -51,10 +50,12 @@ class StoreCollector(Collector):
                                  "GPUs the last scheduling cycle's fair share gives",
                                  labels=labels)
         alloc = GaugeMetricFamily("fairpool_queue_allocated_gpus",
-                                  "GPUs held by admitted, starting and running jobs",
+                                  "GPUs held by placed jobs (the scheduler's accounting: "
+                                  "the sum of their devices' shares)",
                                   labels=labels)
-        pending = GaugeMetricFamily("fairpool_queue_pending_gpus", "GPUs asked by waiting jobs",
-                                    labels=labels)
+        pending = GaugeMetricFamily("fairpool_queue_pending_gpus",
+                                    "GPUs asked by waiting jobs (GPU memory as a share of the "
+                                    "largest device)", labels=labels)
         for q in queues.list_queues(self.store):
             key = [q.name, q.kind, q.parent or ""]
             quota.add_metric(key, q.quota.gpus)
@@ -71,7 +72,7 @@ class StoreCollector(Collector):
             holding = s.execute(select(JobRow.id, JobRow.project, JobRow.placement,
                                        JobRow.gpu_util, JobRow.util_simulated,
                                        JobRow.gpu_memory_used_mib, JobRow.idle_flagged)
-                                .where(JobRow.state.in_(HOLDING))).all()
+                                .where(JobRow.state.in_(HOLDING_VALUES))).all()
             nodes = s.execute(select(NodeRow.name, NodeRow.devices, NodeRow.simulated)).all()
         jobs = GaugeMetricFamily("fairpool_jobs", "Jobs by project and state",
                                  labels=["project", "state"])

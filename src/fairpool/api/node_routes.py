@@ -11,8 +11,9 @@ from fairpool.api import guard
 from fairpool.api.context import AppContext
 from fairpool.api.errors import ERRORS
 from fairpool.auth.rbac import Perm, Principal
+from fairpool.schemas.base import Input, printable
+from fairpool.schemas.nodes import NodeOut
 from fairpool.services import node_ops
-from fairpool.services.specs import Input, NodeOut, printable
 
 NodeName = Annotated[str, Path(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9._:-]+$")]
 

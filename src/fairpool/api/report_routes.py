@@ -12,8 +12,8 @@ from fairpool.api.context import AppContext
 from fairpool.api.errors import ERRORS
 from fairpool.api.routes import visible_queues
 from fairpool.auth.rbac import Perm, Principal
+from fairpool.schemas.usage import SeriesOut, UsageOut
 from fairpool.services import usage
-from fairpool.services.usage import SeriesOut, UsageOut
 
 Epoch = Annotated[float | None, Query(ge=0, le=1e11, description="seconds since the epoch")]
 

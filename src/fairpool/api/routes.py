@@ -15,24 +15,15 @@ from fairpool.api.context import AppContext
 from fairpool.api.errors import ERRORS, JSON_ERRORS
 from fairpool.api.limits import submit_limited
 from fairpool.auth.rbac import Perm, Principal
-from fairpool.domain.states import TERMINAL_STATES, JobState
+from fairpool.domain.states import FINISHED_VALUES
+from fairpool.schemas.jobs import EventOut, ExplainOut, JobOut, JobSubmit
+from fairpool.schemas.nodes import NodeOut
+from fairpool.schemas.queues import ProjectCreate, QueueCreate, QueueOut, QueueUpdate
 from fairpool.services import jobs, nodes, queues
 from fairpool.services.scopes import queue_paths
-from fairpool.services.specs import (
-    EventOut,
-    ExplainOut,
-    JobOut,
-    JobSubmit,
-    NodeOut,
-    ProjectCreate,
-    QueueCreate,
-    QueueOut,
-    QueueUpdate,
-)
 
 JobId = Annotated[str, Path(pattern=r"^[0-9a-f]{12}$", description="job id")]
 QueueName = Annotated[str, Path(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
-FINAL = {s.value for s in (*TERMINAL_STATES, JobState.FAILED)}
 
 
 def visible_queues(ctx: AppContext, who: Principal) -> set[str] | None:
@@ -146,7 +137,8 @@ def router(ctx: AppContext) -> APIRouter:
 
         async def ended() -> bool:
             state = await asyncio.to_thread(jobs.get_job, ctx.store, job_id)
-            return state.state in FINAL or (state.attempt != job.attempt and attempt is None)
+            return state.state in FINISHED_VALUES or (state.attempt != job.attempt
+                                                      and attempt is None)
 
         return log_reads.follow(request, path, tail, offset, limit, ended)
 

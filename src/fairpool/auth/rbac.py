@@ -12,14 +12,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from fairpool.domain.roles import Role
+
 POOL = "*"
-
-
-class Role(StrEnum):
-    ADMIN = "admin"
-    DEPARTMENT_ADMIN = "department-admin"
-    RESEARCHER = "researcher"
-    VIEWER = "viewer"
 
 
 class Perm(StrEnum):

@@ -12,7 +12,7 @@ import typer
 
 from fairpool.cli.output import call, emit_json, fail, plain, show, table, when
 from fairpool.client import Client
-from fairpool.config import write_client_config
+from fairpool.client.settings import write_client_config
 
 token_app = typer.Typer(no_args_is_help=True, help="API tokens.")
 role_app = typer.Typer(no_args_is_help=True, help="Who holds which role where.")

@@ -17,18 +17,15 @@ from fairpool.cli.output import call as _call
 from fairpool.cli.simulate import simulate as simulate_command
 from fairpool.client import Client, FairpoolError
 from fairpool.scheduler.snapshot import Strategy
-from fairpool.services.specs import (
-    JobOut,
-    JobSubmit,
+from fairpool.schemas.jobs import JobOut, JobSubmit, MountSpec, parse_mount
+from fairpool.schemas.nodes import NodeOut
+from fairpool.schemas.queues import (
     LimitSpec,
-    MountSpec,
-    NodeOut,
     ProjectCreate,
     QueueCreate,
     QueueOut,
     QueueUpdate,
     ResourceSpec,
-    parse_mount,
 )
 
 T = TypeVar("T")

@@ -11,7 +11,7 @@ import typer
 from fairpool.cli.output import call, emit_json, fail, plain, show, table
 from fairpool.client import Client, FairpoolError
 from fairpool.client.api import build
-from fairpool.services.specs import IdlePolicySpec, QueueUpdate
+from fairpool.schemas.queues import IdlePolicySpec, QueueUpdate
 
 
 def register(app: typer.Typer, project_app: typer.Typer) -> None:

@@ -18,8 +18,8 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from fairpool.config import client_ca, client_token, client_url
-from fairpool.services.access_specs import (
+from fairpool.client.settings import client_ca, client_token, client_url
+from fairpool.schemas.access import (
     AccountOut,
     AccountSet,
     AuditOut,
@@ -33,20 +33,10 @@ from fairpool.services.access_specs import (
     UserOut,
     WhoAmI,
 )
-from fairpool.services.specs import (
-    EventOut,
-    ExplainOut,
-    JobOut,
-    JobSubmit,
-    MountSpec,
-    NodeOut,
-    ProjectCreate,
-    QueueCreate,
-    QueueOut,
-    QueueUpdate,
-    parse_mount,
-)
-from fairpool.services.usage import UsageOut
+from fairpool.schemas.jobs import EventOut, ExplainOut, JobOut, JobSubmit, MountSpec, parse_mount
+from fairpool.schemas.nodes import NodeOut
+from fairpool.schemas.queues import ProjectCreate, QueueCreate, QueueOut, QueueUpdate
+from fairpool.schemas.usage import UsageOut
 
 T = TypeVar("T")
 

@@ -23,15 +23,17 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fairpool.executors.base import JOB_FAULTS, NODE_FAULTS, Failure
-from fairpool.services.jobs import add_event
-from fairpool.store.db import Store
+from fairpool.store.lifecycle import add_event
 from fairpool.store.models import JobRow, NodeRow
+
+from .effects import Uncordon
 
 #: how each kind that counts is told in a cordon reason
 _TOLD = {Failure.LOST: "lost", Failure.START: "could not be started",
@@ -88,19 +90,27 @@ class NodeBreaker:
         self._seen: dict[str, list[Seen]] = {}  # node → failures within the window
         self._check_at = 0.0
 
-    def failed(self, s: Session, node: str, job: JobRow, failure: Failure | None, now: float
-               ) -> None:
-        """A worker of ``job`` failed on ``node`` the way ``failure`` says (in the caller's
-        transaction); kinds that never point at a node are ignored."""
+    def saw(self, node: str, job: str, user: str, project: str, failure: Failure | None,
+            now: float) -> list[Seen] | None:
+        """Decide (purely, on what it has seen): a worker of ``job`` failed on ``node`` the way
+        ``failure`` says; returns the failures that count when they trip the breaker (kinds
+        that never point at a node are ignored)."""
         if failure not in NODE_FAULTS and failure not in JOB_FAULTS:
-            return
+            return None
         machine = failure in NODE_FAULTS
         recent = [f for f in self._seen.get(node, []) if now - f.at <= self.window_s and not (
-            f.job == job.id and (f.failure in NODE_FAULTS) == machine)]  # a job counts once
-        recent.append(Seen(now, job.id, job.submitted_by or "", job.project, failure))
+            f.job == job and (f.failure in NODE_FAULTS) == machine)]  # a job counts once
+        recent.append(Seen(now, job, user, project, failure))
         self._seen[node] = recent
         counted = evidence(recent)
-        if len({f.job for f in counted}) < self.failures:
+        return counted if len({f.job for f in counted}) >= self.failures else None
+
+    def failed(self, s: Session, node: str, job: JobRow, failure: Failure | None, now: float
+               ) -> None:
+        """Hear of a failure (in the caller's transaction) and cordon the node when it trips,
+        unless it is already cordoned or the last node that can take work."""
+        counted = self.saw(node, job.id, job.submitted_by or "", job.project, failure, now)
+        if counted is None:
             return
         row = s.get(NodeRow, node)
         if row is None or row.cordoned:
@@ -118,21 +128,24 @@ class NodeBreaker:
                           f"job failed, was cordoned: {row.cordon_reason}", now)
         self._seen[node] = []
 
-    def release(self, store: Store, now: float) -> bool:
-        """Uncordon nodes whose cooldown is over (checked every few seconds)."""
+    def due(self, cordons: Mapping[str, float | None], now: float) -> list[Uncordon]:
+        """Decide (purely): nodes whose timed cordon is over, from the cordons' ends
+        (``None``: a cordon without an end, which only a person lifts); looked at every few
+        seconds."""
         if now < self._check_at:
-            return False
+            return []
         self._check_at = now + 5.0
-        with store.session() as s:
-            due = s.execute(select(NodeRow.name).where(
-                NodeRow.cordoned.is_(True), NodeRow.cordon_until.is_not(None),
-                NodeRow.cordon_until <= now)).scalars().all()
-        if not due:
-            return False
-        with store.writing() as s:
-            for name in due:
-                row = s.get(NodeRow, name)
-                if row is not None and row.cordon_until is not None and row.cordon_until <= now:
-                    row.cordoned, row.cordon_until, row.cordon_reason = False, None, None
-            Store.bump(s)
-        return True
+        return [Uncordon(n) for n, until in sorted(cordons.items())
+                if until is not None and until <= now]
+
+
+def uncordon(s: Session, due: list[Uncordon], now: float) -> bool:
+    """Lift the cordons that are due (in the caller's transaction), unless one was changed
+    since; returns whether any was."""
+    lifted = False
+    for u in due:
+        row = s.get(NodeRow, u.node)
+        if row is not None and row.cordon_until is not None and row.cordon_until <= now:
+            row.cordoned, row.cordon_until, row.cordon_reason = False, None, None
+            lifted = True
+    return lifted

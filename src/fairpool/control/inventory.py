@@ -8,12 +8,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from fairpool.domain import JobState
+from fairpool.domain.states import HOLDING_VALUES
 from fairpool.executors.base import NodeInfo
 from fairpool.store.db import Store
 from fairpool.store.models import JobRow, NodeRow
-
-HOLDING = (JobState.ADMITTED.value, JobState.STARTING.value, JobState.RUNNING.value)
 
 
 def write_inventory(store: Store, current: list[NodeInfo], now: float, forget_after_s: float
@@ -49,7 +47,7 @@ def write_inventory(store: Store, current: list[NodeInfo], now: float, forget_af
         old = [row for row in gone if now - row.updated_at >= forget_after_s]
         if old:  # read from the store: the control loop's view may not be loaded yet
             held = {w["node"] for (placement,) in s.execute(
-                        select(JobRow.placement).where(JobRow.state.in_(HOLDING)))
+                        select(JobRow.placement).where(JobRow.state.in_(HOLDING_VALUES)))
                     for w in placement or ()}
             for row in old:
                 if row.name not in held:

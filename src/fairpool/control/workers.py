@@ -1,11 +1,11 @@
-"""Worker bookkeeping of a job's current attempt (the ``placement`` JSON of a job row) and the
-specs the executor receives."""
+"""Worker ids, the placement JSON a bind writes (one
+:class:`~fairpool.store.workers.WorkerRecord` per rank), and the specs the executor receives."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from fairpool.domain import GPU_UNIT
 from fairpool.executors.base import WorkerSpec
@@ -13,6 +13,7 @@ from fairpool.executors.sandbox import jobfiles
 from fairpool.scheduler.plan import Bind
 from fairpool.services.jobs import log_path
 from fairpool.store.models import JobRow
+from fairpool.store.workers import Phase, WorkerRecord
 
 
 def worker_id(job_id: str, attempt: int, rank: int) -> str:
@@ -25,19 +26,13 @@ def parse_worker_id(wid: str) -> tuple[str, int, int]:
 
 
 def placement_json(row: JobRow, bind: Bind) -> list[dict[str, Any]]:
-    return [
-        {
-            "rank": p.worker,
-            "worker_id": worker_id(row.id, row.attempt, p.worker),
-            "node": p.node,
-            "devices": list(p.devices),
-            "share": p.share,
-            "gpu_memory": p.gpu_memory,
-            "phase": "pending",
-            "exit_code": None,
-        }
+    workers = [
+        WorkerRecord(rank=p.worker, worker_id=worker_id(row.id, row.attempt, p.worker),
+                     node=p.node, devices=list(p.devices), share=p.share,
+                     gpu_memory=p.gpu_memory, phase=Phase.PENDING, exit_code=None)
         for p in bind.placements
     ]
+    return cast(list[dict[str, Any]], workers)
 
 
 def worker_specs(row: JobRow, addresses: dict[str, str], data_dir: Path,

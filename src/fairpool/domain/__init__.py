@@ -15,9 +15,9 @@ from fairpool.domain.states import (
 )
 
 __all__ = [
-    "HOLDING_STATES",
     "DEFAULT_PRIORITY_CLASSES",
     "GPU_UNIT",
+    "HOLDING_STATES",
     "PENDING_STATES",
     "UNLIMITED",
     "Device",

@@ -141,12 +141,15 @@ class Job:
 
     @property
     def total_gpus_milli(self) -> int:
-        r = self.request
-        if r.gpus:
-            return r.gpus * GPU_UNIT * self.workers
-        if r.gpu_fraction is not None:
-            return r.fraction_milli * self.workers
-        return 0
+        """Milli-GPUs of the whole job (:mod:`fairpool.domain.accounting`): what its placements
+        hold once placed, else what it asks for. A GPU-memory worker not placed yet counts as
+        the one whole device it takes at most; ``accounting.asks`` values it on a known
+        device."""
+        from fairpool.domain import accounting  # it imports this module's types
+
+        if self.placements:
+            return accounting.holds(self).gpu
+        return accounting.asks(self, self.request.gpu_memory_mib or 0).gpu
 
 
 def moved(job: Job, target: JobState, *, at: float,

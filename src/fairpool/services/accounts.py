@@ -14,13 +14,8 @@ import time
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from fairpool.schemas.access import NOT_ROOT, USER_PATTERN, AccountOut, account_problem
 from fairpool.services import audit
-from fairpool.services.access_specs import (
-    NOT_ROOT,
-    USER_PATTERN,
-    AccountOut,
-    account_problem,
-)
 from fairpool.services.errors import Invalid, NotFound
 from fairpool.store.db import Store
 from fairpool.store.models import UserAccountRow

@@ -9,7 +9,7 @@ import time
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from fairpool.services.access_specs import AuditOut
+from fairpool.schemas.access import AuditOut
 from fairpool.services.buckets import Buckets
 from fairpool.store.db import Store
 from fairpool.store.models import AuditRow

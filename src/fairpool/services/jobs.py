@@ -17,27 +17,14 @@ from sqlalchemy.orm import Session
 from fairpool.domain import JobState
 from fairpool.domain.priority import DEFAULT_PRIORITY_CLASSES, resolve_priority_class
 from fairpool.domain.resources import CPU_UNIT
-from fairpool.domain.states import TERMINAL_STATES, transition
+from fairpool.domain.states import FINISHED_VALUES, PENDING_VALUES, StopReason
+from fairpool.schemas.jobs import EventOut, ExplainOut, JobOut, JobSubmit
 from fairpool.services import audit
 from fairpool.services.errors import Conflict, Invalid, NotFound, ServiceError
-from fairpool.services.specs import EventOut, ExplainOut, JobOut, JobSubmit
-from fairpool.store.convert import job_out
+from fairpool.services.views import job_out
 from fairpool.store.db import Store
+from fairpool.store.lifecycle import add_event, move
 from fairpool.store.models import JobEventRow, JobRow, NodeRow, QueueRow
-
-FINAL = {s.value for s in (*TERMINAL_STATES, JobState.FAILED)}
-WAITING = {JobState.QUEUED.value, JobState.REQUEUED.value}
-
-
-def requeue_unstarted(row: JobRow) -> None:
-    """An admitted job that never started goes straight back to the queue."""
-    transition(transition(JobState(row.state), JobState.PREEMPTED), JobState.REQUEUED)
-    row.state, row.placement, row.waits_for = JobState.REQUEUED.value, None, None
-
-
-def add_event(s: Session, job_id: str, kind: str, message: str, at: float | None = None) -> None:
-    s.add(JobEventRow(job_id=job_id, at=time.time() if at is None else at, kind=kind,
-                      message=message))
 
 
 def _request_hash(spec: JobSubmit) -> str:
@@ -136,7 +123,7 @@ def _check_pending(s: Session, project: str, max_pending: int | None) -> None:
     if max_pending is None:
         return
     waiting = s.execute(select(func.count()).select_from(JobRow).where(
-        JobRow.project == project, JobRow.state.in_(WAITING))).scalar_one()
+        JobRow.project == project, JobRow.state.in_(PENDING_VALUES))).scalar_one()
     if waiting >= max_pending:
         raise TooManyPending(f"project {project} already has {waiting} jobs waiting, the most "
                              f"allowed ({max_pending}); wait for some to start or cancel some")
@@ -266,23 +253,24 @@ def cancel(store: Store, job_id: str, wake: Callable[[], None] | None = None, *,
         seq = Store.bump(s)  # first, as every writer does: the counter row orders writers
         row = _load(s, job_id)
         state = JobState(row.state)
-        if row.state in FINAL:
+        if row.state in FINISHED_VALUES:
             raise Conflict(f"job {job_id} already finished ({row.state}); nothing to cancel")
-        if row.stop_reason == "cancel":
+        if row.stop_reason == StopReason.CANCEL:
             return job_out(row)
-        if state in (JobState.QUEUED, JobState.REQUEUED, JobState.ADMITTED, JobState.PREEMPTED,
-                     JobState.LOST):
+        now = time.time()
+        if state in (JobState.QUEUED, JobState.REQUEUED, JobState.ADMITTED):
             # nothing runs yet: done at once
-            row.state = transition(state, JobState.CANCELLED).value
-            row.finished_at = time.time()
-            row.placement = row.waits_for = None
-            add_event(s, job_id, "cancelled", f"cancelled by {actor} before it started")
+            move(s, row, JobState.CANCELLED, now=now, seq=seq,
+                 message=f"cancelled by {actor} before it started")
+        elif state == JobState.STOPPING:  # a cancel wins over why it was being stopped
+            row.stop_reason = StopReason.CANCEL.value
+            row.seq = seq
+            add_event(s, job_id, "cancelling", f"cancel requested by {actor}: its workers "
+                      "are already being stopped", now)
         else:
-            row.stop_reason = "cancel"
-            add_event(s, job_id, "cancelling",
-                      f"cancel requested by {actor}: stopping its workers")
+            move(s, row, JobState.STOPPING, now=now, seq=seq, stop=StopReason.CANCEL,
+                 kind="cancelling", message=f"cancel requested by {actor}: stopping its workers")
         audit.record(s, actor, "job.cancel", f"{row.project}/{job_id}", address=address)
-        row.seq = seq
         out = job_out(row)
     if wake is not None:
         wake()
@@ -301,12 +289,12 @@ def explain(store: Store, job_id: str) -> ExplainOut:
     with store.session() as s:
         row = _load(s, job_id)
     state = row.state
-    if state in WAITING:
+    if state in PENDING_VALUES:
         text = row.reason or "waiting for the next scheduling cycle"
     elif state == JobState.ADMITTED.value and row.waits_for:
         text = (f"placed; starts once the jobs it displaces have stopped: "
                 f"{', '.join(row.waits_for)}")
-    elif row.stop_reason is not None:
+    elif state == JobState.STOPPING.value:
         text = f"stopping ({row.stop_reason})"
     elif state in (JobState.ADMITTED.value, JobState.STARTING.value, JobState.RUNNING.value):
         nodes = sorted({w["node"] for w in row.placement or ()})
@@ -314,7 +302,7 @@ def explain(store: Store, job_id: str) -> ExplainOut:
     else:
         text = f"finished: {state}" + (f" with exit code {row.exit_code}"
                                        if row.exit_code is not None else "")
-    return ExplainOut(job_id=job_id, state=state, code=row.reason_code if state in WAITING
+    return ExplainOut(job_id=job_id, state=state, code=row.reason_code if state in PENDING_VALUES
                       else None, reason=text)
 
 

@@ -9,16 +9,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fairpool.domain import JobState
+from fairpool.domain.states import HOLDING_VALUES, StopReason
+from fairpool.schemas.nodes import NodeOut
 from fairpool.services import audit
 from fairpool.services.errors import NotFound
-from fairpool.services.jobs import add_event, requeue_unstarted
 from fairpool.services.nodes import list_nodes
-from fairpool.services.specs import NodeOut
 from fairpool.store.db import Store
+from fairpool.store.lifecycle import move
 from fairpool.store.models import JobRow, NodeRow
 
 S = JobState
-HOLDING = (S.ADMITTED.value, S.STARTING.value, S.RUNNING.value)
 
 
 def _node(s: Session, name: str) -> NodeRow:
@@ -61,18 +61,16 @@ def drain(store: Store, name: str, actor: str, address: str = "") -> tuple[NodeO
         row.cordoned, row.cordon_until = True, None
         row.cordon_reason = f"drained by {actor}"
         seq = Store.bump(s)
-        for job in s.execute(select(JobRow).where(JobRow.state.in_(HOLDING))).scalars():
+        for job in s.execute(select(JobRow).where(JobRow.state.in_(HOLDING_VALUES))).scalars():
+            if job.state == S.STOPPING.value:
+                continue  # already stopping
             if not any(w["node"] == name for w in job.placement or ()):
                 continue
-            if job.stop_reason is not None:
-                continue  # already stopping
-            add_event(s, job.id, "evicted", f"drain: node {name} is being drained by {actor}",
-                      now)
-            if job.state == S.ADMITTED.value:  # never started: back to the queue at once
-                requeue_unstarted(job)
-            else:
-                job.stop_reason = "preempt"
-            job.seq = seq
+            # one that never started goes back to the queue at once; the others are stopped
+            move(s, job, S.REQUEUED if job.state == S.ADMITTED.value else S.STOPPING, now=now,
+                 seq=seq, stop=StopReason.PREEMPT if job.state != S.ADMITTED.value else None,
+                 kind="evicted", message=f"drain: node {name} is being drained by {actor}",
+                 cause="drain")
             moved += 1
         audit.record(s, actor, "node.drain", name, detail=f"{moved} jobs moved",
                      address=address)

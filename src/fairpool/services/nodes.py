@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from fairpool.domain import GPU_UNIT, JobState
+from fairpool.domain import GPU_UNIT
 from fairpool.domain.resources import CPU_UNIT
-from fairpool.services.specs import DeviceOut, NodeOut
-from fairpool.store.convert import isolation_out
+from fairpool.domain.states import HOLDING_VALUES
+from fairpool.schemas.nodes import DeviceOut, NodeOut
+from fairpool.services.views import isolation_out
 from fairpool.store.db import Store
 from fairpool.store.models import JobRow, NodeRow
 
-HOLDING = (JobState.ADMITTED.value, JobState.STARTING.value, JobState.RUNNING.value)
+#: the holding states as stored (domain/states.py's set; the dashboard imports it from here)
 
 
 HIDDEN = "(another project)"
@@ -23,7 +24,7 @@ def list_nodes(store: Store, within: set[str] | None = None) -> list[NodeOut]:
     with store.session() as s:
         nodes = s.execute(select(NodeRow).order_by(NodeRow.name)).scalars().all()
         jobs = s.execute(select(JobRow.id, JobRow.project, JobRow.placement)
-                         .where(JobRow.state.in_(HOLDING))).all()
+                         .where(JobRow.state.in_(HOLDING_VALUES))).all()
     held: dict[tuple[str, int], list[tuple[str, int]]] = {}
     for job_id, project, placement in jobs:
         for w in placement or ():

@@ -5,14 +5,13 @@ from __future__ import annotations
 import time
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, load_only
 
-from fairpool.domain import GPU_UNIT, JobState
+from fairpool.domain import GPU_UNIT, Resources, WorkerRequest
+from fairpool.domain.accounting import asked, held, reference_memory
 from fairpool.domain.resources import CPU_UNIT
-from fairpool.services import audit
-from fairpool.services.errors import Conflict, Invalid, NotFound
-from fairpool.services.scopes import forget_paths
-from fairpool.services.specs import (
+from fairpool.domain.states import HOLDING_VALUES, PENDING_VALUES
+from fairpool.schemas.queues import (
     MAX_CPUS,
     MAX_GPUS,
     MAX_MEMORY_MIB,
@@ -24,12 +23,15 @@ from fairpool.services.specs import (
     QueueUpdate,
     ResourceSpec,
 )
-from fairpool.store.convert import queue_out, resources_out
+from fairpool.services import audit
+from fairpool.services.errors import Conflict, Invalid, NotFound
+from fairpool.services.scopes import forget_paths
+from fairpool.services.views import queue_out, resources_out
+from fairpool.store.convert import placements
 from fairpool.store.db import Store
-from fairpool.store.models import JobRow, QueueRow
+from fairpool.store.models import JobRow, NodeRow, QueueRow
 
-ACTIVE = (JobState.ADMITTED, JobState.STARTING, JobState.RUNNING)
-WAITING = (JobState.QUEUED, JobState.REQUEUED)
+HOLDING, WAITING = "holding", "waiting"
 
 
 def _units(spec: ResourceSpec) -> tuple[int, int, int]:
@@ -137,22 +139,33 @@ def update_queue(store: Store, name: str, spec: QueueUpdate, actor: str = "syste
     return queue_status(store, name)
 
 
-def _usage(s: Session) -> dict[tuple[str, str], tuple[int, int, int, int]]:
-    """(project, active|waiting) → (gpu, cpu, memory, jobs), GPU as nominal milli-GPUs."""
-    per_worker = JobRow.gpus * GPU_UNIT + func.coalesce(JobRow.gpu_fraction, 0) * GPU_UNIT
-    gpu = per_worker * JobRow.workers
-    rows = s.execute(
-        select(JobRow.project, JobRow.state, func.sum(gpu), func.sum(JobRow.cpu * JobRow.workers),
-               func.sum(JobRow.memory * JobRow.workers), func.count())
-        .where(JobRow.state.in_([*ACTIVE, *WAITING]))
-        .group_by(JobRow.project, JobRow.state)
-    ).all()
-    out: dict[tuple[str, str], tuple[int, int, int, int]] = {}
-    for project, state, g, c, m, n in rows:
-        key = (project, "active" if state in ACTIVE else "waiting")
-        prev = out.get(key, (0, 0, 0, 0))
-        out[key] = (prev[0] + int(g or 0), prev[1] + int(c or 0), prev[2] + int(m or 0),
-                    prev[3] + int(n))
+def _usage(s: Session) -> dict[tuple[str, str], tuple[Resources, int]]:
+    """(project, holding|waiting) → (resources, jobs), counted as the scheduler counts them
+    (:mod:`fairpool.domain.accounting`): a holding job what its placements hold, a waiting job
+    what it asks for, GPU memory valued on the reference device (the cluster's largest)."""
+    out: dict[tuple[str, str], tuple[Resources, int]] = {}
+
+    def add(key: tuple[str, str], amount: Resources, jobs: int) -> None:
+        prev, n = out.get(key, (Resources.ZERO, 0))
+        out[key] = (prev + amount, n + jobs)
+
+    ref = reference_memory(d["memory_mib"] for (devices,) in s.execute(select(NodeRow.devices))
+                           for d in devices)
+    # what waiting jobs ask for is linear in their workers: one sum per project and request
+    shape = (JobRow.gpus, JobRow.gpu_fraction, JobRow.gpu_memory_mib, JobRow.cpu, JobRow.memory)
+    for project, gpus, fraction, gmem, cpu, memory, workers, n in s.execute(
+            select(JobRow.project, *shape, func.sum(JobRow.workers), func.count())
+            .where(JobRow.state.in_(PENDING_VALUES)).group_by(JobRow.project, *shape)):
+        request = WorkerRequest(gpus=gpus, gpu_fraction=fraction, gpu_memory_mib=gmem, cpu=cpu,
+                                memory=memory)
+        add((project, WAITING), asked(request, int(workers), ref), int(n))
+    holding = (select(JobRow).options(load_only(JobRow.project, *shape, JobRow.placement))
+               .where(JobRow.state.in_(HOLDING_VALUES)))
+    for row in s.execute(holding).scalars():
+        request = WorkerRequest(gpus=row.gpus, gpu_fraction=row.gpu_fraction,
+                                gpu_memory_mib=row.gpu_memory_mib, cpu=row.cpu,
+                                memory=row.memory)
+        add((row.project, HOLDING), held(request, placements(row)), 1)
     return out
 
 
@@ -171,24 +184,26 @@ def list_queues(store: Store, only: str | None = None) -> list[QueueOut]:
         rows = s.execute(query).scalars().all()
         parents = {r.name: r.parent for r in s.execute(select(QueueRow)).scalars()}
         usage = _usage(s)
-    totals: dict[tuple[str, str], list[int]] = {}
-    for (project, kind), values in usage.items():
+    totals: dict[tuple[str, str], tuple[Resources, int]] = {}
+    for (project, kind), (amount, jobs) in usage.items():
         node: str | None = project
         while node is not None:  # a project's use counts for its department too
-            acc = totals.setdefault((node, kind), [0, 0, 0, 0])
-            for i, v in enumerate(values):
-                acc[i] += v
+            prev, n = totals.get((node, kind), (Resources.ZERO, 0))
+            totals[node, kind] = (prev + amount, n + jobs)
             node = parents.get(node)
     out = []
+    nothing = (Resources.ZERO, 0)
     for row in rows:
-        act = totals.get((row.name, "active"), [0, 0, 0, 0])
-        wait = totals.get((row.name, "waiting"), [0, 0, 0, 0])
+        act, running = totals.get((row.name, HOLDING), nothing)
+        wait, waiting = totals.get((row.name, WAITING), nothing)
         out.append(queue_out(
             row,
             fair_share=None if row.fair_gpu is None else resources_out(
                 row.fair_gpu, row.fair_cpu or 0, row.fair_memory or 0),
-            allocated=resources_out(act[0], act[1], act[2]),
-            pending=resources_out(wait[0], wait[1], wait[2]),
-            running_jobs=act[3], pending_jobs=wait[3],
+            planned=None if row.alloc_gpu is None else resources_out(
+                row.alloc_gpu, row.alloc_cpu or 0, row.alloc_memory or 0),
+            allocated=resources_out(act.gpu, act.cpu, act.memory),
+            pending=resources_out(wait.gpu, wait.cpu, wait.memory),
+            running_jobs=running, pending_jobs=waiting,
         ))
     return out

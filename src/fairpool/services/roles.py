@@ -6,9 +6,10 @@ import time
 
 from sqlalchemy import func, select
 
-from fairpool.auth.rbac import POOL, ROLE_SCOPES, Binding, Perm, Principal, Role
+from fairpool.auth.rbac import POOL, ROLE_SCOPES, Binding, Perm, Principal
+from fairpool.domain.roles import Role
+from fairpool.schemas.access import BindingCreate, BindingOut
 from fairpool.services import audit
-from fairpool.services.access_specs import BindingCreate, BindingOut
 from fairpool.services.errors import Conflict, Invalid, NotFound
 from fairpool.services.scopes import kind_of, queue_path, queue_paths
 from fairpool.store.db import Store

@@ -10,8 +10,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from fairpool.auth.secretbox import SecretBox
+from fairpool.schemas.access import MAX_SECRETS_PER_PROJECT, SecretOut
 from fairpool.services import audit
-from fairpool.services.access_specs import MAX_SECRETS_PER_PROJECT, SecretOut
 from fairpool.services.errors import Conflict, NotFound
 from fairpool.store.db import Store
 from fairpool.store.models import QueueRow, SecretRow

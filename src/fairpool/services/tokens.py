@@ -20,9 +20,10 @@ from sqlalchemy.orm import Session
 
 from fairpool.auth import tokens as tok
 from fairpool.auth.oidc import OidcError, OidcVerifier
-from fairpool.auth.rbac import POOL, Principal, Role, subjects_of
+from fairpool.auth.rbac import POOL, Principal, subjects_of
+from fairpool.domain.roles import Role
+from fairpool.schemas.access import TokenCreate, TokenCreated, TokenOut
 from fairpool.services import audit, users
-from fairpool.services.access_specs import TokenCreate, TokenCreated, TokenOut
 from fairpool.services.errors import Conflict, NotFound, ServiceError
 from fairpool.services.roles import bindings_of
 from fairpool.store.db import Store

@@ -14,12 +14,14 @@ import io
 import time
 from collections.abc import Iterable
 
-from pydantic import BaseModel
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from fairpool.domain import GPU_UNIT
+from fairpool.domain import GPU_UNIT, WorkerRequest
+from fairpool.domain.accounting import held
+from fairpool.schemas.usage import SeriesOut, UsageOut
 from fairpool.services.errors import Invalid
+from fairpool.store.convert import placements
 from fairpool.store.db import Store
 from fairpool.store.models import JobRow, QueueRow, UsageRow
 
@@ -28,27 +30,12 @@ UTIL_STEP = 0.05
 GROUPS = ("job", "project", "department")
 
 
-class UsageOut(BaseModel):
-    key: str  # the job id, project or department
-    project: str | None
-    department: str
-    jobs: int
-    allocated_gpu_hours: float
-    used_gpu_hours: float
-    measured_gpu_hours: float
-
-
-class SeriesOut(BaseModel):
-    """GPUs held per project at each step (the mean over the step)."""
-
-    start: float
-    step_s: float
-    series: dict[str, list[float]]
-
-
 def job_gpus(row: JobRow) -> float:
-    """GPUs the job holds: each worker holds ``share`` milli-GPUs of each of its devices."""
-    return float(sum(w["share"] * len(w["devices"]) for w in row.placement or ())) / GPU_UNIT
+    """GPUs the job holds (:func:`fairpool.domain.accounting.held`: each worker holds its
+    ``share`` milli-GPUs of each of its devices), as the scheduler and queue status count them."""
+    request = WorkerRequest(gpus=row.gpus, gpu_fraction=row.gpu_fraction,
+                            gpu_memory_mib=row.gpu_memory_mib, cpu=row.cpu, memory=row.memory)
+    return held(request, placements(row)).gpu / GPU_UNIT
 
 
 # -- written by the control loop ------------------------------------------------------------

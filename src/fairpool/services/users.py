@@ -17,8 +17,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from fairpool.schemas.access import GROUP_PREFIX, USER_PATTERN, UserOut
 from fairpool.services import audit
-from fairpool.services.access_specs import GROUP_PREFIX, USER_PATTERN, UserOut
 from fairpool.services.errors import Conflict, Invalid
 from fairpool.store.db import Store
 from fairpool.store.models import TokenRow, UserRow

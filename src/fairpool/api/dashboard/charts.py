@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 
 from markupsafe import Markup, escape
 
-from fairpool.services.usage import SeriesOut, UsageOut
+from fairpool.schemas.usage import SeriesOut, UsageOut
 
 
 def fmt(value: float) -> str:

@@ -7,8 +7,10 @@ from dataclasses import dataclass, field
 
 from fairpool.api.dashboard.charts import fmt
 from fairpool.api.dashboard.palette import Palette
+from fairpool.schemas.jobs import JobOut
+from fairpool.schemas.nodes import NodeOut
+from fairpool.schemas.queues import QueueOut
 from fairpool.services.nodes import HIDDEN
-from fairpool.services.specs import JobOut, NodeOut, QueueOut
 
 
 @dataclass

@@ -18,9 +18,9 @@ from fairpool.api.dashboard.palette import DEPARTMENT, Palette
 from fairpool.api.dashboard.render import page
 from fairpool.api.routes import visible_queues
 from fairpool.auth.rbac import Principal
+from fairpool.domain.states import HOLDING_VALUES
+from fairpool.schemas.queues import QueueOut
 from fairpool.services import jobs, nodes, queues, usage
-from fairpool.services.nodes import HOLDING
-from fairpool.services.specs import QueueOut
 
 Hours = Annotated[float, Query(gt=0, le=24 * 90, description="the chart's period")]
 Days = Annotated[float, Query(gt=0, le=3650, description="the report's period")]
@@ -84,7 +84,7 @@ def router(ctx: AppContext) -> APIRouter:
     @ui.get("")
     def home(request: Request, who: Principal = signed_in) -> Response:
         only, shown, palette = scope(ctx, who)
-        holding = [j for state in HOLDING
+        holding = [j for state in HOLDING_VALUES
                    for j in jobs.list_jobs(ctx.store, state=state, limit=10_000, within=only)]
         cards, summary = overview.build(nodes.list_nodes(ctx.store, within=only), holding,
                                         shown, palette)

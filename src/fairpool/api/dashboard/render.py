@@ -15,7 +15,8 @@ from fairpool import __version__
 from fairpool.api.dashboard import session
 from fairpool.api.dashboard.charts import fmt, sig
 from fairpool.auth.rbac import Principal
-from fairpool.services.specs import JobOut
+from fairpool.domain.states import FINISHED_VALUES
+from fairpool.schemas.jobs import JobOut
 
 #: scripts and styles only from this server; no framing, no referrer leaving it
 HEADERS = {
@@ -29,7 +30,8 @@ HEADERS = {
 }
 NAV = (("/ui", "Overview"), ("/ui/queues", "Queues"), ("/ui/jobs", "Jobs"),
        ("/ui/usage", "Usage"))
-FINAL = {"succeeded", "failed", "cancelled"}
+#: states a job never leaves (domain/states.py's set)
+FINAL = frozenset(FINISHED_VALUES)
 
 
 def when(ts: float | None) -> str:
@@ -70,8 +72,8 @@ def request_text(job: JobOut) -> str:
 
 def state_class(state: str) -> str:
     return {"running": "ok", "succeeded": "done", "starting": "info", "admitted": "info",
-            "queued": "wait", "requeued": "wait", "preempted": "warn", "failed": "bad",
-            "lost": "bad", "cancelled": "muted"}.get(state, "muted")
+            "queued": "wait", "requeued": "wait", "stopping": "warn", "failed": "bad",
+            "cancelled": "muted"}.get(state, "muted")
 
 
 ENV = Environment(loader=PackageLoader("fairpool.api.dashboard", "templates"),

@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from fairpool.domain.images import image_problem
+
 from . import cgroups, commands, environment, identity, jobfiles
 from .devices import Device, StandIns, real_gpus
-from .images import image_problem
 
 PODMAN_ENV = ("PATH", "HOME", "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME", "CONTAINERS_STORAGE_CONF",
               "CONTAINERS_REGISTRIES_CONF", "REGISTRIES_CONFIG_PATH", "LANG", "TZ")

@@ -8,8 +8,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints, field_validator
 
-from fairpool.auth.rbac import Role
-from fairpool.services.specs import Input, printable
+from fairpool.domain.roles import Role
+from fairpool.schemas.base import Input, printable
 
 #: names live in namespaces that never overlap: local users ``NAME`` (no ``:``), users of the
 #: identity provider ``PREFIX:NAME`` (``oidc_user_prefix``, ``oidc:`` by default) and its

@@ -1,179 +1,21 @@
-"""Request and response models shared by the services, the REST API and the Python client.
-
-Inputs forbid unknown fields and bound every size, so bad input is rejected with a message that
-names the field and the rule, before anything is written.
-"""
+"""Request and response models of jobs: what a submission may ask for (its command,
+resources, environment, image and mounts, each bounded and checked), and how a job, its
+workers, its events and the explanation of its state are reported."""
 
 from __future__ import annotations
 
 import os
 import re
-import unicodedata
-from typing import Annotated, Literal
+from typing import Annotated
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, Field, StringConstraints, field_validator, model_validator
 
-Name = Annotated[
-    str,
-    StringConstraints(
-        pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
-    ),
-]
+from fairpool.domain.images import image_problem
+from fairpool.schemas.base import Input, Name, printable
+
 MAX_COMMAND_BYTES = 64 * 1024
 MAX_ENV_BYTES = 64 * 1024
 ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-#: characters that change how the text around them is shown, or show nothing: bidirectional
-#: embeddings, overrides and isolates, the Arabic letter mark, zero-width spaces and joiners,
-#: the directional marks, the word joiner and invisible operators, line and paragraph
-#: separators, the Mongolian vowel separator and the BOM; the soft hyphen, the combining
-#: grapheme joiner, the Hangul fillers, the interlinear annotation marks and the tag characters
-DISGUISING = re.compile("[\u00ad\u034f\u061c\u115f\u1160\u180e\u200b-\u200f"
-                        "\u2028-\u202e\u2060-\u206f\u3164\ufeff\uffa0\ufff9-\ufffb"
-                        "\U000e0000-\U000e007f]")
-SURROGATE = re.compile(r"[\ud800-\udfff]")  # after JSON decoding, only lone ones are left
-
-
-def _no_nul(value: object) -> None:
-    """No NUL and no lone surrogate in any text, dictionary keys included (pydantic checks
-    only values). Without recursion: a body nested a thousand levels deep must not exhaust the
-    stack."""
-    todo = [value]
-    while todo:
-        item = todo.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                raise ValueError("text must not contain NUL characters")
-            if not item.isascii() and SURROGATE.search(item):
-                raise ValueError("text must be valid Unicode: a lone surrogate (\\ud800-"
-                                 "\\udfff) is not a character")
-        elif isinstance(item, dict):
-            todo.extend(item.keys())
-            todo.extend(item.values())
-        elif isinstance(item, list | tuple):
-            todo.extend(item)
-
-
-def printable(what: str, text: str) -> str:
-    """Text shown to other people (job names, labels, descriptions) must not carry control
-    characters (an escape sequence in a name would act on the terminal of whoever lists the
-    jobs) nor characters that disguise what is shown (a right-to-left override makes
-    ``evil\u202egnp.sh`` read as ``evilhs.png``)."""
-    found = CONTROL.search(text)
-    if found is not None:
-        raise ValueError(f"{what} must not contain control characters (found "
-                         f"{found.group()!r} at position {found.start()}); use printable text")
-    found = DISGUISING.search(text)
-    if found is not None:
-        char = found.group()
-        raise ValueError(f"{what} must not contain U+{ord(char):04X} ("
-                         f"{unicodedata.name(char, 'a format character')}) at position "
-                         f"{found.start()}: bidirectional and invisible characters disguise "
-                         f"what is shown; remove it")
-    return text
-
-
-class Input(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _reject_nul(cls, data: object) -> object:
-        _no_nul(data)
-        return data
-
-
-MAX_GPUS = 1_000_000
-MAX_CPUS = 10_000_000
-MAX_MEMORY_MIB = 1 << 50
-
-
-class ResourceSpec(Input):
-    """Amounts of each resource (a quota: what is guaranteed; one left out is 0)."""
-
-    gpus: float = Field(0, ge=0, le=MAX_GPUS, description="GPUs (may be fractional in quotas)")
-    cpus: float = Field(0, ge=0, le=MAX_CPUS)
-    memory_mib: int = Field(0, ge=0, le=MAX_MEMORY_MIB)
-
-
-class LimitSpec(Input):
-    """A hard cap per resource: a resource left out, null, or at its maximum has no limit
-    (``{"gpus": 4}`` caps GPUs alone)."""
-
-    gpus: float | None = Field(None, ge=0, le=MAX_GPUS, description="null: no GPU limit")
-    cpus: float | None = Field(None, ge=0, le=MAX_CPUS, description="null: no CPU limit")
-    memory_mib: int | None = Field(None, ge=0, le=MAX_MEMORY_MIB,
-                                   description="null: no memory limit")
-
-
-class IdlePolicySpec(Input):
-    """What happens to a project's jobs whose GPUs stay idle (Run:ai's idle GPU timeout)."""
-
-    action: Literal["none", "notify", "preempt", "stop"] = Field(
-        "notify", description="notify: flag only; preempt: requeue when others wait; stop: end "
-                              "after stop_after_s")
-    threshold: float = Field(0.05, ge=0, le=1, description="utilisation below this is idle")
-    after_s: float = Field(1800, ge=1, le=30 * 86400, description="idle this long: flagged")
-    stop_after_s: float | None = Field(None, ge=1, le=30 * 86400,
-                                       description="for stop: idle this long ends the job")
-
-    @model_validator(mode="after")
-    def _stop_needs_time(self) -> IdlePolicySpec:
-        if self.action == "stop" and self.stop_after_s is None:
-            raise ValueError("action stop needs stop_after_s")
-        return self
-
-
-class IdlePolicyOut(BaseModel):
-    action: str
-    threshold: float
-    after_s: float
-    stop_after_s: float | None
-
-
-class QueueCreate(Input):
-    name: Name
-    quota: ResourceSpec = Field(default_factory=ResourceSpec)
-    limit: LimitSpec | None = Field(None, description="hard cap; omitted means unlimited")
-    over_quota_weight: int = Field(1, ge=0, le=1000)
-    priority: int = Field(0, ge=-1000, le=1000)
-
-
-class ProjectCreate(QueueCreate):
-    department: Name
-    idle: IdlePolicySpec | None = Field(None, description="idle-GPU policy of its jobs")
-    default_max_runtime_s: float | None = Field(
-        None, gt=0, le=365 * 86400, description="max runtime of its jobs that set none")
-
-
-class QueueUpdate(Input):
-    quota: ResourceSpec | None = None
-    limit: LimitSpec | None = Field(None, description="the new hard cap, replacing the old "
-                                                      "one; a resource left out is unlimited")
-    unlimited: bool = Field(False, description="remove the limit")
-    over_quota_weight: int | None = Field(None, ge=0, le=1000)
-    priority: int | None = Field(None, ge=-1000, le=1000)
-    idle: IdlePolicySpec | None = Field(None, description="projects only: idle-GPU policy")
-    default_max_runtime_s: float | None = Field(
-        None, ge=0, le=365 * 86400, description="projects only: max runtime of jobs that set "
-                                                 "none; 0 removes it")
-
-    @model_validator(mode="after")
-    def _one_limit(self) -> QueueUpdate:
-        if self.unlimited and self.limit is not None:
-            raise ValueError("give a limit or unlimited=true, not both")
-        return self
-
-
 MAX_MOUNTS = 32
 IMAGE = r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,254}$"
 #: container paths a job may not mount over: the kernel's and fairpool's own (the sandbox
@@ -312,8 +154,6 @@ class JobSubmit(Input):
     @field_validator("image")
     @classmethod
     def _image(cls, image: str | None) -> str | None:
-        from fairpool.executors.sandbox.images import image_problem
-
         problem = None if image is None else image_problem(image)
         if problem is not None:
             raise ValueError(problem)
@@ -339,51 +179,10 @@ class JobSubmit(Input):
         return self
 
 
-class ResourcesOut(BaseModel):
-    gpus: float
-    cpus: float
-    memory_mib: int
-
-
-class LimitOut(BaseModel):
-    """A queue's hard cap; null: no limit on that resource."""
-
-    gpus: float | None
-    cpus: float | None
-    memory_mib: int | None
-
-
 class MountOut(BaseModel):
     source: str
     target: str
     read_only: bool = False
-
-
-class IsolationOut(BaseModel):
-    """How a node confines jobs: full (every part in place), partial (``missing`` names what
-    is not) or none; the Unix account mode jobs run as; whether devices are simulated."""
-
-    level: str  # full | partial | none
-    run_as: str
-    missing: list[str] = Field(default_factory=list)
-    simulated_devices: bool = False
-
-
-class QueueOut(BaseModel):
-    name: str
-    kind: str
-    parent: str | None
-    quota: ResourcesOut
-    limit: LimitOut | None  # null: no limit on any resource
-    over_quota_weight: int
-    priority: int
-    fair_share: ResourcesOut | None = None
-    allocated: ResourcesOut
-    pending: ResourcesOut
-    running_jobs: int
-    pending_jobs: int
-    idle: IdlePolicyOut | None = None  # projects only
-    default_max_runtime_s: float | None = None
 
 
 class WorkerOut(BaseModel):
@@ -444,26 +243,3 @@ class ExplainOut(BaseModel):
     state: str
     code: str | None
     reason: str
-
-
-class DeviceOut(BaseModel):
-    index: int
-    model: str
-    memory_mib: int
-    used: float
-    holders: list[str]
-
-
-class NodeOut(BaseModel):
-    name: str
-    pool: str
-    labels: dict[str, str]
-    simulated: bool
-    ready: bool
-    cordoned: bool
-    cordon_until: float | None = None
-    cordon_reason: str | None = None
-    cpus: float
-    memory_mib: int
-    devices: list[DeviceOut]
-    isolation: IsolationOut | None = None
