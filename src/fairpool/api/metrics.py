@@ -118,13 +118,14 @@ class StoreCollector(Collector):
         yield from (allocated, used)
 
     def _evicted(self) -> Metric:
-        """Counted from the store's eviction events, reading only those new since last time."""
+        """Counted from the store's eviction events by their cause (the scheduler's action,
+        ``drain`` or ``idle``), reading only those new since last time."""
         with self._lock, self.store.session() as s:
-            rows = s.execute(select(JobEventRow.id, JobEventRow.message).where(
+            rows = s.execute(select(JobEventRow.id, JobEventRow.cause).where(
                 JobEventRow.kind == "evicted", JobEventRow.id > self._last_event)
                 .order_by(JobEventRow.id)).all()
-            for event_id, message in rows:
-                reason = message.split(":", 1)[0].strip() or "other"
+            for event_id, cause in rows:
+                reason = cause or "other"
                 self._evictions[reason] = self._evictions.get(reason, 0) + 1
                 self._last_event = event_id
             counts = dict(self._evictions)

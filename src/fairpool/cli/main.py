@@ -328,7 +328,7 @@ def cancel(job_id: str, as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json(item)
     else:
-        show(f"{item.id}: {item.state}", " (stopping)" if item.state not in ("cancelled",) else "")
+        show(f"{item.id}: {item.state}")  # stopping: its workers are being stopped
 
 
 @app.command()

@@ -11,8 +11,17 @@ over) and :func:`fairpool.control.idle.decide` (idle GPUs, via the sampler).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from fairpool.domain.states import StopReason
+
+
+class HoldCode(StrEnum):
+    """Why the loop holds a waiting job back (its ``reason_code`` until ``not_before``); the
+    scheduler's own pending codes are :class:`fairpool.scheduler.codes.PendingCode`."""
+
+    RETRY_BACKOFF = "retry-backoff"  # a failed attempt waits out its backoff
+    IDLE_HOLD = "idle-hold"  # requeued for idle GPUs: the jobs that waited go first
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from fairpool.domain.states import StopReason
 from fairpool.store.lifecycle import add_event, move
 from fairpool.store.models import JobRow
 
-from .effects import Stop
+from .effects import HoldCode, Stop
 
 S = JobState
 
@@ -46,7 +46,7 @@ def retry(s: Session, row: JobRow, now: float, seq: int, why: str, base_s: float
     row.not_before = now + wait
     row.reason = (f"retry {row.retries} of {row.max_retries} after: {why}; scheduled again "
                   f"after {time.strftime('%H:%M:%S', time.localtime(now + wait))}")
-    row.reason_code = "retry-backoff"
+    row.reason_code = HoldCode.RETRY_BACKOFF
     row.exit_code = None
     return True
 

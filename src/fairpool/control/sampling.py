@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from fairpool.control.effects import Sample, Stop
+from fairpool.control.effects import HoldCode, Sample, Stop
 from fairpool.control.idle import IdleAction, IdlePolicy, IdleState, decide
 from fairpool.domain import JobState
 from fairpool.domain.states import StopReason
@@ -105,4 +105,4 @@ def hold_back(s: Session, row: JobRow, now: float) -> None:
     row.not_before = now + wait
     row.reason = (f"held back for {wait:g} s after its GPUs were idle (project idle policy); "
                   f"scheduled again after {time.strftime('%H:%M:%S', time.localtime(now + wait))}")
-    row.reason_code = "idle-hold"
+    row.reason_code = HoldCode.IDLE_HOLD

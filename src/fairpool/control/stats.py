@@ -9,9 +9,12 @@ from dataclasses import dataclass
 from multiprocessing.sharedctypes import SynchronizedArray
 from typing import Any
 
+from fairpool.scheduler.codes import Action
+
 #: upper bounds (seconds) of the cycle-duration histogram buckets; the last is +Inf
 CYCLE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-DECISIONS = ("allocate", "consolidate", "reclaim", "preempt", "idle")
+#: the scheduler's actions, and the loop's own idle evictions
+DECISIONS = (*(a.value for a in Action), "idle")
 
 
 @dataclass(frozen=True)

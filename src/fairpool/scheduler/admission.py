@@ -7,6 +7,7 @@ name the queue and the numbers a person needs to act (raise a limit, free quota,
 from __future__ import annotations
 
 from fairpool.domain.resources import RESOURCE_NAMES, Resources
+from fairpool.scheduler.codes import PendingCode
 from fairpool.scheduler.plan import PendingReason
 from fairpool.scheduler.session import JobView, Session
 
@@ -27,7 +28,7 @@ def admission_block(session: Session, view: JobView) -> PendingReason | None:
     q = session.within_limit(view, req)
     if q is not None:
         return PendingReason(
-            "QUEUE_LIMIT",
+            PendingCode.QUEUE_LIMIT,
             f"{_kind(session, q)} {session.queue_names[q]} is at its limit "
             f"{_only(session.q_limit[q], req)} ({_only(session.q_alloc[q], req)} in use); "
             f"the job needs {_only(req, req)} more",
@@ -36,7 +37,7 @@ def admission_block(session: Session, view: JobView) -> PendingReason | None:
         q = session.within_quota(view, req, non_preemptible_only=True)
         if q is not None:
             return PendingReason(
-                "OVER_QUOTA_NON_PREEMPTIBLE",
+                PendingCode.OVER_QUOTA_NON_PREEMPTIBLE,
                 f"non-preemptible jobs must fit in quota: {_kind(session, q)} "
                 f"{session.queue_names[q]} has quota {_only(session.q_quota[q], req)} and "
                 f"{_only(session.q_alloc_np[q], req)} is held by non-preemptible jobs; the job "
@@ -46,7 +47,7 @@ def admission_block(session: Session, view: JobView) -> PendingReason | None:
         q = session.within_quota(view, req, non_preemptible_only=False)
         if q is not None:
             return PendingReason(
-                "OVER_QUOTA_STRICT",
+                PendingCode.OVER_QUOTA_STRICT,
                 f"strict quotas: {_kind(session, q)} {session.queue_names[q]} has quota "
                 f"{_only(session.q_quota[q], req)} and uses {_only(session.q_alloc[q], req)}",
             )

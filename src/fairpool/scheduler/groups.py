@@ -25,7 +25,9 @@ def job_key(view: JobView) -> JobKey:
 
 class Group:
     """``reason``: why the group's waiting jobs wait, set when its head could not be placed
-    (every job of the group after the head waits for the same reason, so it is kept once)."""
+    (every job of the group after the head waits for the same reason, so it is kept once). It
+    changes only through :meth:`fairpool.scheduler.session.Session.set_group_reason`, which logs
+    the undo."""
 
     __slots__ = ("jobs", "leaf", "priority", "reason")
 

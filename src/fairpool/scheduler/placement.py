@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from fairpool.domain.job import WorkerPlacement, WorkerRequest
 from fairpool.domain.resources import CPU_UNIT, GPU_UNIT, format_gpus
 from fairpool.scheduler.cluster_state import ClusterState, Domain
+from fairpool.scheduler.codes import Action, PlacementCode
+from fairpool.scheduler.fit import Inventory, misfit
 from fairpool.scheduler.session import JobView, Session, Slot
 from fairpool.scheduler.snapshot import Strategy
 from fairpool.scheduler.statement import Statement
@@ -24,7 +26,7 @@ WorkerSlot = tuple[int, tuple[int, ...], int, int]  # node, device positions, sh
 
 @dataclass(frozen=True, slots=True)
 class PlacementFailure:
-    code: str  # NO_NODES | TOO_LARGE | NO_CAPACITY | NODE_RESOURCES
+    code: PlacementCode
     message: str
 
 
@@ -162,26 +164,22 @@ def could_fit(dom: Domain, req: WorkerRequest, workers: int, same_node: bool) ->
     return bool(dom.nodes)
 
 
+def _inventory(cs: ClusterState, dom: Domain, where: str) -> Inventory:
+    """The domain's nodes as if empty (GPU maxima from its index; whole gangs unchecked)."""
+    nodes = [cs.nodes[n] for n in dom.nodes]
+    return Inventory(len(nodes), dom.max_devices, dom.max_device_memory,
+                     max((x.cpu for x in nodes), default=0),
+                     max((x.memory for x in nodes), default=0), None, where)
+
+
 def explain_failure(cs: ClusterState, dom: Domain, view: JobView) -> PlacementFailure:
     job = view.job
     req = job.request
     n = job.workers
     where = dom.describe()
-    if not dom.nodes:
-        return PlacementFailure("NO_NODES", f"no ready, uncordoned node matches {where}")
-    if req.gpus and req.gpus * (n if job.same_node else 1) > dom.max_devices:
-        need = req.gpus * (n if job.same_node else 1)
-        what = f"all {n} workers on one node need {need} GPUs" if job.same_node and n > 1 else (
-            f"each worker needs {req.gpus} GPUs on one node")
-        return PlacementFailure(
-            "TOO_LARGE", f"{what}, but the largest node in {where} has {dom.max_devices}"
-        )
-    if req.gpu_memory_mib is not None and req.gpu_memory_mib > dom.max_device_memory:
-        return PlacementFailure(
-            "TOO_LARGE",
-            f"each worker needs {req.gpu_memory_mib} MiB on one GPU, but the largest GPU in "
-            f"{where} has {dom.max_device_memory} MiB",
-        )
+    never = misfit(_inventory(cs, dom, where), req, n, same_node=job.same_node)
+    if never is not None:  # NO_NODES or TOO_LARGE: it would not fit even on empty nodes
+        return PlacementFailure(never.code, never.message)
     if not could_fit(dom, req, n, job.same_node):
         free = dom.free_whole()
         block = dom.largest_block()
@@ -191,18 +189,18 @@ def explain_failure(cs: ClusterState, dom: Domain, view: JobView) -> PlacementFa
             if job.same_node and n > 1:
                 shape += " on one node"
             return PlacementFailure(
-                "NO_CAPACITY",
+                PlacementCode.NO_CAPACITY,
                 f"needs {shape}; {free} GPUs free in {where}, largest free block on one node "
                 f"is {block}",
             )
         frac = format_gpus(_min_milli(req, dom))
         return PlacementFailure(
-            "NO_CAPACITY",
+            PlacementCode.NO_CAPACITY,
             f"needs {n} × {frac} of a GPU; {free} whole GPUs free in {where} and no partly "
             f"used GPU has that much left",
         )
     return PlacementFailure(
-        "NODE_RESOURCES",
+        PlacementCode.NODE_RESOURCES,
         f"GPUs are free in {where} but no node with them also has "
         f"{req.cpu / CPU_UNIT:g} CPUs and {req.memory} MiB memory free per worker",
     )
@@ -280,7 +278,7 @@ def _place_workers(
 def try_place(
     session: Session,
     view: JobView,
-    action: str,
+    action: Action,
     *,
     only: Collection[int] | None = None,
     exclude: Collection[int] = (),

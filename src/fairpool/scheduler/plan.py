@@ -12,20 +12,21 @@ from dataclasses import dataclass, field
 
 from fairpool.domain.job import WorkerPlacement
 from fairpool.domain.resources import Resources
+from fairpool.scheduler.codes import Action, PendingCode
 
 
 @dataclass(frozen=True, slots=True)
 class Bind:
     job_id: str
     placements: tuple[WorkerPlacement, ...]
-    action: str  # allocate | consolidate | reclaim | preempt
+    action: Action
     waits_for: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Eviction:
     job_id: str
-    action: str  # consolidate | reclaim | preempt
+    action: Action  # consolidate, reclaim or preempt (allocate never evicts)
     reason: str
     for_job: str | None = None
 
@@ -34,7 +35,7 @@ class Eviction:
 class PendingReason:
     """Why a job waits, in words a person can act on. ``code`` is stable for programs."""
 
-    code: str
+    code: PendingCode
     message: str
 
 
@@ -77,6 +78,8 @@ class Plan:
     evictions: list[Eviction] = field(default_factory=list)
     pending: Mapping[str, PendingReason] = field(default_factory=dict)
     fair_shares: dict[str, Resources] = field(default_factory=dict)
+    #: queue → what it holds once this plan is applied (binds in, evictions out), for every
+    #: queue fair_shares has, counted by fairpool.domain.accounting as queue status counts it
     allocated: dict[str, Resources] = field(default_factory=dict)
     reused: bool = False  # True when a no-change cycle returned the previous plan
     valid_until: float = float("inf")  # the plan may change after this time even with no events

@@ -2,22 +2,26 @@
 
 The session is built from a :class:`~fairpool.scheduler.snapshot.Snapshot`; actions change it only
 through :meth:`Session.bind` and :meth:`Session.evict` (devices through
-:class:`~fairpool.scheduler.cluster_state.ClusterState`), all of which log their inverse, so any
-statement can be rolled back exactly. Queue accounting is kept for every level of the tree: a job
-counts against its project and every ancestor up to the department.
+:class:`~fairpool.scheduler.cluster_state.ClusterState`) and pending reasons only through
+:meth:`Session.set_reason`, :meth:`Session.clear_reason` and :meth:`Session.set_group_reason`, all
+of which log their inverse, so any statement can be rolled back exactly. Queue accounting is kept
+for every level of the tree: a job counts against its project and every ancestor up to the
+department.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Hashable, Iterable, Iterator
+from collections.abc import Hashable, Iterable, Iterator, Mapping
 from typing import Any
 
+from fairpool.domain.accounting import held_units, reference_memory
 from fairpool.domain.job import Job, WorkerPlacement
 from fairpool.domain.queue import QueueTree
 from fairpool.domain.resources import GPU_UNIT, Resources
 from fairpool.domain.states import HOLDING_STATES, PENDING_STATES
 from fairpool.scheduler.cluster_state import ClusterState
+from fairpool.scheduler.codes import Action, PendingCode
 from fairpool.scheduler.fair_share import fair_shares
 from fairpool.scheduler.groups import Group, GroupKey, job_key
 from fairpool.scheduler.plan import Bind, Eviction, PendingReason, PendingReasons, Plan
@@ -60,13 +64,8 @@ class UnknownProject(ValueError):
 
 
 def accounted(job: Job, placements: Iterable[WorkerPlacement]) -> tuple[int, int, int, int]:
-    gpu = gmem = 0
-    count = 0
-    for p in placements:
-        gpu += p.share * len(p.devices)
-        gmem += p.gpu_memory * len(p.devices)
-        count += 1
-    return (gpu, gmem, job.request.cpu * count, job.request.memory * count)
+    """What ``job`` holds on ``placements`` (:func:`fairpool.domain.accounting.held`)."""
+    return held_units(job.request, placements)
 
 
 class Session:
@@ -94,19 +93,24 @@ class Session:
         self.node_jobs: list[set[int]] = [set() for _ in snapshot.nodes]
         self.binds: dict[int, Bind] = {}
         self.evictions: dict[int, Eviction] = {}
-        self.reasons: dict[int, PendingReason] = {}
+        self._reasons: dict[int, PendingReason] = {}  # a job's own reason (over its group's)
         self.running: list[JobView] = []  # jobs holding resources when the cycle began
         self.scratch: dict[str, Any] = {}  # caches actions keep across the rounds of a cycle
         self._selector_keys: dict[int, Hashable] = {}
         #: waiting jobs in groups of interchangeable ones (see fairpool.scheduler.groups)
         self.groups: dict[GroupKey, Group] = {}
         self.leaf_groups: dict[int, list[Group]] = {}
-        self.ref_memory = max(
-            (d.memory_mib for n in snapshot.nodes for d in n.devices), default=0
+        self.ref_memory = reference_memory(  # GPU-memory requests are valued on it
+            d.memory_mib for n in snapshot.nodes for d in n.devices
         )
         self._load_jobs(snapshot.jobs)
         self._index_groups()
         self._fair_share()
+
+    @property
+    def reasons(self) -> Mapping[int, PendingReason]:
+        """Job index → the job's own pending reason (read only: see :meth:`set_reason`)."""
+        return self._reasons
 
     # -- construction ------------------------------------------------------------------------
     def _load_jobs(self, jobs: Iterable[Job]) -> None:
@@ -234,10 +238,11 @@ class Session:
         view: JobView,
         slots: tuple[Slot, ...],
         placements: tuple[WorkerPlacement, ...],
-        action: str,
+        action: Action,
         waits_for: tuple[str, ...] = (),
     ) -> None:
-        """Record a bind for devices the caller has already occupied in the cluster state."""
+        """Record a bind for devices the caller has already occupied in the cluster state; the
+        job's own pending reason goes (logged, like the rest)."""
         prev = (view.status, view.placements, view.acct, view.slots)
         view.status = BOUND
         view.placements = placements
@@ -249,6 +254,8 @@ class Session:
             self.node_jobs[n].add(view.idx)
         self.binds[view.idx] = Bind(view.job.id, placements, action, waits_for)
         self.log.push(self._unbind, view, prev, nodes)
+        if view.idx in self._reasons:
+            self.clear_reason(view)
 
     def _unbind(
         self,
@@ -272,7 +279,7 @@ class Session:
         """Holding resources in this session: running before the cycle, or placed in it."""
         return view.status == RUNNING or view.status == BOUND
 
-    def evict(self, view: JobView, action: str, reason: str, for_job: str | None) -> None:
+    def evict(self, view: JobView, action: Action, reason: str, for_job: str | None) -> None:
         """Release a job's devices: a running job is evicted (recorded in the plan); a job placed
         earlier in this cycle loses that placement and waits again (nothing has started yet;
         a job moved in this cycle stays evicted)."""
@@ -282,9 +289,10 @@ class Session:
             prev = (view.status, view.placements, view.acct, view.slots)
             view.status = EVICTED if view.idx in self.evictions else PENDING
             self.log.push(self._restore_bind, view, bind, prev)
-            self.reasons[view.idx] = PendingReason(
-                "DISPLACED", f"it was placed, then its room went to job {for_job} ({action})"
-            )
+            self.set_reason(view, PendingReason(
+                PendingCode.DISPLACED,
+                f"it was placed, then its room went to job {for_job} ({action})",
+            ))
             return
         assert view.status == RUNNING, "only jobs running before this cycle can be evicted"
         nodes = self._release(view)
@@ -318,7 +326,6 @@ class Session:
         for n, _ in view.slots:
             self.node_jobs[n].add(view.idx)
         self.binds[view.idx] = bind
-        self.reasons.pop(view.idx, None)
 
     def _unevict(self, view: JobView, nodes: set[int]) -> None:
         self._account(view, view.acct, 1)
@@ -326,6 +333,34 @@ class Session:
             self.node_jobs[n].add(view.idx)
         view.status = RUNNING
         del self.evictions[view.idx]
+
+    # -- pending reasons (logged) ------------------------------------------------------------
+    def set_reason(self, view: JobView, reason: PendingReason) -> None:
+        """Give the job its own reason to wait (it takes precedence over its group's)."""
+        old = self._reasons.get(view.idx)
+        if old is not reason:
+            self._reasons[view.idx] = reason
+            self.log.push(self._put_reason, view.idx, old)
+
+    def clear_reason(self, view: JobView) -> None:
+        """Drop the job's own reason (its group's, if any, applies again)."""
+        old = self._reasons.pop(view.idx, None)
+        if old is not None:
+            self.log.push(self._put_reason, view.idx, old)
+
+    def set_group_reason(self, group: Group, reason: PendingReason | None) -> None:
+        """Give every waiting job of the group without a reason of its own this reason."""
+        old = group.reason
+        if old is not reason:
+            group.reason = reason
+            if self.log.open:  # (this runs once per group and action: skip the call if final)
+                self.log.push(setattr, group, "reason", old)
+
+    def _put_reason(self, idx: int, reason: PendingReason | None) -> None:
+        if reason is None:
+            del self._reasons[idx]
+        else:
+            self._reasons[idx] = reason
 
     # -- queries -----------------------------------------------------------------------------
     def within_limit(self, view: JobView, req: tuple[int, int, int, int]) -> int | None:
@@ -426,7 +461,7 @@ class Session:
 
     def reason_of(self, view: JobView) -> PendingReason | None:
         """Why a job waits: its own reason, else its group's."""
-        own = self.reasons.get(view.idx)
+        own = self._reasons.get(view.idx)
         if own is not None:
             return own
         return view.group.reason if view.group is not None else None
@@ -436,14 +471,14 @@ class Session:
         return self.reason_of(view) if view.status == PENDING else None
 
     def _waiting_with_reasons(self) -> Iterator[int]:
-        for idx in self.reasons:
+        for idx in self._reasons:
             if self.jobs[idx].status == PENDING:
                 yield idx
         for group in self.groups.values():
             if group.reason is None:
                 continue
             for view in group.jobs:
-                if view.status == PENDING and view.idx not in self.reasons:
+                if view.status == PENDING and view.idx not in self._reasons:
                     yield view.idx
 
     def to_plan(self) -> Plan:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from fairpool.domain.resources import GPU_UNIT
+from fairpool.scheduler.codes import Action
 from fairpool.scheduler.placement import could_fit, place_gang
 from fairpool.scheduler.session import BOUND, JobView, Session
 from fairpool.scheduler.statement import Statement
@@ -149,7 +150,7 @@ def victims_by_leaf(session: Session) -> dict[int, list[JobView]]:
 def evict_to_fit(
     session: Session,
     view: JobView,
-    action: str,
+    action: Action,
     candidates: Sequence[JobView],
     remove: Remove,
     admits: Callable[[], bool] = lambda: True,

@@ -15,13 +15,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from fairpool.domain import JobState
+from fairpool.domain.job import WorkerRequest
 from fairpool.domain.priority import DEFAULT_PRIORITY_CLASSES, resolve_priority_class
 from fairpool.domain.resources import CPU_UNIT
 from fairpool.domain.states import FINISHED_VALUES, PENDING_VALUES, StopReason
+from fairpool.scheduler.fit import Inventory, Shortfall, misfit
 from fairpool.schemas.jobs import EventOut, ExplainOut, JobOut, JobSubmit
 from fairpool.services import audit
 from fairpool.services.errors import Conflict, Invalid, NotFound, ServiceError
 from fairpool.services.views import job_out
+from fairpool.store.convert import node_domain
 from fairpool.store.db import Store
 from fairpool.store.lifecycle import add_event, move
 from fairpool.store.models import JobEventRow, JobRow, NodeRow, QueueRow
@@ -48,36 +51,39 @@ def _inventory(store: Store, s: Session) -> list[NodeRow]:
 
 
 def _check_fits_somewhere(store: Store, s: Session, spec: JobSubmit) -> None:
-    """Reject requests no node could ever hold, with the numbers."""
-    nodes = [n for n in _inventory(store, s)
-             if n.ready and (spec.node_pool is None or n.pool == spec.node_pool)]
-    if not nodes:
-        if spec.node_pool is not None:
-            raise Invalid(f"no node is in pool {spec.node_pool}")
+    """Reject requests no node could ever hold, with the numbers: the scheduler's own check
+    (:func:`fairpool.scheduler.fit.misfit`, per node, not the whole gang: nodes may join) on the
+    ready nodes of the job's pool (of every pool if it names none). No node at all is fine
+    unless a pool is named. Each pool's inventory is kept with the node rows it was made of."""
+    rows = _inventory(store, s)
+    cached = store.cache.get("fit-inventories")
+    if cached is None or cached[0] is not rows:  # the node rows were re-read
+        cached = store.cache["fit-inventories"] = (rows, {})
+    by_pool: dict[str | None, Inventory] = cached[1]
+    pool = spec.node_pool
+    inventory = by_pool.get(pool)
+    if inventory is None:
+        inventory = by_pool[pool] = Inventory.of(
+            node_domain(n) for n in rows if n.ready and (pool is None or n.pool == pool))
+    request = WorkerRequest(gpus=spec.gpus, gpu_fraction=spec.gpu_fraction,
+                            gpu_memory_mib=spec.gpu_memory_mib,
+                            cpu=round(spec.cpus * CPU_UNIT), memory=spec.memory_mib)
+    why = misfit(inventory, request, spec.workers, same_node=spec.same_node)
+    if why is None or (why.shortfall == Shortfall.NO_NODES and pool is None):
         return
-    per_worker = spec.gpus
-    if spec.same_node:
-        per_worker *= spec.workers
-    largest = max(len(n.devices) for n in nodes)
-    if per_worker > largest:
-        where = f"pool {spec.node_pool}" if spec.node_pool else "the pool"
-        raise Invalid(f"the job needs {per_worker} GPUs on one node but the largest node in "
-                      f"{where} has {largest}")
-    if (spec.gpu_fraction is not None or spec.gpu_memory_mib is not None) and largest == 0:
-        raise Invalid("the job asks for a GPU share but no node has GPUs")
-    if spec.gpu_memory_mib is not None:
-        biggest = max((d["memory_mib"] for n in nodes for d in n.devices), default=0)
-        if spec.gpu_memory_mib > biggest:
-            raise Invalid(f"the job needs {spec.gpu_memory_mib} MiB on one GPU but the largest "
-                          f"GPU has {biggest} MiB")
-    cpus = max(n.cpu for n in nodes) / CPU_UNIT
-    if spec.cpus * (spec.workers if spec.same_node else 1) > cpus:
-        raise Invalid(f"the job needs {spec.cpus:g} CPUs per worker but the largest node has "
-                      f"{cpus:g}")
-    memory = max(n.memory for n in nodes)
-    if spec.memory_mib * (spec.workers if spec.same_node else 1) > memory:
-        raise Invalid(f"the job needs {spec.memory_mib} MiB memory per worker but the largest "
-                      f"node has {memory} MiB")
+    where = f"pool {pool}" if pool else "the pool"
+    raise Invalid({
+        Shortfall.NO_NODES: f"no node is in pool {pool}",
+        Shortfall.GPUS: f"the job needs {why.need} GPUs on one node but the largest node in "
+                        f"{where} has {why.largest}",
+        Shortfall.NO_GPUS: "the job asks for a GPU share but no node has GPUs",
+        Shortfall.GPU_MEMORY: f"the job needs {why.need} MiB on one GPU but the largest GPU "
+                              f"has {why.largest} MiB",
+        Shortfall.CPU: f"the job needs {spec.cpus:g} CPUs per worker but the largest node has "
+                       f"{why.largest / CPU_UNIT:g}",
+        Shortfall.MEMORY: f"the job needs {spec.memory_mib} MiB memory per worker but the "
+                          f"largest node has {why.largest} MiB",
+    }.get(why.shortfall, why.message))
 
 
 NO_MOUNTS = "this pool allows no mounts (an admin sets allowed_mount_roots)"

@@ -3,7 +3,10 @@
 Events are job arrivals, job completions, LAS level changes and the end of minimum-runtime
 protections. After the events of one instant are applied, the core runs one cycle on a snapshot
 of the simulated cluster (:func:`fairpool.scheduler.schedule`, exactly as the control loop runs
-it) and its plan is carried out at once:
+it) and its plan is carried out at once by :func:`fairpool.scheduler.apply.apply_plan` (the
+simulator is an executor whose workers start and stop instantly), so every job moves only along
+the edges of the state table (:func:`fairpool.domain.job.moved`; a completion is
+``running → succeeded``):
 
 - a bound job starts (restarts, after an eviction) on the placement the core chose and runs at
   full speed for its remaining work;
@@ -12,9 +15,11 @@ it) and its plan is carried out at once:
   GPU time is counted as lost, and it needs that much more run time later.
 
 A job's work is its trace duration: the run time on the GPUs it asked for, without interruption.
-Jobs that ask for more GPUs than the whole cluster (or than a node, for fractions) never run and
-are reported as unfinished. Cycles only run at instants where something changed, so a quiet
-cluster costs nothing.
+Jobs that could never fit on the cluster, even empty (:func:`fairpool.scheduler.fit.misfit`,
+the scheduler's own check, with the whole gang: more GPUs than the cluster, or a worker larger
+than a node) never run and are reported as unfinished. Fair shares are the core's
+(:func:`fairpool.scheduler.fair_share.fair_shares`). Cycles only run at instants where something
+changed, so a quiet cluster costs nothing.
 """
 
 from __future__ import annotations
@@ -26,10 +31,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from fairpool.domain import GPU_UNIT, Job, JobState, Node, Queue, Resources, WorkerRequest
+from fairpool.domain.job import moved
 from fairpool.domain.priority import resolve_priority_class
-from fairpool.domain.queue import ROOT, QueueTree
+from fairpool.domain.queue import QueueTree
 from fairpool.scheduler import Plan, Snapshot, schedule
-from fairpool.scheduler.fair_share import Claimant, divide
+from fairpool.scheduler.apply import apply_plan
+from fairpool.scheduler.fair_share import fair_shares
+from fairpool.scheduler.fit import Inventory, misfit
 
 from .policies import Policy
 from .records import JobRecord, Sample, SimResult, Trace, TraceJob
@@ -37,6 +45,7 @@ from .records import JobRecord, Sample, SimResult, Trace, TraceJob
 ALL = "all"  # the single queue of tenant-less policies
 DEFAULT_CHECKPOINT_S = 1800.0
 _ARRIVE, _FINISH, _WAKE = 0, 1, 2
+_SHARES_MEMO = 4096  # demands whose reference shares are remembered
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,14 +122,6 @@ def _request(job: TraceJob) -> tuple[WorkerRequest, int]:
     return WorkerRequest(gpus=int(per_worker)), job.workers
 
 
-def _fits(job: TraceJob, node_sizes: list[int]) -> bool:
-    """Whether the job's workers fit on nodes of these sizes at all (when they are empty)."""
-    request, workers = _request(job)
-    if request.gpus == 0:
-        return job.gpus <= 1 and any(node_sizes)
-    return sum(size // request.gpus for size in node_sizes) >= workers
-
-
 class Simulation:
     """One policy on one trace. ``run`` returns the :class:`SimResult`."""
 
@@ -133,6 +134,7 @@ class Simulation:
         self.checkpoint_s = checkpoint_s
         self.record_samples = record_samples
         self.nodes = cluster.nodes()
+        self.inventory = Inventory.of(self.nodes)
         self.capacity = Resources(gpu=cluster.gpus * GPU_UNIT)
         self.project_tree = QueueTree.build(self._tenant_queues())
         self.queues = ((Queue(ALL, parent=None, quota=self.capacity),) if policy.single_queue
@@ -144,6 +146,9 @@ class Simulation:
         self.fast = fast
         self.project_alloc: dict[str, float] = {}  # GPUs held per trace project
         self.events: list[tuple[float, int, int, str, int]] = []
+        #: demand (project, milli-GPUs) → reference shares, of recent computations (a demand
+        #: comes back often: preemption and LAS level changes move GPUs, not demand)
+        self._shares_memo: dict[frozenset[tuple[str, int]], dict[str, float]] = {}
         self.seq = 0
         self.result = SimResult(policy=policy.name, trace=trace.name, gpus=cluster.gpus,
                                 quotas=dict(trace.quotas), jobs=[])
@@ -164,13 +169,12 @@ class Simulation:
 
     def run(self) -> SimResult:
         started = time.perf_counter()
-        sizes = [len(n.devices) for n in self.nodes]
         for tj in self.trace.jobs:
             rec = JobRecord(tj.job_id, tj.project, tj.gpus, tj.submit_s, tj.duration_s)
             self.result.jobs.append(rec)
-            if not _fits(tj, sizes):
-                continue  # never runs: reported unfinished
             request, workers = _request(tj)
+            if misfit(self.inventory, request, workers, whole_gang=True) is not None:
+                continue  # never runs: reported unfinished
             cls = resolve_priority_class(tj.priority)
             domain = Job(id=tj.job_id, project=ALL if self.policy.single_queue else tj.project,
                          request=request, workers=workers, priority=cls.value,
@@ -272,29 +276,33 @@ class Simulation:
                             order_keys=keys)
         plan = schedule(snapshot, self.policy.config)
         self.result.cycles += 1
-        self._apply(plan, now)
+        if plan.changes:
+            self._apply(snapshot, plan, now)
         if plan.valid_until != math.inf and plan.valid_until > now:
             self._push(plan.valid_until, _WAKE)
-        self._sample(now)
+        self._sample(now, plan)
 
-    def _apply(self, plan: Plan, now: float) -> None:
-        binds = {b.job_id: b for b in plan.binds}
+    def _apply(self, snapshot: Snapshot, plan: Plan, now: float) -> None:
+        """Carry the plan out with :func:`apply_plan` (the jobs' states and placements), then
+        keep the simulator's own books: run time, lost work, completion events. The plan is
+        applied to the part of the snapshot it names, so a cycle costs what it changes."""
+        named = dict.fromkeys([e.job_id for e in plan.evictions] +
+                              [b.job_id for b in plan.binds])
+        part = replace(snapshot, jobs=tuple(self.live[j] for j in named))
+        for moved_job in apply_plan(part, plan, now).jobs:
+            self.live[moved_job.id] = self.jobs[moved_job.id].domain = moved_job
         for e in plan.evictions:
-            job = self.jobs[e.job_id]
-            if job.run_start is None:
-                continue
-            self._stop(job, now, finished=False)  # a move (consolidation) restarts below
-        for job_id, bind in binds.items():
+            self._stop(self.jobs[e.job_id], now, finished=False)  # a move restarts below
+        for bind in plan.binds:
+            job_id = bind.job_id
             job = self.jobs[job_id]
+            job.domain = self.live[job_id]  # as the eviction of a move may have left it
             job.run_start = now
             job.epoch += 1
             p = job.trace.project
             self.project_alloc[p] = self.project_alloc.get(p, 0.0) + job.gpus
             if job.record.first_start_s is None:
                 job.record.first_start_s = now
-            job.domain = replace(job.domain, state=JobState.RUNNING,
-                                 placements=bind.placements, started_at=now)
-            self.live[job_id] = job.domain
             self.waiting.discard(job_id, job.trace.project, job.gpus)
             self._push(now + job.trace.duration_s - job.saved_s, _FINISH, job_id, job.epoch)
             self._schedule_las_drop(job, now)
@@ -311,14 +319,13 @@ class Simulation:
         if finished:
             job.saved_s = job.trace.duration_s
             job.record.finish_s = now
+            job.domain = moved(job.domain, JobState.SUCCEEDED, at=now)
             del self.live[job.trace.job_id]
             return
         kept = math.floor(ran / self.checkpoint_s) * self.checkpoint_s
         job.record.evictions += 1
         job.record.lost_gpu_s += (ran - kept) * job.gpus
         job.saved_s += kept
-        job.domain = replace(job.domain, state=JobState.REQUEUED, placements=(),
-                             started_at=None)
         if self.policy.las_thresholds:
             self._set_las_priority(job)
         self.live[job.trace.job_id] = job.domain
@@ -347,45 +354,41 @@ class Simulation:
                 self._push(at, _WAKE, job.trace.job_id, job.epoch)
 
     # -- samples ------------------------------------------------------------------------------
-    def _reference_shares(self, demand: dict[str, float]) -> dict[str, float]:
-        """Each project's fair share of GPUs for this demand under the trace's quotas (the same
-        water-filling as the core, GPUs only): the reference every policy is measured against,
-        whether or not the policy itself uses quotas."""
-        tree = self.project_tree
-        milli = {p: round(g * GPU_UNIT) for p, g in demand.items()}
-        depts = tree.children[ROOT]
-        dept_demand = [sum(milli.get(k, 0) for k in tree.children[d]) for d in depts]
-        total = min(self.capacity.gpu, sum(dept_demand))
-        dept_share = divide(total, [_claimant(tree.queues[d], dd)
-                                    for d, dd in zip(depts, dept_demand, strict=True)], GPU_UNIT)
-        fair: dict[str, float] = {}
-        for d, share in zip(depts, dept_share, strict=True):
-            kids = [k for k in tree.children[d] if milli.get(k, 0) > 0]
-            if not kids:
-                continue
-            split = divide(share, [_claimant(tree.queues[k], milli[k]) for k in kids], GPU_UNIT)
-            fair.update((k, v / GPU_UNIT) for k, v in zip(kids, split, strict=True))
-        return fair
+    def _reference_shares(self, demand: dict[str, float],
+                          plan: Plan | None = None) -> dict[str, float]:
+        """Each project's fair share of GPUs for this demand (GPUs per project) under the
+        trace's quotas: the reference every policy is measured against, whether or not the
+        policy itself uses quotas. Only projects with demand are listed. They are the core's
+        own: the shares of ``plan``, a cycle on this demand, when the policy schedules on the
+        trace's department → project tree; else :func:`fair_shares` on that tree (single-queue
+        policies have none), remembered for recent demands."""
+        milli = {p: m for p, g in demand.items() if (m := round(g * GPU_UNIT)) > 0}
+        if plan is not None and not self.policy.single_queue:
+            return {p: plan.fair_shares[p].gpu / GPU_UNIT for p in milli}
+        key = frozenset(milli.items())
+        fair = self._shares_memo.get(key)
+        if fair is None:
+            if len(self._shares_memo) >= _SHARES_MEMO:
+                self._shares_memo.clear()
+            shares = fair_shares(self.project_tree, self.capacity,
+                                 {p: Resources(gpu=m) for p, m in milli.items()})
+            fair = self._shares_memo[key] = {p: shares[p].gpu / GPU_UNIT for p in milli}
+        return dict(fair)
 
-    def _sample(self, now: float) -> None:
+    def _sample(self, now: float, plan: Plan | None = None) -> None:
         if not self.record_samples:
             return
         allocated = {p: g for p, g in self.project_alloc.items() if g > 1e-9}
         demand = dict(allocated)
         for p, g in self.waiting.gpus_by_project():
             demand[p] = demand.get(p, 0.0) + g
-        fair = self._reference_shares(demand)
+        fair = self._reference_shares(demand, plan)
         sample = Sample(now, allocated, demand, fair, sum(allocated.values()))
         samples = self.result.samples
         if samples and samples[-1].t == now:
             samples[-1] = sample
         else:
             samples.append(sample)
-
-
-def _claimant(queue: Queue, demand_milli: int) -> Claimant:
-    return Claimant(quota=queue.quota.gpu, demand=demand_milli, weight=queue.over_quota_weight,
-                    priority=queue.priority)
 
 
 def simulate(trace: Trace, policies: Iterable[Policy], cluster: ClusterSpec, *,

@@ -16,13 +16,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from fairpool.domain.states import (
-    HOLDING_STATES,
-    STARTED_STATES,
-    JobState,
-    StopReason,
-    transition,
-)
+from fairpool.domain.states import STARTED_STATES, JobState, StopReason, transition
 from fairpool.store.models import JobEventRow, JobRow
 from fairpool.store.workers import Phase
 
@@ -91,7 +85,3 @@ def move(s: Session, row: JobRow, target: JobState, *, now: float, seq: int, mes
 def stop_reason(row: JobRow) -> StopReason | None:
     """Why a stopping job is being stopped (None for any other job)."""
     return StopReason(row.stop_reason) if row.stop_reason is not None else None
-
-
-def holding(row: JobRow) -> bool:
-    return S(row.state) in HOLDING_STATES

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 
 from fairpool.scheduler.admission import admission_block
+from fairpool.scheduler.codes import PENDING_FOR_PLACEMENT, Action
 from fairpool.scheduler.ordering import JobOrder
 from fairpool.scheduler.placement import explain_failure, try_place
 from fairpool.scheduler.plan import PendingReason
@@ -20,11 +21,12 @@ from fairpool.scheduler.session import JobView, Session
 def fail_group(order: JobOrder, session: Session, view: JobView, reason: PendingReason) -> None:
     """Give ``reason`` to the job and, in group mode, to every job of its group after it."""
     group = order.fail_group()
-    session.reasons.pop(view.idx, None)
     if group is not None:
-        group.reason = reason
+        if view.idx in session.reasons:
+            session.clear_reason(view)
+        session.set_group_reason(group, reason)
     else:
-        session.reasons[view.idx] = reason
+        session.set_reason(view, reason)
 
 
 def allocate(session: Session) -> None:
@@ -40,11 +42,10 @@ def allocate(session: Session) -> None:
         if cached is not None and cached[0] == session.epoch:
             fail_group(order, session, view, cached[1])
             continue
-        if try_place(session, view, "allocate"):
-            session.reasons.pop(view.idx, None)
+        if try_place(session, view, Action.ALLOCATE):  # (the bind clears the job's reason)
             order.placed()
             continue
         failure = explain_failure(session.cluster, session.cluster.domain(view.job.selector), view)
-        reason = PendingReason(failure.code, failure.message)
+        reason = PendingReason(PENDING_FOR_PLACEMENT[failure.code], failure.message)
         failed[key] = (session.epoch, reason)
         fail_group(order, session, view, reason)

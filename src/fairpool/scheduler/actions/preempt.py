@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from fairpool.scheduler.actions.reclaim import candidate_bound
 from fairpool.scheduler.admission import admission_block
+from fairpool.scheduler.codes import Action
 from fairpool.scheduler.ordering import JobOrder
 from fairpool.scheduler.session import JobView, Session
 from fairpool.scheduler.victims import evict_to_fit, group_by_node, victims_by_leaf
@@ -23,6 +24,9 @@ def preempt(session: Session) -> None:
         if session.search_budget <= 0:
             break
         prio = view.job.priority
+        if prio <= lowest.get(view.leaf, prio):  # the FIFO/SJF/LAS orders ignore the filter
+            order.fail_group()
+            continue
         lower = [v for v in by_leaf[view.leaf] if v.job.priority < prio
                  and session.evictable(v)]
         if sum(v.acct[0] for v in lower) + session.free_gpu(view) < session.request_total(
@@ -36,7 +40,7 @@ def preempt(session: Session) -> None:
         def remove(victim: JobView, preemptor: JobView = view) -> bool:
             session.evict(
                 victim,
-                "preempt",
+                Action.PREEMPT,
                 f"preempted by higher-priority job {preemptor.job.id} "
                 f"(priority {preemptor.job.priority} > {victim.job.priority}) in project "
                 f"{session.queue_names[victim.leaf]}",
@@ -47,9 +51,8 @@ def preempt(session: Session) -> None:
         def admits(preemptor: JobView = view) -> bool:
             return admission_block(session, preemptor) is None
 
-        if evict_to_fit(session, view, "preempt", candidates, remove, admits,
+        if evict_to_fit(session, view, Action.PREEMPT, candidates, remove, admits,
                         max_candidates=candidate_bound(session, view)):
-            session.reasons.pop(view.idx, None)
             order.placed()
         else:
             order.fail_group()

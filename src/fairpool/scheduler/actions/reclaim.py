@@ -16,6 +16,7 @@ from collections.abc import Hashable
 
 from fairpool.domain.resources import GPU_UNIT
 from fairpool.scheduler.admission import admission_block, below_fair_share, describe_share
+from fairpool.scheduler.codes import Action
 from fairpool.scheduler.groups import Group
 from fairpool.scheduler.ordering import JobOrder
 from fairpool.scheduler.placement import try_place
@@ -85,7 +86,8 @@ def _remember(hopeless: dict[Hashable, list[tuple[int, int]]], view: JobView) ->
 
 
 class _Notes:
-    """Appends why reclaim did not help to pending reasons, sharing one object per text."""
+    """Appends why reclaim did not help to pending reasons, sharing one object per text (through
+    the session, so a rollback takes the note back)."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -101,9 +103,9 @@ class _Notes:
         if note is None:
             note = self.made[key] = PendingReason(base.code, f"{base.message}; {text}")
         if group is not None:
-            group.reason = note
+            self.session.set_group_reason(group, note)
         else:
-            self.session.reasons[view.idx] = note
+            self.session.set_reason(view, note)
 
 
 def reclaim(session: Session) -> None:
@@ -143,8 +145,7 @@ def reclaim(session: Session) -> None:
             continue
         # a gang that found no victims finds none for a larger gang of the same project either:
         # a reclaim only ever lowers what lenders hold above their share
-        if try_place(session, view, "reclaim"):  # room left over by earlier reclaims
-            session.reasons.pop(view.idx, None)
+        if try_place(session, view, Action.RECLAIM):  # room left over by earlier reclaims
             order.placed()
             continue
         if _dominated(hopeless, view):
@@ -172,16 +173,15 @@ def reclaim(session: Session) -> None:
                 return False
             session.evict(
                 victim,
-                "reclaim",
+                Action.RECLAIM,
                 f"reclaimed by project {project} (below its fair share) for job "
                 f"{reclaimer.job.id}",
                 reclaimer.job.id,
             )
             return True
 
-        if evict_to_fit(session, view, "reclaim", candidates, remove,
+        if evict_to_fit(session, view, Action.RECLAIM, candidates, remove,
                         max_candidates=candidate_bound(session, view)):
-            session.reasons.pop(view.idx, None)
             order.placed()
             excess = None
             hopeless.clear()
