@@ -192,3 +192,24 @@ def test_the_plans_allocation_is_published_beside_the_fair_shares(
     loop.step()
     p1 = queues.queue_status(store, "p1")
     assert p1.planned is not None and p1.planned.gpus == 0 == p1.allocated.gpus
+
+
+def test_allocations_alone_are_published_at_most_every_half_second(
+        store: Store, tmp_path: Path, clock: Clock) -> None:
+    loop, fake = pool(store, tmp_path, clock, LoopSettings(reasons_every_s=0.5))
+    small = [_submit(store, gpus=1) for _ in range(2)]
+    _submit(store, gpus=4)  # waits: p1 wants more than the pool, so its fair share stays 4
+    loop.step()  # the first plan is published at once (new fair shares)
+    p1 = queues.queue_status(store, "p1")
+    assert p1.fair_share is not None and p1.fair_share.gpus == 4
+    assert p1.planned is not None and p1.planned.gpus == 2
+    clock.advance(0.1)
+    fake.finish(f"{small[0]}.0.0", 0)
+    loop.step()  # the fair share stays, the allocation changed: it waits
+    p1 = queues.queue_status(store, "p1")
+    assert p1.fair_share is not None and p1.fair_share.gpus == 4
+    assert p1.planned is not None and p1.planned.gpus == 2 and p1.allocated.gpus == 1
+    clock.advance(0.5)
+    loop.step()  # nothing new happened, but the change is due now
+    p1 = queues.queue_status(store, "p1")
+    assert p1.planned is not None and p1.planned.gpus == 1

@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from fairpool.domain import GPU_UNIT, JobState, QueueTree
 from fairpool.scheduler import Snapshot, schedule
 from fairpool.scheduler.apply import apply_plan
+from fairpool.scheduler.codes import Action
 from fairpool.scheduler.placement import try_place
 from fairpool.scheduler.session import PENDING, Session
 from fairpool.scheduler.statement import Statement
@@ -134,8 +135,8 @@ def test_statement_rollback_restores_the_session_exactly(snap: Snapshot) -> None
     with Statement(session.log):
         for v in session.jobs:
             if v.status == PENDING:
-                try_place(session, v, "allocate")
+                try_place(session, v, Action.ALLOCATE)
         for v in session.jobs:
             if session.evictable(v) and v.job.preemptible:
-                session.evict(v, "reclaim", "test", None)
+                session.evict(v, Action.RECLAIM, "test", None)
     assert state() == before

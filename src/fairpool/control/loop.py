@@ -104,6 +104,8 @@ class ControlLoop:
         self._cordons: dict[str, float | None] = {}  # cordoned nodes → end of the cordon
         self._published: dict[str, tuple[Resources, Resources]] = {}  # fair share, allocated
         self._reasons_at = 0.0
+        self._allocated_at = 0.0  # allocations were last published then
+        self._allocations_pending = False  # a change of allocation waits to be published
         self._reasons_stale = False
         self._deadlines_at = 0.0
         self._synced: list[NodeInfo] | None = None  # the inventory last written
@@ -222,7 +224,8 @@ class ControlLoop:
                     self.stats.cycle(time.perf_counter() - began,
                                      Counter(b.action for b in plan.binds),
                                      Counter(e.action for e in plan.evictions))
-                todo.shares = self._changed_shares(plan)
+        if plan is not None and (not plan.reused or self._allocations_pending):
+            todo.shares = self._changed_shares(plan, now)
         if now >= self._deadlines_at:
             self._deadlines_at = now + st.deadlines_every_s
             todo.stops += failures.overdue(self._live.values(), now)
@@ -251,18 +254,27 @@ class ControlLoop:
         self._active = bool(statuses or todo.changes or stops or lose)
         return self._active or self._busy()
 
-    def _changed_shares(self, plan: Plan) -> list[dict[str, object]]:
-        """Fair shares and allocations readers show, for the queues where either changed."""
+    def _changed_shares(self, plan: Plan, now: float) -> list[dict[str, object]]:
+        """Fair shares and allocations readers show, for the queues where either changed: a
+        changed fair share at once, allocations alone at most every ``reasons_every_s`` (they
+        change with every start and end; writing them each time would cost the busy loop)."""
         rows: list[dict[str, object]] = []
         zero = Resources()
+        allocations_due = now - self._allocated_at >= self.settings.reasons_every_s
         for q, fair in plan.fair_shares.items():
             alloc = plan.allocated.get(q, zero)
-            if not q or self._published.get(q) == (fair, alloc):
+            published = self._published.get(q)
+            if not q or published == (fair, alloc):
+                continue
+            if published is not None and published[0] == fair and not allocations_due:
+                self._allocations_pending = True  # written once due, even if nothing changes
                 continue
             self._published[q] = (fair, alloc)
             rows.append({"name": q, "fair_gpu": fair.gpu, "fair_cpu": fair.cpu,
                          "fair_memory": fair.memory, "alloc_gpu": alloc.gpu,
                          "alloc_cpu": alloc.cpu, "alloc_memory": alloc.memory})
+        if allocations_due:
+            self._allocated_at, self._allocations_pending = now, False
         return rows
 
     def _changed_reasons(self, plan: Plan) -> list[dict[str, object]]:
