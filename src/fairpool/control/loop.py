@@ -32,12 +32,13 @@ from sqlalchemy.orm import Session
 
 from fairpool.auth.secretbox import SecretKeyError
 from fairpool.domain import Job, JobState, Node, Queue, Resources
-from fairpool.domain.states import LIVE_VALUES, STARTED_VALUES, StopReason
+from fairpool.domain.states import LIVE_VALUES, STARTED_VALUES
 from fairpool.executors.base import Executor, NodeInfo, WorkerPhase, WorkerSpec, WorkerStatus
 from fairpool.scheduler import Plan, Scheduler, SchedulerConfig, Snapshot
 from fairpool.services.secrets import SecretEnv
 from fairpool.store.convert import job_domain, node_domain, queue_domain
 from fairpool.store.db import Store
+from fairpool.store.lifecycle import stop_reason
 from fairpool.store.models import JobRow, NodeRow, QueueRow, UserAccountRow
 from fairpool.store.workers import ended
 
@@ -386,7 +387,8 @@ class ControlLoop:
     def _act(self, stops: list[str], forget: list[str], specs: list[WorkerSpec]) -> None:
         for wid in stops:
             row = self._live.get(parse_worker_id(wid)[0])
-            told = StopReason(row.stop_reason).told if row and row.stop_reason else "stopped"
+            why = stop_reason(row) if row is not None else None
+            told = why.told if why is not None else "stopped"
             self.executor.stop(wid, self.settings.grace_s, told)
             self._stop_sent.add(wid)
         for wid in forget:  # on a node that is gone: nothing to wait for

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from fairpool.domain import Node
-from fairpool.domain.states import JobState
+from fairpool.domain.states import STARTED_VALUES, JobState
 from fairpool.store.models import JobRow
 from fairpool.store.workers import ended
 
@@ -30,7 +30,7 @@ def stale(rows: Iterable[JobRow], nodes: Sequence[Node]) -> tuple[list[Requeue],
             if any(gone(w) for w in r.placement or ()):
                 requeue.append(Requeue(r.id, "placed but not started: its node or devices "
                                              "are gone"))
-        elif r.state in (S.STARTING.value, S.RUNNING.value, S.STOPPING.value):
+        elif r.state in STARTED_VALUES:
             lose += [Lose(w["worker_id"], f"node {w['node']} or its devices {w['devices']} "
                                           f"are gone")
                      for w in r.placement or () if not ended(w) and gone(w)]

@@ -27,7 +27,7 @@ from fairpool.services import audit
 from fairpool.services.errors import Conflict, Invalid, NotFound
 from fairpool.services.scopes import forget_paths
 from fairpool.services.views import queue_out, resources_out
-from fairpool.store.convert import placements
+from fairpool.store.convert import placements, worker_request
 from fairpool.store.db import Store
 from fairpool.store.models import JobRow, NodeRow, QueueRow
 
@@ -162,10 +162,7 @@ def _usage(s: Session) -> dict[tuple[str, str], tuple[Resources, int]]:
     holding = (select(JobRow).options(load_only(JobRow.project, *shape, JobRow.placement))
                .where(JobRow.state.in_(HOLDING_VALUES)))
     for row in s.execute(holding).scalars():
-        request = WorkerRequest(gpus=row.gpus, gpu_fraction=row.gpu_fraction,
-                                gpu_memory_mib=row.gpu_memory_mib, cpu=row.cpu,
-                                memory=row.memory)
-        add((row.project, HOLDING), held(request, placements(row)), 1)
+        add((row.project, HOLDING), held(worker_request(row), placements(row)), 1)
     return out
 
 

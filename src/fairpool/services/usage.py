@@ -17,11 +17,11 @@ from collections.abc import Iterable
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from fairpool.domain import GPU_UNIT, WorkerRequest
+from fairpool.domain import GPU_UNIT
 from fairpool.domain.accounting import held
 from fairpool.schemas.usage import SeriesOut, UsageOut
 from fairpool.services.errors import Invalid
-from fairpool.store.convert import placements
+from fairpool.store.convert import placements, worker_request
 from fairpool.store.db import Store
 from fairpool.store.models import JobRow, QueueRow, UsageRow
 
@@ -33,9 +33,7 @@ GROUPS = ("job", "project", "department")
 def job_gpus(row: JobRow) -> float:
     """GPUs the job holds (:func:`fairpool.domain.accounting.held`: each worker holds its
     ``share`` milli-GPUs of each of its devices), as the scheduler and queue status count them."""
-    request = WorkerRequest(gpus=row.gpus, gpu_fraction=row.gpu_fraction,
-                            gpu_memory_mib=row.gpu_memory_mib, cpu=row.cpu, memory=row.memory)
-    return held(request, placements(row)).gpu / GPU_UNIT
+    return held(worker_request(row), placements(row)).gpu / GPU_UNIT
 
 
 # -- written by the control loop ------------------------------------------------------------

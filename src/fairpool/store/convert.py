@@ -57,15 +57,18 @@ def placements(row: JobRow) -> tuple[WorkerPlacement, ...]:
     )
 
 
+def worker_request(row: JobRow) -> WorkerRequest:
+    """What each worker of the job asks for."""
+    return WorkerRequest(gpus=row.gpus, gpu_fraction=row.gpu_fraction,
+                         gpu_memory_mib=row.gpu_memory_mib, cpu=row.cpu, memory=row.memory)
+
+
 def job_domain(row: JobRow) -> Job:
     state = JobState(row.state)
     return Job(
         id=row.id,
         project=row.project,
-        request=WorkerRequest(
-            gpus=row.gpus, gpu_fraction=row.gpu_fraction, gpu_memory_mib=row.gpu_memory_mib,
-            cpu=row.cpu, memory=row.memory,
-        ),
+        request=worker_request(row),
         workers=row.workers,
         priority=row.priority,
         priority_class=row.priority_class,
