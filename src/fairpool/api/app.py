@@ -7,7 +7,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from fairpool import __version__
-from fairpool.api import access_routes, dashboard, errors, node_routes, report_routes
+from fairpool.api import access_routes, dashboard, errors, job_routes, node_routes, report_routes
 from fairpool.api.context import AppContext
 from fairpool.api.limits import BodyLimit
 from fairpool.api.routes import router
@@ -19,6 +19,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=ctx.max_body_bytes)
     app.include_router(router(ctx))
+    app.include_router(job_routes.router(ctx))
     app.include_router(access_routes.router(ctx))
     app.include_router(report_routes.router(ctx))
     app.include_router(node_routes.router(ctx))

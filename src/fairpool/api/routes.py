@@ -3,23 +3,17 @@ result. Nothing else lives here."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, Response
-from fastapi.responses import PlainTextResponse
+from fastapi import APIRouter, Path, Request
 
 from fairpool.api import guard
-from fairpool.api import logs as log_reads
 from fairpool.api.context import AppContext
-from fairpool.api.errors import ERRORS, JSON_ERRORS
-from fairpool.api.limits import submit_limited
+from fairpool.api.errors import ERRORS
 from fairpool.auth.rbac import Perm, Principal
-from fairpool.domain.states import FINISHED_VALUES
-from fairpool.schemas.jobs import EventOut, ExplainOut, JobOut, JobSubmit
 from fairpool.schemas.nodes import NodeOut
 from fairpool.schemas.queues import ProjectCreate, QueueCreate, QueueOut, QueueUpdate
-from fairpool.services import jobs, nodes, queues
+from fairpool.services import nodes, queues
 from fairpool.services.scopes import queue_paths
 
 JobId = Annotated[str, Path(pattern=r"^[0-9a-f]{12}$", description="job id")]
@@ -36,12 +30,10 @@ def visible_queues(ctx: AppContext, who: Principal) -> set[str] | None:
 def router(ctx: AppContext) -> APIRouter:
     api = APIRouter(prefix="/api/v1", responses=ERRORS)
     signed_in = guard.signed_in(ctx)
-    job_read = guard.allow(ctx, Perm.READ, guard.job_param())
     manage_pool = guard.allow(ctx, Perm.MANAGE, guard.pool())
     manage_department = guard.allow(ctx, Perm.MANAGE,
                                     guard.queue_in_body("department", "department"))
     manage_parent = guard.allow(ctx, Perm.MANAGE, guard.queue_param(parent=True))
-    job_cancel = guard.allow(ctx, Perm.CANCEL, guard.job_param())
 
     @api.post("/departments", status_code=201, response_model=QueueOut)
     def create_department(spec: QueueCreate, request: Request,
@@ -69,78 +61,6 @@ def router(ctx: AppContext) -> APIRouter:
              dependencies=[guard.allow(ctx, Perm.READ, guard.queue_param())])
     def get_queue(name: QueueName) -> QueueOut:
         return queues.queue_status(ctx.store, name)
-
-    submit_guard = submit_limited(ctx.submit_limiter, guard.allow(
-        ctx, Perm.SUBMIT, guard.queue_in_body("project", "project")))
-
-    @api.post("/jobs", status_code=201, response_model=JobOut, responses={200: {
-        "model": JobOut, "description": "a job with this client_key exists already: that job"}})
-    def submit(spec: JobSubmit, response: Response, request: Request,
-               who: Principal = submit_guard) -> JobOut:
-        out, created = jobs.submit(ctx.store, spec, ctx.wake, actor=who.user,
-                                   max_pending=ctx.max_pending_per_project,
-                                   address=guard.address(request),
-                                   mount_roots=ctx.mount_roots)
-        if not created:
-            response.status_code = 200
-        return out
-
-    @api.get("/jobs", response_model=list[JobOut])
-    def list_jobs(
-        project: Annotated[str | None, Query(max_length=63)] = None,
-        state: Annotated[str | None, Query(max_length=16)] = None,
-        limit: Annotated[int, Query(ge=1, le=10_000)] = 200,
-        who: Principal = signed_in,
-    ) -> list[JobOut]:
-        return jobs.list_jobs(ctx.store, project, state, limit,
-                              within=visible_queues(ctx, who))
-
-    @api.get("/jobs/{job_id}", response_model=JobOut, dependencies=[job_read])
-    def get_job(job_id: JobId) -> JobOut:
-        return jobs.get_job(ctx.store, job_id)
-
-    @api.post("/jobs/{job_id}/cancel", response_model=JobOut)
-    def cancel(job_id: JobId, request: Request,
-               who: Principal = job_cancel) -> JobOut:
-        return jobs.cancel(ctx.store, job_id, ctx.wake, actor=who.user,
-                           address=guard.address(request))
-
-    @api.get("/jobs/{job_id}/events", response_model=list[EventOut], dependencies=[job_read])
-    def events(job_id: JobId) -> list[EventOut]:
-        return jobs.events(ctx.store, job_id)
-
-    @api.get("/jobs/{job_id}/explain", response_model=ExplainOut, dependencies=[job_read])
-    def explain(job_id: JobId) -> ExplainOut:
-        return jobs.explain(ctx.store, job_id)
-
-    @api.get("/jobs/{job_id}/logs", response_class=PlainTextResponse, dependencies=[job_read],
-             responses={**JSON_ERRORS, 200: log_reads.OK})
-    def logs(
-        request: Request,
-        job_id: JobId,
-        rank: Annotated[int, Query(ge=0, le=4095)] = 0,
-        attempt: Annotated[int | None, Query(ge=0, le=1_000_000)] = None,
-        follow: Annotated[bool, Query(description="stream what is written until the job "
-                                                  "ends")] = False,
-        tail: Annotated[int | None, Query(ge=0, le=log_reads.TAIL_MAX,
-                                          description=log_reads.DESCRIBE_TAIL)] = None,
-        offset: Annotated[int | None, Query(ge=0, le=log_reads.OFFSET_MAX,
-                                            description=log_reads.DESCRIBE_OFFSET)] = None,
-        limit: Annotated[int | None, Query(ge=1, le=log_reads.LIMIT_MAX,
-                                           description=log_reads.DESCRIBE_LIMIT)] = None,
-    ) -> Response:
-        """A worker's log, streamed: all of it, a byte range (offset, limit) or the last lines
-        (tail); the X-Log-* headers say which bytes came, to read on from or follow."""
-        path, job = jobs.log_file(ctx.store, ctx.data_dir, job_id, rank, attempt)
-        if not follow:
-            return log_reads.read(path, tail, offset, limit)
-
-        async def ended() -> bool:
-            state = await asyncio.to_thread(jobs.get_job, ctx.store, job_id)
-            return state.state in FINISHED_VALUES or (state.attempt != job.attempt
-                                                      and attempt is None)
-
-        return log_reads.follow(request, path, tail, offset, limit, ended)
 
     @api.get("/nodes", response_model=list[NodeOut])
     def list_nodes(who: Principal = signed_in) -> list[NodeOut]:

@@ -18,8 +18,9 @@ import json
 import re
 import sys
 from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import NoReturn, TypeVar
+from typing import Literal, NoReturn, TypeVar
 
 from pydantic import BaseModel
 from rich.console import Console
@@ -113,13 +114,28 @@ def gpus(value: float | None) -> str:
     return f"{value:g}"
 
 
-def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Cell]],
-          right: Collection[int] = ()) -> None:
+@dataclass(frozen=True)
+class Col:
+    """A table column and how it gives way on a narrow terminal. ``kind``: ``id`` (an id or
+    another value people copy: never wraps, never cut), ``num`` (right-aligned, never wraps),
+    ``text`` (cut with an ellipsis), ``wrap`` (long prose: wraps at word boundaries)."""
+
+    name: str
+    kind: Literal["id", "num", "text", "wrap"] = "text"
+
+
+def table(title: str, columns: Sequence[str | Col], rows: Sequence[Sequence[Cell]],
+          right: Collection[int] = (), wide: bool = False) -> None:
     """Print a table; each cell that is a string is cleaned, ``Text`` (``styled``) is kept.
-    The columns numbered in ``right`` (from 0) are aligned right."""
+    The columns numbered in ``right`` (from 0) are aligned right. ``wide``: show every cell
+    whole, however wide the terminal."""
     t = Table(title=line(title), title_justify="left", header_style="bold")
     for i, c in enumerate(columns):
-        t.add_column(line(c), overflow="fold", justify="right" if i in right else "left")
+        col = c if isinstance(c, Col) else Col(c)
+        no_wrap = col.kind in ("id", "num") or wide
+        t.add_column(line(col.name), overflow="fold" if wide else
+                     ("ellipsis" if col.kind == "text" else "fold"), no_wrap=no_wrap,
+                     justify="right" if i in right or col.kind == "num" else "left")
     for r in rows:
         t.add_row(*(line(cell) for cell in r))
     console.print(t)

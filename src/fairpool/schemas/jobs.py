@@ -24,6 +24,9 @@ RESERVED_TARGETS = ("/proc", "/sys", "/dev", "/run/fairpool")
 MOUNTS_NEED_IMAGE = ("mounts need an image (--image): a job outside a container sees the "
                      "host's files as its account allows")
 MountPath = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+#: a job's or an array's id (exact: the CLI and SDK resolve prefixes and names first)
+JobRef = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{12}$")]
+MAX_DEPENDENCIES = 64
 
 
 def _under(path: str, root: str) -> bool:
@@ -120,6 +123,16 @@ class JobSubmit(Input):
         default_factory=list, max_length=MAX_MOUNTS,
         description="host paths bound into the container (needs image; sources under the "
                     "pool's allowed mount roots)")
+    after: list[JobRef] = Field(
+        default_factory=list, max_length=MAX_DEPENDENCIES,
+        description="start only once these jobs (or every task of these arrays) succeeded")
+    after_any: list[JobRef] = Field(
+        default_factory=list, max_length=MAX_DEPENDENCIES,
+        description="start only once these jobs (or arrays) finished, however they ended")
+    after_failed: list[JobRef] = Field(
+        default_factory=list, max_length=MAX_DEPENDENCIES,
+        description="start only once these jobs failed or were cancelled (an array: once "
+                    "all its tasks finished and one did not succeed)")
 
     @field_validator("command")
     @classmethod
@@ -168,6 +181,12 @@ class JobSubmit(Input):
         return self
 
     @model_validator(mode="after")
+    def _dependencies(self) -> JobSubmit:
+        if len(self.after) + len(self.after_any) + len(self.after_failed) > MAX_DEPENDENCIES:
+            raise ValueError(f"a job may depend on at most {MAX_DEPENDENCIES} jobs")
+        return self
+
+    @model_validator(mode="after")
     def _mounts(self) -> JobSubmit:
         if self.mounts and self.image is None:
             raise ValueError(MOUNTS_NEED_IMAGE)
@@ -193,6 +212,14 @@ class WorkerOut(BaseModel):
     share: float
     phase: str
     exit_code: int | None = None
+
+
+class DependOut(BaseModel):
+    """One dependency: on what (a job or an array) and the outcome it needs."""
+
+    id: str
+    array: bool = False
+    on: str  # ok (succeeded) | any (finished) | failed (failed or cancelled)
 
 
 class JobOut(BaseModel):
@@ -230,6 +257,12 @@ class JobOut(BaseModel):
     not_before: float | None = None  # waiting jobs: not scheduled before (retry backoff)
     image: str | None = None
     mounts: list[MountOut] = Field(default_factory=list)
+    array_id: str | None = None  # a task of this array
+    array_index: int | None = None
+    params: dict[str, str] | None = None  # the sweep parameters of the task
+    depends: list[DependOut] = Field(default_factory=list)
+    deps_waiting: bool = False  # a dependency is not met yet
+
 
 
 class EventOut(BaseModel):

@@ -60,6 +60,9 @@ class QueueRow(Base):
     idle_after_s: Mapped[float] = mapped_column(Float, default=1800.0)
     idle_stop_after_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     default_max_runtime_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    #: set when the queue was deleted (kept for its jobs' history; hidden, and revived by a
+    #: create of the same name)
+    deleted_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class NodeRow(Base):
@@ -88,6 +91,8 @@ class JobRow(Base):
         UniqueConstraint("project", "client_key", name="uq_jobs_project_client_key"),
         Index("ix_jobs_state", "state"),
         Index("ix_jobs_project_state", "project", "state"),
+        Index("ix_jobs_array", "array_id", "array_index"),
+        Index("ix_jobs_name", "name"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -141,6 +146,37 @@ class JobRow(Base):
     image: Mapped[str | None] = mapped_column(String(256), nullable=True)
     #: host paths bound into the container: [{"source", "target", "read_only"}]
     mounts: Mapped[list[Any] | None] = mapped_column(nullable=True)
+    #: a task of a job array: the array's id, this task's index, and the most tasks of the
+    #: array that may hold resources at once (None: no cap)
+    array_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    array_index: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    array_cap: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: the sweep parameters of this task (also in its environment)
+    params: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)
+    #: what the job waits for: [{"id": job or array id, "array": bool, "on": ok|any|failed}]
+    depends: Mapped[list[Any] | None] = mapped_column(nullable=True)
+    #: True while a dependency is not met yet (the scheduler does not see the job)
+    deps_waiting: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ArrayRow(Base):
+    """A job array or sweep: its tasks are jobs (``JobRow.array_id``)."""
+
+    __tablename__ = "job_arrays"
+    __table_args__ = (
+        UniqueConstraint("project", "client_key", name="uq_job_arrays_project_client_key"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    project: Mapped[str] = mapped_column(ForeignKey("queues.name"))
+    name: Mapped[str] = mapped_column(String(128), default="")
+    size: Mapped[int] = mapped_column(Integer)
+    max_running: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    indices: Mapped[str] = mapped_column(Text)  # as asked: "0-999:2"
+    submitted_at: Mapped[float] = mapped_column(Float)
+    submitted_by: Mapped[str | None] = mapped_column(String(253), nullable=True)
+    client_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
 
 
 class JobEventRow(Base):
