@@ -277,7 +277,8 @@ def serve(settings: ServerSettings, ready: threading.Event | None = None) -> Non
         refusals=Throttle(settings.audit_refusals_per_s, settings.audit_refusals_burst),
         max_pending_per_project=settings.max_pending_per_project,
         max_body_bytes=settings.max_body_bytes, stats=stats,
-        mount_roots=tuple(settings.allowed_mount_roots)))
+        mount_roots=tuple(settings.allowed_mount_roots),
+        scheduler=SchedulerConfig(strategy=settings.strategy)))
     tls = settings.tls_cert is not None
     server = uvicorn.Server(uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level="warning", access_log=False,

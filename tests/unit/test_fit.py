@@ -139,32 +139,32 @@ ROWS = [_row("a", 4, pool="a100", cpus=16, memory=1000), _row("b", 2, pool="h100
 def test_submit_time_messages_are_unchanged(fields: dict[str, Any], message: str | None) -> None:
     from fairpool.schemas.jobs import JobSubmit
     from fairpool.services.errors import Invalid
-    from fairpool.services.jobs import _check_fits_somewhere
+    from fairpool.services.submission import check_fits
 
     spec = JobSubmit(project="p", command=["true"], **fields)
     store = _Store(ROWS)
     if message is None:
-        _check_fits_somewhere(store, None, spec)  # type: ignore[arg-type]
+        check_fits(store, None, spec)  # type: ignore[arg-type]
         return
     with pytest.raises(Invalid) as info:
-        _check_fits_somewhere(store, None, spec)  # type: ignore[arg-type]
+        check_fits(store, None, spec)  # type: ignore[arg-type]
     assert str(info.value) == message
 
 
 def test_submit_time_share_without_gpus_and_no_nodes_at_all() -> None:
     from fairpool.schemas.jobs import JobSubmit
     from fairpool.services.errors import Invalid
-    from fairpool.services.jobs import _check_fits_somewhere
+    from fairpool.services.submission import check_fits
 
     share = JobSubmit(project="p", command=["true"], gpu_fraction=0.5)
     with pytest.raises(Invalid, match=r"^the job asks for a GPU share but no node has GPUs$"):
-        _check_fits_somewhere(_Store([_row("c", 0)]), None, share)  # type: ignore[arg-type]
-    _check_fits_somewhere(_Store([]), None, share)  # type: ignore[arg-type]  # pool starting
+        check_fits(_Store([_row("c", 0)]), None, share)  # type: ignore[arg-type]
+    check_fits(_Store([]), None, share)  # type: ignore[arg-type]  # pool starting
     store = _Store(ROWS)  # the inventory is kept with the rows it was made of
-    _check_fits_somewhere(store, None, share)  # type: ignore[arg-type]
+    check_fits(store, None, share)  # type: ignore[arg-type]
     first = store.cache["fit-inventories"]
-    _check_fits_somewhere(store, None, share)  # type: ignore[arg-type]
+    check_fits(store, None, share)  # type: ignore[arg-type]
     assert store.cache["fit-inventories"] is first
     store.cache["nodes"] = (time.monotonic(), [_row("z", 0)])  # re-read: a new inventory
     with pytest.raises(Invalid):
-        _check_fits_somewhere(store, None, share)  # type: ignore[arg-type]
+        check_fits(store, None, share)  # type: ignore[arg-type]

@@ -9,6 +9,7 @@ from pathlib import Path
 from fairpool.api.limits import RateLimiter, SubmitLimiter
 from fairpool.auth.secretbox import SecretBox
 from fairpool.control.stats import LoopStats
+from fairpool.scheduler import SchedulerConfig
 from fairpool.services.audit import Throttle
 from fairpool.services.tokens import Authenticator, TokenLimits
 from fairpool.store.db import Store
@@ -29,4 +30,6 @@ class AppContext:
     max_pending_per_project: int = 10_000
     max_body_bytes: int = 1 << 20
     stats: LoopStats | None = None  # the control loop's cycle counters (shared memory)
+    #: the scheduler's settings (a dry run schedules as the loop does)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     mount_roots: tuple[Path, ...] = ()  # host directories jobs may mount from (none: no mounts)

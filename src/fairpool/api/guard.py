@@ -31,7 +31,7 @@ from fairpool.auth.rbac import (
 from fairpool.domain.roles import Role
 from fairpool.services import audit, roles, tokens
 from fairpool.services.errors import NotFound, ServiceError
-from fairpool.services.scopes import cached_path, job_path, queue_path
+from fairpool.services.scopes import array_path, cached_path, job_path, queue_path
 
 
 class Forbidden(ServiceError):
@@ -173,6 +173,9 @@ def queue_in_body(field: str, kind: str) -> Locate:
         name = _well_formed(await _body_field(request, field), QUEUE, field)
         path = cached_path(ctx.store, name) or await run_in_threadpool(
             queue_path, ctx.store, name)
+        if path is not None and kind == "project" and len(path) == 2:
+            raise Invalid422(f"{name} is a department, not a project; `fairpool project list "
+                             f"--department {name}` lists its projects")
         if path is not None and len(path) != (2 if kind == "department" else 3):
             path = None
         return Target(f"{kind} {name}", path)
@@ -211,6 +214,14 @@ def job_param() -> Locate:
     async def locate(request: Request, ctx: AppContext) -> Target:
         job_id = _well_formed(request.path_params["job_id"], JOB_ID, "job_id")
         return Target(f"job {job_id}", await run_in_threadpool(job_path, ctx.store, job_id))
+    return locate
+
+
+def array_param() -> Locate:
+    async def locate(request: Request, ctx: AppContext) -> Target:
+        array_id = _well_formed(request.path_params["array_id"], JOB_ID, "array_id")
+        return Target(f"array {array_id}",
+                      await run_in_threadpool(array_path, ctx.store, array_id))
     return locate
 
 

@@ -27,6 +27,13 @@ def visible_queues(ctx: AppContext, who: Principal) -> set[str] | None:
     return {name for name, path in queue_paths(ctx.store).items() if who.sees(path)}
 
 
+def allowed_queues(ctx: AppContext, who: Principal, perm: Perm) -> set[str] | None:
+    """Queues on which the caller holds ``perm``; None: all of them."""
+    if who.allowed(perm, ("*",)):
+        return None
+    return {name for name, path in queue_paths(ctx.store).items() if who.allowed(perm, path)}
+
+
 def router(ctx: AppContext) -> APIRouter:
     api = APIRouter(prefix="/api/v1", responses=ERRORS)
     signed_in = guard.signed_in(ctx)

@@ -20,12 +20,13 @@ from fairpool.domain import JobState
 from fairpool.domain.states import StopReason
 from fairpool.scheduler import Plan
 from fairpool.store.db import Store
-from fairpool.store.lifecycle import move
+from fairpool.store.lifecycle import add_event, move
 from fairpool.store.models import JobRow, QueueRow
 
 from . import sampling
 from .breaker import uncordon
 from .effects import Requeue, Sample, Stop, Uncordon
+from .gates import Unmet
 from .outcomes import nodes_text
 from .stats import LoopStats
 from .workers import placement_json
@@ -45,6 +46,8 @@ class Changes:
     samples: list[Sample] = field(default_factory=list)
     uncordon: list[Uncordon] = field(default_factory=list)
     ready: list[str] = field(default_factory=list)  # admitted jobs that may start now
+    released: list[str] = field(default_factory=list)  # waiting jobs whose dependencies are met
+    unmet: list[Unmet] = field(default_factory=list)  # waiting jobs whose never will be
     reasons: list[dict[str, object]] = field(default_factory=list)  # bulk, by job id
     shares: list[dict[str, object]] = field(default_factory=list)  # bulk, by queue name
 
@@ -52,7 +55,8 @@ class Changes:
     def changes(self) -> bool:
         """Whether jobs or nodes change in a way the scheduler must see."""
         return bool((self.plan is not None and self.plan.changes) or self.requeue
-                    or self.stops or self.uncordon or self.ready)
+                    or self.stops or self.uncordon or self.ready or self.released
+                    or self.unmet)
 
     def __bool__(self) -> bool:
         return self.changes or bool(self.samples or self.reasons or self.shares)
@@ -67,7 +71,8 @@ def apply(store: Store, todo: Changes, stats: LoopStats | None = None
     starting: list[JobRow] = []
     with store.writing() as s:
         seq = Store.bump(s) if todo.changes else 0
-        ids = [r.job_id for r in todo.requeue] + [x.job_id for x in todo.stops] + todo.ready
+        ids = ([r.job_id for r in todo.requeue] + [x.job_id for x in todo.stops] + todo.ready
+               + todo.released + [u.job_id for u in todo.unmet])
         if plan is not None:
             ids += [e.job_id for e in plan.evictions] + [b.job_id for b in plan.binds]
         rows = load(s, ids)
@@ -95,6 +100,7 @@ def apply(store: Store, todo: Changes, stats: LoopStats | None = None
                      message=f"starting attempt {row.attempt}")
                 changed.append(row)
                 starting.append(row)
+        _dependencies(s, todo, rows, seq, changed)
         uncordon(s, todo.uncordon, now)
         if todo.reasons:
             s.execute(update(JobRow), todo.reasons)  # one bulk UPDATE by primary key
@@ -132,6 +138,26 @@ def _plan(s: Session, plan: Plan, rows: dict[str, JobRow], now: float, seq: int,
                  message=f"starting attempt {row.attempt}")
             starting.append(row)
         changed.append(row)
+
+
+def _dependencies(s: Session, todo: Changes, rows: dict[str, JobRow], seq: int,
+                  changed: list[JobRow]) -> None:
+    """Waiting jobs whose dependencies are met join the scheduler's view; those whose
+    dependencies never will be are cancelled, saying why."""
+    pending = (S.QUEUED.value, S.REQUEUED.value)
+    for job_id in todo.released:
+        row = rows.get(job_id)
+        if row is not None and row.deps_waiting and row.state in pending:
+            row.deps_waiting = False
+            row.reason = row.reason_code = None
+            row.seq = seq
+            add_event(s, job_id, "released", "its dependencies are met", todo.now)
+            changed.append(row)
+    for u in todo.unmet:
+        row = rows.get(u.job_id)
+        if row is not None and row.deps_waiting and row.state in pending:
+            move(s, row, S.CANCELLED, now=todo.now, seq=seq, message=u.message)
+            changed.append(row)
 
 
 def load(s: Session, ids: Iterable[str]) -> dict[str, JobRow]:

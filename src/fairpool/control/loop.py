@@ -42,7 +42,7 @@ from fairpool.store.lifecycle import stop_reason
 from fairpool.store.models import JobRow, NodeRow, QueueRow, UserAccountRow
 from fairpool.store.workers import ended
 
-from . import failures, lost
+from . import failures, gates, lost
 from .apply import Changes, apply, load
 from .breaker import NodeBreaker
 from .inventory import write_inventory
@@ -114,6 +114,7 @@ class ControlLoop:
         self.breaker = NodeBreaker(st.breaker_failures, st.breaker_window_s,
                                    st.breaker_cooldown_s)
         self.sampler = UtilSampler(store, executor, st.sample_every_s)
+        self.dependencies = gates.Dependencies()
         self.outcomes = Outcomes(self.breaker, st.retry_base_s, st.retry_cap_s, self._stop_sent)
 
     # -- running ------------------------------------------------------------------------------
@@ -182,6 +183,7 @@ class ControlLoop:
         self._seq = -1
         self._inventory = None
         self._published.clear()
+        self.dependencies.due = True
 
     # -- inventory ----------------------------------------------------------------------------
     def sync_nodes(self) -> None:
@@ -235,12 +237,15 @@ class ControlLoop:
             todo.samples, idle = self.sampler.collect(list(self._live.values()), waiting, now)
             todo.stops += idle
         todo.uncordon = self.breaker.due(self._cordons, now)
+        verdicts = self.dependencies.check(self.store, self._live.values())
+        todo.released, todo.unmet = verdicts.released, verdicts.unmet
         todo.ready = [j for j in self._admitted
                       if not any(b in self._stopping for b in self._live[j].waits_for or ())]
         if plan is not None and self._reasons_stale and (
                 now - self._reasons_at >= st.reasons_every_s):
             todo.reasons = self._changed_reasons(plan)
             self._reasons_at, self._reasons_stale = now, False
+        todo.reasons += verdicts.reasons
         # apply
         starting: list[JobRow] = []
         if todo:
@@ -308,13 +313,12 @@ class ControlLoop:
                 self._seq = max(self._seq, generation)
         _, nodes, queues = self._inventory
         now = self.clock()
-        jobs = tuple(j for j in self._domain.values()
-                     if not (j.pending and (self._live[j.id].not_before or 0) > now))
+        jobs, timed = gates.admissible(self._domain.values(), self._live, now)
         # a held-back job joins the snapshot when its time comes, without a new generation: a
-        # snapshot without all pending jobs must not be the one a later cycle reuses
-        held = len(jobs) != len(self._domain)
-        return Snapshot(nodes, queues, jobs, now=now,
-                        generation=None if held else self._seq)
+        # snapshot without it must not be the one a later cycle reuses (jobs held back by
+        # dependencies or an array's cap join with a change of a job, so a new generation)
+        return Snapshot(nodes, queues, tuple(jobs), now=now,
+                        generation=None if timed else self._seq)
 
     def _refresh(self, rows: Iterable[JobRow], read: bool = False) -> None:
         """Take changed rows into the in-memory view. Only rows *read* advance ``_seq``: after
@@ -328,6 +332,7 @@ class ControlLoop:
             else:
                 self._live.pop(row.id, None)
                 self._domain.pop(row.id, None)
+                self.dependencies.due = True  # a parent may have finished
             for subset, member in ((self._stopping, row.state == S.STOPPING.value),
                                    (self._admitted, row.state == S.ADMITTED.value)):
                 if member and row.id in self._live:

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from fairpool.auth.rbac import POOL, Path
 from fairpool.store.db import Store
-from fairpool.store.models import JobRow, QueueRow
+from fairpool.store.models import ArrayRow, JobRow, QueueRow
 
 PATHS_TTL_S = 2.0
 
@@ -69,3 +69,9 @@ def job_path(store: Store, job_id: str) -> Path | None:
 
 def kind_of(path: Path) -> str:
     return {1: "pool", 2: "department"}.get(len(path), "project")
+
+
+def array_path(store: Store, array_id: str) -> Path | None:
+    with store.session() as s:
+        project = s.execute(select(ArrayRow.project).where(ArrayRow.id == array_id)).scalar()
+    return None if project is None else queue_path(store, project)

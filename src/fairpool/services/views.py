@@ -7,7 +7,7 @@ from typing import Any
 
 from fairpool.domain import GPU_UNIT
 from fairpool.domain.resources import CPU_UNIT
-from fairpool.schemas.jobs import JobOut, MountOut, WorkerOut
+from fairpool.schemas.jobs import DependOut, JobOut, MountOut, WorkerOut
 from fairpool.schemas.nodes import IsolationOut
 from fairpool.schemas.queues import IdlePolicyOut, LimitOut, QueueOut, ResourcesOut
 from fairpool.store.models import JobRow, NodeRow, QueueRow
@@ -36,6 +36,11 @@ def job_out(row: JobRow) -> JobOut:
         not_before=row.not_before if row.state in ("queued", "requeued") else None,
         image=row.image,
         mounts=[mount_out(m) for m in (row.mounts or ())],
+        array_id=row.array_id, array_index=row.array_index,
+        params={str(k): str(v) for k, v in row.params.items()} if row.params else None,
+        depends=[DependOut(id=str(d["id"]), array=bool(d.get("array")), on=str(d["on"]))
+                 for d in row.depends or ()],
+        deps_waiting=bool(row.deps_waiting),
     )
 
 

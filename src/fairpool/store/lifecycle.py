@@ -45,8 +45,8 @@ def move(s: Session, row: JobRow, target: JobState, *, now: float, seq: int, mes
     * stopping: ``stop`` (required) says why, and so what the job becomes once stopped;
     * requeued: the attempt's placement, times, stop reason and idle marks are cleared, and an
       attempt that reached the executor counts as one (the next gets new worker ids);
-    * succeeded, failed, cancelled: the finish time; a job that never started keeps no
-      placement.
+    * succeeded, failed, cancelled: the finish time, and no waiting reason; a job that never
+      started keeps no placement.
     """
     current = S(row.state)
     transition(current, target)
@@ -72,8 +72,10 @@ def move(s: Session, row: JobRow, target: JobState, *, now: float, seq: int, mes
             row.placement = None
         if target == S.REQUEUED:
             row.started_at = row.admitted_at = None
-        else:
+        else:  # why it waited is history now (its events keep it)
             row.finished_at = now
+            row.reason = row.reason_code = None
+            row.deps_waiting = False
         row.waits_for = None
         row.stop_reason = None
         row.idle_since, row.idle_flagged = None, False
