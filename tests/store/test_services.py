@@ -95,4 +95,5 @@ def test_cancel_of_a_queued_job(store: Store) -> None:
     with pytest.raises(NotFound):
         jobs.cancel(store, "0123456789ab")
     assert [e.kind for e in jobs.events(store, job.id)] == ["submitted", "cancelled"]
-    assert jobs.explain(store, job.id).reason == "finished: cancelled"
+    assert jobs.explain(store, job.id).reason == ("finished: cancelled (cancelled by system "
+                                                  "before it started)")

@@ -31,19 +31,18 @@ def upgrade() -> None:
         sa.Column("request_hash", sa.String(length=64), nullable=False),
         sa.UniqueConstraint("project", "client_key", name="uq_job_arrays_project_client_key"),
     )
-    with op.batch_alter_table("jobs") as batch:
-        batch.add_column(sa.Column("array_id", sa.String(length=32), nullable=True))
-        batch.add_column(sa.Column("array_index", sa.Integer(), nullable=True))
-        batch.add_column(sa.Column("array_cap", sa.Integer(), nullable=True))
-        batch.add_column(sa.Column("params", sa.JSON(), nullable=True))
-        batch.add_column(sa.Column("depends", sa.JSON(), nullable=True))
-        batch.add_column(sa.Column("deps_waiting", sa.Boolean(), nullable=False,
-                                   server_default=sa.false()))
-        batch.create_index("ix_jobs_array", ["array_id", "array_index"])
-        batch.create_index("ix_jobs_name", ["name"])
-    with op.batch_alter_table("queues") as batch:
-        batch.add_column(sa.Column("deleted_at", sa.Float(), nullable=True))
-
+    # plain ADD COLUMN and CREATE INDEX (SQLite does both in place; a batch would copy the
+    # jobs table, which other tables' foreign keys refer to)
+    op.add_column("jobs", sa.Column("array_id", sa.String(length=32), nullable=True))
+    op.add_column("jobs", sa.Column("array_index", sa.Integer(), nullable=True))
+    op.add_column("jobs", sa.Column("array_cap", sa.Integer(), nullable=True))
+    op.add_column("jobs", sa.Column("params", sa.JSON(), nullable=True))
+    op.add_column("jobs", sa.Column("depends", sa.JSON(), nullable=True))
+    op.add_column("jobs", sa.Column("deps_waiting", sa.Boolean(), nullable=False,
+                                    server_default=sa.false()))
+    op.create_index("ix_jobs_array", "jobs", ["array_id", "array_index"])
+    op.create_index("ix_jobs_name", "jobs", ["name"])
+    op.add_column("queues", sa.Column("deleted_at", sa.Float(), nullable=True))
 
 def downgrade() -> None:
     with op.batch_alter_table("queues") as batch:
