@@ -125,6 +125,17 @@ class ServerSettings(BaseSettings):
         description="host directories under which jobs may --mount (none: no mounts)")
     image_pull: Literal["missing", "never", "always"] = Field(
         "missing", description="when podman pulls a job's image")
+    webhook_timeout_s: float = Field(5.0, gt=0, le=120, description="how long a webhook "
+                                     "delivery waits to connect and for each read of the answer")
+    webhook_max_attempts: int = Field(6, ge=1, le=100, description="attempts of a webhook "
+                                      "delivery before it is marked failed")
+    webhook_retry_base_s: float = Field(10.0, ge=0, le=3600, description="wait before a "
+                                        "webhook delivery's second attempt; doubles each time")
+    webhook_retry_cap_s: float = Field(600.0, ge=0, le=86400,
+                                       description="the longest wait between attempts")
+    webhook_allow_private: bool = Field(
+        True, description="deliver webhooks to loopback, private and link-local addresses "
+                          "(off: public addresses only, checked at creation and each attempt)")
 
     @field_validator("db")
     @classmethod

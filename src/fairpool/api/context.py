@@ -12,6 +12,7 @@ from fairpool.control.stats import LoopStats
 from fairpool.scheduler import SchedulerConfig
 from fairpool.services.audit import Throttle
 from fairpool.services.tokens import Authenticator, TokenLimits
+from fairpool.services.webhook_delivery import WebhookPolicy
 from fairpool.store.db import Store
 
 
@@ -33,3 +34,4 @@ class AppContext:
     #: the scheduler's settings (a dry run schedules as the loop does)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     mount_roots: tuple[Path, ...] = ()  # host directories jobs may mount from (none: no mounts)
+    webhooks: WebhookPolicy = field(default_factory=WebhookPolicy)  # how deliveries are made
