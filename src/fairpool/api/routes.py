@@ -59,6 +59,14 @@ def router(ctx: AppContext) -> APIRouter:
         ctx.wake()
         return out
 
+    @api.delete("/queues/{name}", status_code=204)
+    def delete_queue(name: QueueName, request: Request, who: Principal = manage_parent) -> None:
+        """An empty project (no live job) or department (no project); 409 says what is
+        left. Its finished jobs and usage stay; a create of the same name revives it."""
+        queues.delete_queue(ctx.store, name, who.user, guard.address(request))
+        ctx.auth.forget()  # its role bindings went with it
+        ctx.wake()
+
     @api.get("/queues", response_model=list[QueueOut])
     def list_queues(who: Principal = signed_in) -> list[QueueOut]:
         only = visible_queues(ctx, who)

@@ -305,7 +305,8 @@ class ControlLoop:
                 rows = list(s.execute(select(NodeRow)).scalars())
                 nodes = tuple(node_domain(r) for r in rows)
                 self._cordons = {r.name: r.cordon_until for r in rows if r.cordoned}
-                queues = tuple(queue_domain(r) for r in s.execute(select(QueueRow)).scalars())
+                queues = tuple(queue_domain(r) for r in s.execute(select(QueueRow).where(
+                    QueueRow.deleted_at.is_(None))).scalars())
                 self._inventory = (generation, nodes, queues)
             if generation != self._seq:
                 self._refresh(s.execute(select(JobRow).where(JobRow.seq > self._seq))

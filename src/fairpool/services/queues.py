@@ -1,16 +1,24 @@
-"""Departments and projects: create, change quotas and limits, and read their status."""
+"""Departments and projects: create, change quotas and limits, delete, and read their status.
+
+A delete is soft: the row stays (``deleted_at`` set) for the finished jobs and the usage
+history that name it, and is hidden from every listing, the scheduler and submits; a create of
+the same name revives it with the new spec. Deleting and creating take the store's generation
+row first, as every writer does, so a submit (which checks its project after its own bump)
+and a delete are ordered: either the job is in and the delete is refused, or the project is
+gone and the submit is."""
 
 from __future__ import annotations
 
 import time
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, load_only
 
 from fairpool.domain import GPU_UNIT, Resources, WorkerRequest
 from fairpool.domain.accounting import asked, held, reference_memory
 from fairpool.domain.resources import CPU_UNIT
-from fairpool.domain.states import HOLDING_VALUES, PENDING_VALUES
+from fairpool.domain.states import HOLDING_VALUES, LIVE_VALUES, PENDING_VALUES
+from fairpool.domain.words import plural
 from fairpool.schemas.queues import (
     MAX_CPUS,
     MAX_GPUS,
@@ -29,7 +37,7 @@ from fairpool.services.scopes import forget_paths
 from fairpool.services.views import queue_out, resources_out
 from fairpool.store.convert import placements, worker_request
 from fairpool.store.db import Store
-from fairpool.store.models import JobRow, NodeRow, QueueRow
+from fairpool.store.models import JobRow, NodeRow, QueueRow, RoleBindingRow, SecretRow
 
 HOLDING, WAITING = "holding", "waiting"
 
@@ -66,27 +74,42 @@ def _set(row: QueueRow, quota: ResourceSpec | None, limit: LimitSpec | None,
 def _create(store: Store, spec: QueueCreate, kind: str, parent: str | None, actor: str,
             address: str) -> QueueOut:
     with store.writing() as s:
-        if s.get(QueueRow, spec.name) is not None:
+        Store.bump(s)  # the generation row first: a delete of the parent waits for this
+        old = s.get(QueueRow, spec.name)
+        if old is not None and old.deleted_at is None:
             raise Conflict(f"a queue named {spec.name} already exists; pick another name")
         if parent is not None:
             dept = s.get(QueueRow, parent)
-            if dept is None or dept.kind != "department":
+            if dept is None or dept.kind != "department" or dept.deleted_at is not None:
                 raise NotFound(f"department {parent} does not exist; create it first with "
                                f"`fairpool department create {parent}`")
-        row = QueueRow(name=spec.name, parent=parent, kind=kind,
-                       over_quota_weight=spec.over_quota_weight, priority=spec.priority,
-                       created_at=time.time(), quota_gpu=0, quota_cpu=0, quota_memory=0)
+        row = old if old is not None else QueueRow(name=spec.name)
+        _fresh(row, kind, parent, spec)
         _set(row, spec.quota, spec.limit, unlimited=False)
         if isinstance(spec, ProjectCreate):
             if spec.idle is not None:
                 _set_idle(row, spec.idle)
             row.default_max_runtime_s = spec.default_max_runtime_s
-        s.add(row)
-        Store.bump(s)
-        audit.record(s, actor, f"{kind}.create", spec.name, detail=_summary(row),
-                     address=address)
+        if old is None:
+            s.add(row)
+        audit.record(s, actor, f"{kind}.create", spec.name, address=address,
+                     detail=_summary(row) + ("" if old is None else
+                                             "; revived a deleted queue of this name"))
     forget_paths(store)
     return queue_status(store, spec.name)
+
+
+def _fresh(row: QueueRow, kind: str, parent: str | None, spec: QueueCreate) -> None:
+    """A new queue's fields, also on the row of a deleted one of the same name (revived as
+    if new: nothing of its old quota, limits, policies or published shares stays)."""
+    row.parent, row.kind, row.deleted_at, row.created_at = parent, kind, None, time.time()
+    row.over_quota_weight, row.priority = spec.over_quota_weight, spec.priority
+    row.quota_gpu = row.quota_cpu = row.quota_memory = 0
+    row.limit_gpu = row.limit_cpu = row.limit_memory = None
+    row.fair_gpu = row.fair_cpu = row.fair_memory = None
+    row.alloc_gpu = row.alloc_cpu = row.alloc_memory = None
+    row.idle_action, row.idle_threshold, row.idle_after_s = "none", 0.05, 1800.0
+    row.idle_stop_after_s = row.default_max_runtime_s = None
 
 
 def _set_idle(row: QueueRow, idle: IdlePolicySpec) -> None:
@@ -95,12 +118,13 @@ def _set_idle(row: QueueRow, idle: IdlePolicySpec) -> None:
 
 
 def _summary(row: QueueRow) -> str:
-    caps = [f"{amount} {what}" for amount, what in (
-        (None if row.limit_gpu is None else f"{row.limit_gpu / GPU_UNIT:g}", "GPUs"),
-        (None if row.limit_cpu is None else f"{row.limit_cpu / CPU_UNIT:g}", "CPUs"),
-        (None if row.limit_memory is None else str(row.limit_memory), "MiB"))
+    caps = [what for amount, what in (
+        (row.limit_gpu, plural((row.limit_gpu or 0) / GPU_UNIT, "GPU")),
+        (row.limit_cpu, plural((row.limit_cpu or 0) / CPU_UNIT, "CPU")),
+        (row.limit_memory, f"{row.limit_memory} MiB"))
         if amount is not None]
-    return (f"quota {row.quota_gpu / GPU_UNIT:g} GPUs, {row.quota_cpu / CPU_UNIT:g} CPUs, "
+    return (f"quota {plural(row.quota_gpu / GPU_UNIT, 'GPU')}, "
+            f"{plural(row.quota_cpu / CPU_UNIT, 'CPU')}, "
             f"{row.quota_memory} MiB; limit {', '.join(caps) or 'none'}; weight "
             f"{row.over_quota_weight}; priority {row.priority}")
 
@@ -120,7 +144,7 @@ def update_queue(store: Store, name: str, spec: QueueUpdate, actor: str = "syste
     with store.writing() as s:
         Store.bump(s)  # the generation row first, as every writer takes it (no lock cycles)
         row = s.get(QueueRow, name)
-        if row is None:
+        if row is None or row.deleted_at is not None:
             raise NotFound(f"queue {name} does not exist")
         _set(row, spec.quota, spec.limit, spec.unlimited)
         if spec.over_quota_weight is not None:
@@ -137,6 +161,51 @@ def update_queue(store: Store, name: str, spec: QueueUpdate, actor: str = "syste
                 row.default_max_runtime_s = spec.default_max_runtime_s or None
         audit.record(s, actor, "queue.update", name, detail=_summary(row), address=address)
     return queue_status(store, name)
+
+
+#: live jobs a refused delete names (the rest are counted)
+NAMED = 3
+
+
+def delete_queue(store: Store, name: str, actor: str = "system", address: str = "") -> None:
+    """Delete an empty project (no live job) or department (no project left), with its role
+    bindings and secrets: a revived queue of the same name starts without them."""
+    with store.writing() as s:
+        delete_in(s, name, actor, address)
+
+
+def delete_in(s: Session, name: str, actor: str, address: str) -> None:
+    """:func:`delete_queue` in the caller's write transaction (that has not bumped yet)."""
+    Store.bump(s)  # first: a submit that bumped before us has its job in, one after waits
+    row = s.get(QueueRow, name)
+    if row is None or row.deleted_at is not None:
+        raise NotFound(f"queue {name} does not exist")
+    if row.kind == "department":
+        children = sorted(s.execute(select(QueueRow.name).where(
+            QueueRow.parent == name, QueueRow.deleted_at.is_(None))).scalars())
+        if children:
+            raise Conflict(f"department {name} still has {plural(len(children), 'project')} "
+                           f"({', '.join(children)}); delete them first")
+    else:
+        live = s.execute(select(JobRow.id, JobRow.state).where(
+            JobRow.project == name, JobRow.state.in_(LIVE_VALUES))
+            .order_by(JobRow.submitted_at).limit(NAMED)).all()
+        if live:
+            count = s.execute(select(func.count()).select_from(JobRow).where(
+                JobRow.project == name, JobRow.state.in_(LIVE_VALUES))).scalar_one()
+            named = ", ".join(f"{job_id} {state}" for job_id, state in live)
+            more = f" and {count - len(live)} more" if count > len(live) else ""
+            raise Conflict(f"project {name} has {plural(count, 'live job')} ({named}{more}); "
+                           f"cancel them (fairpool cancel) or wait for them to finish, then "
+                           f"delete it")
+    roles = len(s.execute(delete(RoleBindingRow).where(RoleBindingRow.scope == name)
+                          .returning(RoleBindingRow.id)).all())
+    secrets = len(s.execute(delete(SecretRow).where(SecretRow.project == name)
+                            .returning(SecretRow.name)).all())
+    row.deleted_at = time.time()
+    audit.record(s, actor, "queue.delete", name, address=address,
+                 detail=f"{row.kind}; removed {plural(roles, 'role binding')} and "
+                        f"{plural(secrets, 'secret')}")
 
 
 def _usage(s: Session) -> dict[tuple[str, str], tuple[Resources, int]]:
@@ -175,7 +244,7 @@ def queue_status(store: Store, name: str) -> QueueOut:
 
 def list_queues(store: Store, only: str | None = None) -> list[QueueOut]:
     with store.session() as s:
-        query = select(QueueRow).order_by(QueueRow.name)
+        query = select(QueueRow).where(QueueRow.deleted_at.is_(None)).order_by(QueueRow.name)
         if only is not None:
             query = query.where(QueueRow.name == only)
         rows = s.execute(query).scalars().all()

@@ -24,7 +24,7 @@ def _out(r: SecretRow) -> SecretOut:
 
 def _project(s: Session, project: str) -> None:
     row = s.get(QueueRow, project)
-    if row is None or row.kind != "project":
+    if row is None or row.kind != "project" or row.deleted_at is not None:
         raise NotFound(f"project {project} does not exist")
 
 
