@@ -3,6 +3,10 @@ local executor, side by side with Slurm on the same machine; and the cost of the
 
     python benchmarks/throughput.py [--jobs 2000] [--gpus 8] [--submitters 4] [--skip-slurm]
         [--container-jobs 100] [--rounds 3] [--skip-isolation] [--skip-container]
+    python benchmarks/throughput.py --array [--array-tasks 10000] [--slurm-array-tasks N]
+        [--rounds 3] [--gpus 8] [--skip-slurm]
+
+``--array`` measures only job arrays (benchmarks/array_drain.py says how).
 
 fairpool: a fresh ``fairpool up --simulate-gpus 8`` (SQLite, local executor, the default sandbox:
 on a root server each job isolated); ``--jobs`` 1-GPU
@@ -436,7 +440,8 @@ def run_sandbox(jobs: int, gpus: int, submitters: int, latency_jobs: int, contai
         shutil.rmtree(jobdir, ignore_errors=True)
 
 
-def run_slurm(jobs: int, gpus: int) -> dict[str, object]:
+def run_slurm(jobs: int, gpus: int, array: bool = False) -> dict[str, object]:
+    """Slurm's bench.sh: ``jobs`` sbatch calls, or (``array``) one job array of ``jobs``."""
     env = dict(os.environ, SLURM_GPUS_PER_NODE=str(gpus))
     start = subprocess.run(["bash", str(SLURM / "start.sh")], capture_output=True, text=True,
                            env=env, timeout=900)
@@ -448,7 +453,8 @@ def run_slurm(jobs: int, gpus: int) -> dict[str, object]:
             env[key] = value.strip("'\"")
     try:
         out = subprocess.run(["bash", str(SLURM / "bench.sh")], capture_output=True, text=True,
-                             env=dict(env, JOBS=str(jobs)), timeout=3600)
+                             env=dict(env, JOBS=str(jobs), ARRAY="1" if array else "0"),
+                             timeout=3600)
         if out.returncode != 0:
             raise RuntimeError(f"slurm bench failed: {out.stderr[-2000:]}")
         data = json.loads(out.stdout.strip().splitlines()[-1])
@@ -472,9 +478,19 @@ def main() -> None:
                     help="rounds the isolation and container drains are split into")
     ap.add_argument("--skip-isolation", action="store_true")
     ap.add_argument("--skip-container", action="store_true")
+    ap.add_argument("--array", action="store_true",
+                    help="only the job-array drain (benchmarks/array_drain.py)")
+    ap.add_argument("--array-tasks", type=int, default=10_000)
+    ap.add_argument("--slurm-array-tasks", type=int, default=None,
+                    help="tasks of Slurm's array [default: --array-tasks]")
     args = ap.parse_args()
     if args.rounds < 1:
         ap.error("--rounds must be at least 1")
+    if args.array:
+        from array_drain import run_array  # beside this file, on sys.path when run as a script
+        slurm = None if args.skip_slurm else (args.slurm_array_tasks or args.array_tasks)
+        print(json.dumps(run_array(args.array_tasks, args.gpus, args.rounds, slurm)))
+        return
     container = not args.skip_container
     if container and (shutil.which("podman") is None or not os.path.exists(BUSYBOX)):
         say(f"no container run: podman or {BUSYBOX} (busybox-static) missing")

@@ -43,8 +43,11 @@ from fairpool.executors.local import LocalExecutor
 from fairpool.executors.sandbox.policy import Sandbox, SandboxConfig
 from fairpool.scheduler import SchedulerConfig
 from fairpool.services.audit import Throttle
+from fairpool.services.notifier import Notifier
 from fairpool.services.secrets import SecretEnv
 from fairpool.services.tokens import Authenticator, TokenLimits, bootstrap_admin
+from fairpool.services.webhook_delivery import WebhookPolicy
+from fairpool.shutdown import TERMINATED, exit_on_sigterm, left_running, loop_signals
 from fairpool.store.db import Store
 
 log = logging.getLogger("fairpool.server")
@@ -141,6 +144,7 @@ def run_loop(settings: ServerSettings, nodes: list[NodeInfo], wake: Event, stop:
     """The control-loop process: builds the executor, tells the API process how that went
     (``("ready", inventory)`` or ``("error", one line)``), then runs the loop."""
     _die_with(parent)
+    loop_signals()  # Ctrl-C is the API process's to handle; SIGTERM unwinds the loop
     _logging()
     try:
         executor, close = make_executor(settings, nodes)
@@ -207,7 +211,8 @@ def _watch(child: BaseProcess, server: uvicorn.Server, stop: Event) -> None:
     than no API."""
     child.join()
     if not stop.is_set():
-        log.error("the control loop exited (code %s); stopping the server", child.exitcode)
+        if child.exitcode != TERMINATED:  # SIGTERM: the whole server is being stopped
+            log.error("the control loop exited (code %s); stopping the server", child.exitcode)
         server.should_exit = True
 
 
@@ -242,7 +247,10 @@ def _check_port(host: str, port: int) -> None:
                           f"fairpool running? pick another address with --port") from None
 
 
-def serve(settings: ServerSettings, ready: threading.Event | None = None) -> None:
+def serve(settings: ServerSettings, ready: threading.Event | None = None,
+          say: Callable[[str], None] | None = None) -> None:
+    """Run the pool until a signal (or the loop's death) stops it; then ``say`` (default:
+    print) one line on the workers that keep running (:mod:`fairpool.shutdown`)."""
     _logging()
     _check_port(settings.host, settings.port)
     os.umask(0o077)  # the database, its journal, keys and tokens: this account's alone
@@ -267,6 +275,9 @@ def serve(settings: ServerSettings, ready: threading.Event | None = None) -> Non
     sender.close()
     nodes = _wait_started(child, receiver, settings)
     store = Store(settings.database_url())
+    policy = WebhookPolicy(settings.webhook_timeout_s, settings.webhook_max_attempts,
+                           settings.webhook_retry_base_s, settings.webhook_retry_cap_s,
+                           settings.webhook_allow_private)
     app = create_app(AppContext(
         store=store, data_dir=settings.data_dir, auth=Authenticator(store, oidc(settings)),
         box=box, wake=wake.set,
@@ -278,7 +289,7 @@ def serve(settings: ServerSettings, ready: threading.Event | None = None) -> Non
         max_pending_per_project=settings.max_pending_per_project,
         max_body_bytes=settings.max_body_bytes, stats=stats,
         mount_roots=tuple(settings.allowed_mount_roots),
-        scheduler=SchedulerConfig(strategy=settings.strategy)))
+        scheduler=SchedulerConfig(strategy=settings.strategy), webhooks=policy))
     tls = settings.tls_cert is not None
     server = uvicorn.Server(uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
@@ -307,7 +318,10 @@ def serve(settings: ServerSettings, ready: threading.Event | None = None) -> Non
               + (" and the CLI's config" if settings.write_client_config else "")
               + ". Give others tokens with `fairpool token create --user NAME` and roles with "
               "`fairpool role grant NAME ROLE SCOPE`", flush=True)
+    notifier = Notifier(store, box, policy)  # webhooks, beside the API (never the loop)
+    notifier.start()
     try:
+        exit_on_sigterm()
         if ready is not None:
             ready.set()
         server.run()
@@ -315,4 +329,6 @@ def serve(settings: ServerSettings, ready: threading.Event | None = None) -> Non
         stop.set()
         wake.set()
         _end(child, 15)
+        notifier.stop()
         store.close()
+        (say or print)(left_running(settings))

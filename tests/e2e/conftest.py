@@ -43,9 +43,11 @@ class Pool:
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        out = subprocess.run([str(BIN), *args], env=self.env, capture_output=True, text=True,
-                             timeout=60)
+    def cli(self, *args: str, check: bool = True, env: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess[str]:
+        """``fairpool ARGS`` against this pool; ``env`` adds to its environment (COLUMNS)."""
+        out = subprocess.run([str(BIN), *args], env={**self.env, **(env or {})},
+                             capture_output=True, text=True, timeout=60)
         if check and out.returncode != 0:
             raise AssertionError(f"fairpool {' '.join(args)} failed: {out.stderr}")
         return out

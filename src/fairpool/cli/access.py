@@ -10,9 +10,11 @@ from typing import Annotated
 
 import typer
 
-from fairpool.cli.output import call, emit_json, fail, plain, show, table, when
+from fairpool.cli.common import JsonOpt, WideOpt
+from fairpool.cli.output import Col, call, emit_json, fail, plain, show, table, when
 from fairpool.client import Client
 from fairpool.client.settings import write_client_config
+from fairpool.domain.words import plural
 
 token_app = typer.Typer(no_args_is_help=True, help="API tokens.")
 role_app = typer.Typer(no_args_is_help=True, help="Who holds which role where.")
@@ -21,7 +23,6 @@ tls_app = typer.Typer(no_args_is_help=True, help="TLS certificates.")
 user_app = typer.Typer(no_args_is_help=True,
                        help="Users (admins): the Unix account each one's jobs run as (run_as = "
                             "user), and disabling them.")
-JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 
 
 def register(app: typer.Typer) -> None:
@@ -69,6 +70,8 @@ def token_create(
         help="a token that never expires (admins; anyone else gets the longest allowed)")
         ] = False,
     description: Annotated[str, typer.Option(help="what it is for")] = "",
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="print the token and its metadata as JSON")] = False,
 ) -> None:
     """Create a token; it is printed once and cannot be shown again."""
     if expires_days <= 0:
@@ -76,6 +79,9 @@ def token_create(
     with Client() as c:
         made = call(lambda: c.create_token(user, None if no_expiry else expires_days * 86400,
                                            description))
+    if as_json:
+        emit_json(made)
+        return
     expiry = "never expires" if made.expires_at is None else (
         f"expires {time.strftime('%Y-%m-%d %H:%M', time.localtime(made.expires_at))}")
     plain(f"token {made.id} for {made.user} ({expiry}); store it now, it is not shown again",
@@ -84,19 +90,21 @@ def token_create(
 
 
 @token_app.command("list")
-def token_list(as_json: JsonOpt = False) -> None:
+def token_list(as_json: JsonOpt = False, wide: WideOpt = False) -> None:
     """Your tokens (an admin's: everyone's). Only ids are shown, never the tokens."""
     with Client() as c:
         items = call(c.tokens)
     if as_json:
         emit_json(items)
         return
-    table("tokens", ["id", "user", "description", "created", "expires", "last used", "state"], [
+    table("tokens", [Col("id", "id"), Col("user", "id"), Col("description", "text"),
+                     Col("created", "id", drop=1), Col("expires", "id"),
+                     Col("last used", "id", drop=2), Col("state", "id")], [
         [t.id, t.user, t.description, when(t.created_at),
          "never" if t.expires_at is None else time.strftime(
              "%Y-%m-%d", time.localtime(t.expires_at)), when(t.last_used_at),
          "revoked" if t.revoked_at else ("expired" if t.expires_at and t.expires_at < time.time()
-                                         else "active")] for t in items])
+                                         else "active")] for t in items], wide=wide)
 
 
 @token_app.command("revoke")
@@ -120,16 +128,18 @@ def role_grant(subject: Annotated[str, typer.Argument(help="user, or group:NAME"
 
 
 @role_app.command("list")
-def role_list(as_json: JsonOpt = False) -> None:
+def role_list(as_json: JsonOpt = False, wide: WideOpt = False) -> None:
     """Role bindings you may see: your own and those on scopes you manage."""
     with Client() as c:
         items = call(c.role_bindings)
     if as_json:
         emit_json(items)
         return
-    table("role bindings", ["id", "subject", "role", "scope", "by", "created"], [
+    table("role bindings", [Col("id", "num"), Col("subject", "id"), Col("role", "id"),
+                            Col("scope", "id"), Col("by", "id", drop=1),
+                            Col("created", "id", drop=2)], [
         [str(b.id), b.subject, b.role, b.scope, b.created_by, when(b.created_at)]
-        for b in items])
+        for b in items], wide=wide)
 
 
 @role_app.command("revoke")
@@ -148,6 +158,7 @@ def audit_log(
     since_hours: Annotated[float | None, typer.Option(help="only the last N hours")] = None,
     limit: Annotated[int, typer.Option()] = 100,
     as_json: JsonOpt = False,
+    wide: WideOpt = False,
 ) -> None:
     """The audit log, newest first (admins only)."""
     since = None if since_hours is None else time.time() - since_hours * 3600
@@ -157,9 +168,12 @@ def audit_log(
     if as_json:
         emit_json(items)
         return
-    table("audit", ["time", "actor", "action", "target", "outcome", "detail", "from"], [
+    # at 80 columns the address and the outcome give way (--wide shows them)
+    table("audit", [Col("time", "id"), Col("actor", "id"), Col("action", "id"),
+                    Col("target", "wrap"), Col("outcome", "id", drop=2), Col("detail", "wrap"),
+                    Col("from", "text", drop=1)], [
         [time.strftime("%m-%d %H:%M:%S", time.localtime(a.at)), a.actor, a.action, a.target,
-         a.outcome, a.detail[:80], a.address] for a in items])
+         a.outcome, a.detail, a.address] for a in items], wide=wide)
 
 
 @secret_app.command("set")
@@ -184,15 +198,16 @@ def secret_set(project: str, name: str,
 
 
 @secret_app.command("list")
-def secret_list(project: str, as_json: JsonOpt = False) -> None:
+def secret_list(project: str, as_json: JsonOpt = False, wide: WideOpt = False) -> None:
     """A project's secret names (values are never shown)."""
     with Client() as c:
         items = call(lambda: c.secrets(project))
     if as_json:
         emit_json(items)
         return
-    table(f"secrets of {project}", ["name", "updated by", "updated"],
-          [[s.name, s.updated_by, when(s.updated_at)] for s in items])
+    table(f"secrets of {project}", [Col("name", "id"), Col("updated by", "id"),
+                                    Col("updated", "id")],
+          [[s.name, s.updated_by, when(s.updated_at)] for s in items], wide=wide)
 
 
 @secret_app.command("delete")
@@ -222,15 +237,17 @@ def user_unmap(user: str) -> None:
 
 
 @user_app.command("list")
-def user_list(as_json: JsonOpt = False) -> None:
+def user_list(as_json: JsonOpt = False, wide: WideOpt = False) -> None:
     """Users mapped to Unix accounts."""
     with Client() as c:
         items = call(c.accounts)
     if as_json:
         emit_json(items)
         return
-    table("user accounts", ["user", "account", "by", "since"],
-          [[a.user, a.account, a.created_by or "", when(a.created_at)] for a in items])
+    table("user accounts", [Col("user", "id"), Col("account", "id"), Col("by", "id"),
+                            Col("since", "id")],
+          [[a.user, a.account, a.created_by or "", when(a.created_at)] for a in items],
+          wide=wide)
 
 
 @user_app.command("disable")
@@ -240,7 +257,7 @@ def user_disable(user: Annotated[str, typer.Argument(help="the fairpool user (to
     its SSO logins are refused, until `fairpool user enable`."""
     with Client() as c:
         u = call(lambda: c.disable_user(user))
-    show(f"user {u.user} disabled; {u.tokens_revoked} tokens revoked")
+    show(f"user {u.user} disabled; {plural(u.tokens_revoked, 'token')} revoked")
 
 
 @user_app.command("enable")
@@ -253,15 +270,15 @@ def user_enable(user: str) -> None:
 
 
 @user_app.command("disabled")
-def user_disabled(as_json: JsonOpt = False) -> None:
+def user_disabled(as_json: JsonOpt = False, wide: WideOpt = False) -> None:
     """The users disabled now."""
     with Client() as c:
         items = call(c.disabled_users)
     if as_json:
         emit_json(items)
         return
-    table("disabled users", ["user", "by", "since"],
-          [[u.user, u.disabled_by or "", when(u.disabled_at)] for u in items])
+    table("disabled users", [Col("user", "id"), Col("by", "id"), Col("since", "id")],
+          [[u.user, u.disabled_by or "", when(u.disabled_at)] for u in items], wide=wide)
 
 
 @secret_app.command("new-key")

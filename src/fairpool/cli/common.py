@@ -1,5 +1,5 @@
-"""What every CLI command module shares: the ``--json`` option, the client, and how a
-validation error becomes one line."""
+"""What every CLI command module shares: the ``--json`` and ``--wide`` options, the client,
+and how a validation error becomes one line."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from pydantic import ValidationError
 from fairpool.client import Client
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+#: for ``output.table(..., wide=wide)``: lines as long as the table needs, nothing cut
+WideOpt = Annotated[bool, typer.Option("--wide", help="show every column in full")]
 
 
 def client() -> Client:

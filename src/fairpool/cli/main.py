@@ -8,14 +8,27 @@ from typing import Annotated, Any, TypeVar
 import typer
 from pydantic import ValidationError
 
-from fairpool.cli import access, jobs, reports
-from fairpool.cli.common import JsonOpt
+from fairpool.cli import access, jobs, reports, webhooks
+from fairpool.cli import queues as queue_commands
+from fairpool.cli.common import JsonOpt, WideOpt
 from fairpool.cli.common import client as _client
 from fairpool.cli.common import validation as _validation
+from fairpool.cli.output import (
+    Col,
+    emit_json,
+    fail,
+    gpu_count,
+    gpus,
+    plain,
+    run,
+    show,
+    show_err,
+    table,
+)
 from fairpool.cli.output import call as _call
-from fairpool.cli.output import emit_json, fail, gpus, plain, show, table
 from fairpool.cli.simulate import simulate as simulate_command
 from fairpool.client import FairpoolError
+from fairpool.domain.words import plural
 from fairpool.scheduler.snapshot import Strategy
 from fairpool.schemas.nodes import NodeOut
 from fairpool.schemas.queues import (
@@ -39,8 +52,10 @@ node_app = typer.Typer(no_args_is_help=True, help="Node operations (admins).")
 app.add_typer(node_app, name="node")
 app.command(name="simulate")(simulate_command)
 access.register(app)
+webhooks.register(app)
 jobs.register(app)
 reports.register(app, project_app)
+queue_commands.register(project_app, department_app)
 
 
 
@@ -103,7 +118,7 @@ def up(
     except ValueError as exc:
         fail(str(exc))
     try:
-        serve(settings)
+        serve(settings, say=show_err)  # on stopping: which workers keep running (stderr)
     except SQLAlchemyError as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         fail(f"cannot use the database {settings.database_url()}: {reason}")
@@ -149,20 +164,31 @@ def recover_admin(
 
 
 @app.command()
-def queues(as_json: JsonOpt = False) -> None:
+def queues(as_json: JsonOpt = False, wide: WideOpt = False) -> None:
     """Departments and projects: quota, fair share, allocated, pending."""
     with _client() as c:
         items = _call(c.queues)
     if as_json:
         emit_json(items)
         return
-    table("queues (GPUs)", ["queue", "kind", "quota", "limit", "weight", "fair share",
-                            "allocated", "pending", "jobs run/wait"], [
+    table("queues (GPUs)", QUEUE_COLUMNS, [
         [q.name if q.parent is None else f"  {q.name}", q.kind, gpus(q.quota.gpus),
          gpus(q.limit.gpus) if q.limit else "∞", str(q.over_quota_weight),
          "" if q.fair_share is None else gpus(q.fair_share.gpus), gpus(q.allocated.gpus),
          gpus(q.pending.gpus), f"{q.running_jobs}/{q.pending_jobs}"]
-        for q in _tree_order(items)])
+        for q in _tree_order(items)], wide=wide)
+
+
+#: at 80 columns the weight, kind, limit and pending columns give way, in this order
+QUEUE_COLUMNS = [Col("queue", "id"), Col("kind", "id", drop=3), Col("quota", "num"),
+                 Col("limit", "num", drop=2), Col("weight", "num", drop=4),
+                 Col("fair share", "num"), Col("allocated", "num"),
+                 Col("pending", "num", drop=1), Col("jobs run/wait", "num")]
+#: device rows of ``fairpool nodes``; status (with a cordon's reason) and holders wrap; the
+#: isolation (also told below the table when it lacks something), model and pool give way
+NODE_COLUMNS = [Col("node", "id"), Col("pool", "id", drop=1), Col("status", "wrap"),
+                Col("isolation", "text", drop=3), Col("gpu", "num"),
+                Col("model", "text", drop=2), Col("used", "num"), Col("held by", "wrap")]
 
 
 def _tree_order(items: list[QueueOut]) -> list[QueueOut]:
@@ -177,7 +203,7 @@ def _tree_order(items: list[QueueOut]) -> list[QueueOut]:
 
 
 @app.command()
-def nodes(as_json: JsonOpt = False) -> None:
+def nodes(as_json: JsonOpt = False, wide: WideOpt = False) -> None:
     """Nodes and devices, with who holds what."""
     with _client() as c:
         items = _call(c.nodes)
@@ -193,11 +219,10 @@ def nodes(as_json: JsonOpt = False) -> None:
         for d in n.devices or []:
             rows.append([n.name, n.pool, status, isolation, f"{d.index}",
                          d.model + (" (simulated)" if n.simulated else ""),
-                         f"{d.used:g}", ", ".join(d.holders)])
+                         f"{d.used:g}", ", ".join(map(_holder, d.holders))])
         if not n.devices:
             rows.append([n.name, n.pool, status, isolation, "-", "no GPUs", "", ""])
-    table("nodes", ["node", "pool", "status", "isolation", "gpu", "model", "used", "held by"],
-          rows)
+    table("nodes", NODE_COLUMNS, rows, wide=wide)
     for n in items:  # what a node cannot enforce, below the table
         iso = n.isolation
         if iso is not None and iso.level == "none":
@@ -205,6 +230,12 @@ def nodes(as_json: JsonOpt = False) -> None:
                  "are NOT isolated from one another")
         elif iso is not None and iso.missing:
             show(f"{n.name}: isolation {iso.level}; missing: ", "; ".join(iso.missing))
+
+
+def _holder(holder: str) -> str:
+    """``project/job`` as ``job (project)``: the job id a word of its own, whole on its line."""
+    project, slash, job_id = holder.partition("/")
+    return f"{job_id} ({project})" if slash else holder
 
 
 def _isolation(n: NodeOut) -> str:
@@ -243,7 +274,7 @@ def department_create(name: str, quota_gpus: QuotaG = 0, quota_cpus: QuotaC = 0,
         fail(_validation(exc))
     with _client() as c:
         q = _call(lambda: c.create_department(spec))
-    show(f"department {q.name} created (quota {gpus(q.quota.gpus)} GPUs)")
+    show(f"department {q.name} created (quota {gpu_count(q.quota.gpus)})")
 
 
 @project_app.command("create")
@@ -261,41 +292,75 @@ def project_create(name: str,
         fail(_validation(exc))
     with _client() as c:
         q = _call(lambda: c.create_project(spec))
-    show(f"project {q.name} created in {q.parent} (quota {gpus(q.quota.gpus)} GPUs)")
+    show(f"project {q.name} created in {q.parent} (quota {gpu_count(q.quota.gpus)})")
+
+
+def _renamed(old: str, old_value: T | None, new: str, value: T | None) -> T | None:
+    """The value of an option given by its old name (a note on stderr says the new one)."""
+    if old_value is None:
+        return value
+    if value is not None:
+        fail(f"{old} is the old name of {new}: give {new} alone", code=2)
+    show_err(f"note: {old} is deprecated; use {new}")
+    return old_value
+
+
+def _hidden(flag: str) -> Any:
+    return typer.Option(flag, hidden=True, help="deprecated")
 
 
 @project_app.command("set-quota")
 def project_set_quota(
     name: str,
-    gpus_: Annotated[float | None, typer.Option("--gpus", help="guaranteed GPUs")] = None,
-    cpus: Annotated[float | None, typer.Option("--cpus")] = None,
-    memory: Annotated[int | None, typer.Option("--memory")] = None,
-    limit_gpus: LimG = None,
-    unlimited: Annotated[bool, typer.Option(help="remove the limit")] = False,
-    weight: Annotated[int | None, typer.Option("--weight")] = None,
-    priority: Annotated[int | None, typer.Option("--priority")] = None,
+    quota_gpus: Annotated[float | None, typer.Option("--quota-gpus", help="guaranteed GPUs")
+                          ] = None,
+    quota_cpus: Annotated[float | None, typer.Option("--quota-cpus", help="guaranteed CPUs")
+                          ] = None,
+    quota_memory: Annotated[int | None, typer.Option(
+        "--quota-memory", help="guaranteed memory, MiB")] = None,
+    limit_gpus: LimG = None, limit_cpus: LimC = None, limit_memory: LimM = None,
+    unlimited: Annotated[bool, typer.Option("--unlimited", help="remove the limit")] = False,
+    weight: Annotated[int | None, typer.Option(
+        "--weight", help="share of idle GPUs beyond quota")] = None,
+    priority: Annotated[int | None, typer.Option(
+        "--priority", help="higher gets surplus first")] = None,
+    old_gpus: Annotated[float | None, _hidden("--gpus")] = None,
+    old_cpus: Annotated[float | None, _hidden("--cpus")] = None,
+    old_memory: Annotated[int | None, _hidden("--memory")] = None,
 ) -> None:
-    """Change a queue's quota, limit, weight or priority (departments too)."""
+    """Change a queue's quota, limit, weight or priority (departments too); what is not given
+    stays as it is (a limit given on GPUs alone keeps the CPU and memory limits)."""
+    quota_gpus = _renamed("--gpus", old_gpus, "--quota-gpus", quota_gpus)
+    quota_cpus = _renamed("--cpus", old_cpus, "--quota-cpus", quota_cpus)
+    quota_memory = _renamed("--memory", old_memory, "--quota-memory", quota_memory)
+    quota_given = (quota_gpus, quota_cpus, quota_memory) != (None, None, None)
+    limit_given = (limit_gpus, limit_cpus, limit_memory) != (None, None, None)
+    if unlimited and limit_given:
+        fail("--unlimited removes the limit: give it or --limit-*, not both", code=2)
+    if not (quota_given or limit_given or unlimited or weight is not None
+            or priority is not None):
+        fail("nothing to change: give --quota-gpus, --limit-gpus, --unlimited, --weight, … "
+             "(see fairpool project set-quota --help)", code=2)
     with _client() as c:
         current = next((q for q in _call(c.queues) if q.name == name), None)
         if current is None:
             fail(f"queue {name} does not exist")
-        quota = None
-        if gpus_ is not None or cpus is not None or memory is not None:
-            quota = ResourceSpec(
-                gpus=current.quota.gpus if gpus_ is None else gpus_,
-                cpus=current.quota.cpus if cpus is None else cpus,
-                memory_mib=current.quota.memory_mib if memory is None else memory)
+        held = current.limit  # what is not given stays as it is
         try:
-            held = current.limit  # its CPU and memory limits stay as they are
-            limit = None if limit_gpus is None else _limit(
-                limit_gpus, held.cpus if held else None, held.memory_mib if held else None)
+            quota = None if not quota_given else ResourceSpec(
+                gpus=current.quota.gpus if quota_gpus is None else quota_gpus,
+                cpus=current.quota.cpus if quota_cpus is None else quota_cpus,
+                memory_mib=current.quota.memory_mib if quota_memory is None else quota_memory)
+            limit = None if not limit_given else LimitSpec(
+                gpus=held.gpus if limit_gpus is None and held else limit_gpus,
+                cpus=held.cpus if limit_cpus is None and held else limit_cpus,
+                memory_mib=held.memory_mib if limit_memory is None and held else limit_memory)
             spec = QueueUpdate(quota=quota, limit=limit,
                                unlimited=unlimited, over_quota_weight=weight, priority=priority)
         except ValidationError as exc:
             fail(_validation(exc))
         q = _call(lambda: c.update_queue(name, spec))
-    show(f"{q.name}: quota {gpus(q.quota.gpus)} GPUs, limit "
+    show(f"{q.name}: quota {gpu_count(q.quota.gpus)}, limit "
          f"{gpus(q.limit.gpus) if q.limit else '∞'}, weight {q.over_quota_weight}")
 
 
@@ -321,14 +386,13 @@ def node_drain(name: str) -> None:
     """Cordon a node and requeue its jobs (SIGTERM, the grace period, then SIGKILL)."""
     with _client() as c:
         n, moved = _call(lambda: c.drain(name))
-    show(f"{n.name} cordoned; {moved} job{'s' if moved != 1 else ''} requeued")
+    show(f"{n.name} cordoned; {plural(moved, 'job')} requeued")
 
 
 def main() -> None:
+    """``fairpool``: usage errors as one line (``output.run``), a client error as one line."""
     try:
-        app()
-    except KeyboardInterrupt:
-        raise SystemExit(130) from None
+        run(app)
     except FairpoolError as exc:  # e.g. an unreadable CA bundle, found making the client
         fail(exc.message)
 

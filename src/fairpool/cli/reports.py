@@ -8,10 +8,12 @@ from typing import Annotated
 
 import typer
 
-from fairpool.cli.output import call, emit_json, fail, plain, show, table
+from fairpool.cli.common import WideOpt
+from fairpool.cli.output import Col, call, emit_json, fail, plain, show, table
 from fairpool.client import Client, FairpoolError
 from fairpool.client.api import build
 from fairpool.schemas.queues import IdlePolicySpec, QueueUpdate
+from fairpool.schemas.usage import UsageOut
 
 
 def register(app: typer.Typer, project_app: typer.Typer) -> None:
@@ -41,6 +43,7 @@ def usage(
     by: Annotated[str, typer.Option(help="project, department or job")] = "project",
     csv: Annotated[bool, typer.Option("--csv", help="print CSV")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    wide: WideOpt = False,
 ) -> None:
     """GPU-hours allocated and actually used, per project, department or job."""
     if by not in ("project", "department", "job"):
@@ -57,11 +60,25 @@ def usage(
         return
     title = (f"GPU-hours {datetime.fromtimestamp(lo):%Y-%m-%d %H:%M} → "
              f"{datetime.fromtimestamp(hi):%Y-%m-%d %H:%M}")
-    table(title, [by, "department", "jobs", "allocated", "used", "measured", "used/measured"], [
-        [r.key, r.department, str(r.jobs), f"{r.allocated_gpu_hours:.2f}",
+    # at 80 columns the measured GPU-hours and a project's department give way
+    keys = [Col(name, "id", drop=1 if name == "department" and by != "department" else 0)
+            for name in KEYS[by]]
+    table(title, [*keys, Col("jobs", "num"), Col("allocated", "num"), Col("used", "num"),
+                  Col("measured", "num", drop=2), Col("efficiency", "num")], [
+        [*_keys(r, by), str(r.jobs), f"{r.allocated_gpu_hours:.2f}",
          f"{r.used_gpu_hours:.2f}", f"{r.measured_gpu_hours:.2f}",
          f"{r.used_gpu_hours / r.measured_gpu_hours:.0%}" if r.measured_gpu_hours else "-"]
-        for r in rows])
+        for r in rows], wide=wide)
+
+
+#: what says what a row is, per grouping (as the dashboard and the CSV show it)
+KEYS = {"job": ("job", "project", "department"), "project": ("project", "department"),
+        "department": ("department",)}
+
+
+def _keys(row: UsageOut, by: str) -> list[str]:
+    return {"job": [row.key, row.project or "", row.department],
+            "project": [row.key, row.department], "department": [row.key]}[by]
 
 
 def set_idle(

@@ -8,23 +8,26 @@ from typing import Annotated
 
 import typer
 
-from fairpool.cli.output import emit_value, fail, show, show_err, table
+from fairpool.cli.common import WideOpt
+from fairpool.cli.output import Col, emit_value, fail, show, show_err, table
+from fairpool.domain.words import plural
 
-#: Rows of the table: metric key, heading, format.
+#: Rows of the table: metric key, heading (with the unit, so that the cells are numbers alone),
+#: format.
 ROWS = (
-    ("avg_jct_s", "avg JCT", "{:,.0f} s"),
-    ("p50_jct_s", "p50 JCT", "{:,.0f} s"),
-    ("p99_jct_s", "p99 JCT", "{:,.0f} s"),
-    ("avg_queue_s", "avg first wait", "{:,.0f} s"),
-    ("avg_wait_total_s", "avg time waiting", "{:,.0f} s"),
-    ("makespan_s", "makespan", "{:,.0f} s"),
+    ("avg_jct_s", "avg JCT (s)", "{:,.0f}"),
+    ("p50_jct_s", "p50 JCT (s)", "{:,.0f}"),
+    ("p99_jct_s", "p99 JCT (s)", "{:,.0f}"),
+    ("avg_queue_s", "avg first wait (s)", "{:,.0f}"),
+    ("avg_wait_total_s", "avg time waiting (s)", "{:,.0f}"),
+    ("makespan_s", "makespan (s)", "{:,.0f}"),
     ("utilisation", "GPU utilisation", "{:.1%}"),
     ("evictions", "evictions", "{:,}"),
     ("lost_gpu_hours", "GPU-hours lost", "{:,.1f}"),
-    ("guarantee_violation_s", "time below quota", "{:,.0f} s"),
+    ("guarantee_violation_s", "time below quota (s)", "{:,.0f}"),
     ("jain_index", "Jain's index", "{:.3f}"),
     ("unfinished", "jobs never run", "{:,}"),
-    ("wall_s", "simulation took", "{:.1f} s"),
+    ("wall_s", "simulation took (s)", "{:.1f}"),
 )
 
 
@@ -42,6 +45,7 @@ def simulate(
     limit: Annotated[int | None, typer.Option(help="only the first N jobs", min=1)] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print JSON keyed by policy")] = False,
     plot: Annotated[Path | None, typer.Option(help="write PNG plots into this folder")] = None,
+    wide: WideOpt = False,
 ) -> None:
     """Replay TRACE through the real scheduling core and compare policies."""
     from fairpool.simulate.engine import ClusterSpec, Simulation
@@ -68,7 +72,8 @@ def simulate(
     summaries: dict[str, dict[str, float | int]] = {}
     for name in names:
         if not json_out:
-            show_err(f"simulating {name} ({len(loaded.jobs):,} jobs on {gpus} GPUs)…")
+            show_err(f"simulating {name} ({_jobs(len(loaded.jobs))} on "
+                     f"{plural(gpus, 'GPU')})…")
         result = Simulation(loaded, POLICIES[name], cluster,
                             checkpoint_s=checkpoint_min * 60).run()
         results[name] = result
@@ -87,9 +92,14 @@ def simulate(
         emit_value(summaries)
         return
     # one column per policy: five fit a terminal, twelve do not
-    table(f"{loaded.name}: {len(loaded.jobs):,} jobs, {gpus} GPUs ({gpus_per_node} per node), "
-          f"checkpoints every {checkpoint_min:g} min", ["metric", *summaries],
+    table(f"{loaded.name}: {_jobs(len(loaded.jobs))}, {plural(gpus, 'GPU')} ({gpus_per_node} "
+          f"per node), checkpoints every {checkpoint_min:g} min",
+          [Col("metric", "wrap"), *(Col(name, "num") for name in summaries)],
           [[heading, *(fmt.format(s.get(key, 0)) for s in summaries.values())]
-           for key, heading, fmt in ROWS], right=range(1, len(summaries) + 1))
+           for key, heading, fmt in ROWS], wide=wide)
     for path in written:
         show(f"plot: {path}")
+
+
+def _jobs(count: int) -> str:
+    return plural(count, "job", shown=f"{count:,}")

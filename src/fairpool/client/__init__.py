@@ -1,5 +1,5 @@
 """Python SDK over the REST API."""
 
-from fairpool.client.api import Client, FairpoolError, LogPage
+from fairpool.client.api import Client, FairpoolError, Job, LogPage
 
-__all__ = ["Client", "FairpoolError", "LogPage"]
+__all__ = ["Client", "FairpoolError", "Job", "LogPage"]

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from fairpool.domain.words import plural
 from fairpool.executors.base import JOB_FAULTS, NODE_FAULTS, Failure
 from fairpool.store.lifecycle import add_event
 from fairpool.store.models import JobRow, NodeRow
@@ -75,9 +76,9 @@ def reason(counted: list[Seen], window_s: float, until: float) -> str:
     kinds = Counter(f.failure for f in counted)
     told = ", ".join(f"{kinds[k]} {_TOLD[k]}" for k in _TOLD if kinds[k])
     own = [f for f in counted if f.failure in JOB_FAULTS]
-    whose = (f" (jobs of {len({f.user for f in own})} users in "
-             f"{len({f.project for f in own})} projects)" if own else "")
-    return (f"workers of {jobs} jobs failed here within {window_s:g} s: {told}{whose}; "
+    whose = (f" (jobs of {plural(len({f.user for f in own}), 'user')} in "
+             f"{plural(len({f.project for f in own}), 'project')})" if own else "")
+    return (f"workers of {plural(jobs, 'job')} failed here within {window_s:g} s: {told}{whose}; "
             f"cordoned until {time.strftime('%H:%M:%S', time.localtime(until))}")
 
 

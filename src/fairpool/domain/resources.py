@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from fairpool.domain.words import plural
+
 GPU_UNIT = 1000
 CPU_UNIT = 1000
 UNLIMITED = 1 << 60
@@ -141,11 +143,11 @@ class Resources:
         """Human text such as ``2 GPUs, 8 CPUs, 32768 MiB``; unlimited parts are omitted."""
         parts = []
         if self.gpu:
-            parts.append(f"{_fmt_gpu(self.gpu)} GPU" + ("" if self.gpu == GPU_UNIT else "s"))
+            parts.append(plural(self.gpu / GPU_UNIT, "GPU", shown=_fmt_gpu(self.gpu)))
         if self.gpu_memory and self.gpu_memory < UNLIMITED:
             parts.append(f"{self.gpu_memory} MiB GPU memory")
         if self.cpu and self.cpu < UNLIMITED:
-            parts.append(f"{self.cpu / CPU_UNIT:g} CPUs")
+            parts.append(plural(self.cpu / CPU_UNIT, "CPU"))
         if self.memory and self.memory < UNLIMITED:
             parts.append(f"{self.memory} MiB memory")
         return ", ".join(parts) if parts else "nothing"

@@ -31,6 +31,7 @@ from enum import StrEnum
 from fairpool.domain.job import WorkerRequest
 from fairpool.domain.node import Node
 from fairpool.domain.resources import CPU_UNIT, GPU_UNIT
+from fairpool.domain.words import plural
 from fairpool.scheduler.codes import PlacementCode
 
 
@@ -107,8 +108,8 @@ def misfit(inv: Inventory, request: WorkerRequest, workers: int = 1, *,
     all_on_one = same_node and workers > 1
     if request.gpus and request.gpus * together > inv.max_gpus:
         need = request.gpus * together
-        what = (f"all {workers} workers on one node need {need} GPUs" if all_on_one
-                else f"each worker needs {request.gpus} GPUs on one node")
+        what = (f"all {workers} workers on one node need {plural(need, 'GPU')}" if all_on_one
+                else f"each worker needs {plural(request.gpus, 'GPU')} on one node")
         return Misfit(Shortfall.GPUS, need, inv.max_gpus,
                       f"{what}, but the largest node in {where} has {inv.max_gpus}")
     if request.fractional and inv.max_gpus == 0:
@@ -123,8 +124,8 @@ def misfit(inv: Inventory, request: WorkerRequest, workers: int = 1, *,
     if request.cpu * together > inv.max_cpu:
         need = request.cpu * together
         return Misfit(Shortfall.CPU, need, inv.max_cpu,
-                      f"{whose} {need / CPU_UNIT:g} CPUs, but the largest node in {where} has "
-                      f"{inv.max_cpu / CPU_UNIT:g}")
+                      f"{whose} {plural(need / CPU_UNIT, 'CPU')}, but the largest node in "
+                      f"{where} has {inv.max_cpu / CPU_UNIT:g}")
     if request.memory * together > inv.max_memory:
         need = request.memory * together
         return Misfit(Shortfall.MEMORY, need, inv.max_memory,

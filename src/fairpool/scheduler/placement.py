@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from fairpool.domain.job import WorkerPlacement, WorkerRequest
 from fairpool.domain.resources import CPU_UNIT, GPU_UNIT, format_gpus
+from fairpool.domain.words import plural
 from fairpool.scheduler.cluster_state import ClusterState, Domain
 from fairpool.scheduler.codes import Action, PlacementCode
 from fairpool.scheduler.fit import Inventory, misfit
@@ -184,25 +185,25 @@ def explain_failure(cs: ClusterState, dom: Domain, view: JobView) -> PlacementFa
         free = dom.free_whole()
         block = dom.largest_block()
         if req.gpus:
-            each = f"{req.gpus} GPU" + ("s" if req.gpus > 1 else "")
+            each = plural(req.gpus, "GPU")
             shape = each if n == 1 else f"{n} workers × {each}"
             if job.same_node and n > 1:
                 shape += " on one node"
             return PlacementFailure(
                 PlacementCode.NO_CAPACITY,
-                f"needs {shape}; {free} GPUs free in {where}, largest free block on one node "
-                f"is {block}",
+                f"needs {shape}; {plural(free, 'GPU')} free in {where}, largest free block on "
+                f"one node is {block}",
             )
         frac = format_gpus(_min_milli(req, dom))
         return PlacementFailure(
             PlacementCode.NO_CAPACITY,
-            f"needs {n} × {frac} of a GPU; {free} whole GPUs free in {where} and no partly "
-            f"used GPU has that much left",
+            f"needs {n} × {frac} of a GPU; {plural(free, 'whole GPU')} free in {where} and no "
+            f"partly used GPU has that much left",
         )
     return PlacementFailure(
         PlacementCode.NODE_RESOURCES,
         f"GPUs are free in {where} but no node with them also has "
-        f"{req.cpu / CPU_UNIT:g} CPUs and {req.memory} MiB memory free per worker",
+        f"{plural(req.cpu / CPU_UNIT, 'CPU')} and {req.memory} MiB memory free per worker",
     )
 
 

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from fairpool.domain.dependencies import Verdict
 from fairpool.domain.states import LIVE_VALUES
+from fairpool.domain.words import plural
 from fairpool.scheduler import Scheduler, SchedulerConfig, Snapshot
 from fairpool.schemas.arrays import ArraySubmit, DryRunOut
 from fairpool.schemas.jobs import JobSubmit
@@ -75,6 +76,6 @@ def _quota(store: Store, project: str) -> str:
     q = queue_status(store, project)
     fair = "" if q.fair_share is None else f", fair share {q.fair_share.gpus:g}"
     limit = "" if q.limit is None or q.limit.gpus is None else f", limit {q.limit.gpus:g}"
-    return (f"project {project}: quota {q.quota.gpus:g} GPUs{limit}{fair}; holds "
+    return (f"project {project}: quota {plural(q.quota.gpus, 'GPU')}{limit}{fair}; holds "
             f"{q.allocated.gpus:g} now with {q.running_jobs} running and {q.pending_jobs} "
-            f"waiting")
+            "waiting")

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from fairpool.domain import JobState
 from fairpool.domain.states import HOLDING_VALUES, StopReason
+from fairpool.domain.words import plural
 from fairpool.schemas.nodes import NodeOut
 from fairpool.services import audit
 from fairpool.services.errors import NotFound
@@ -72,6 +73,6 @@ def drain(store: Store, name: str, actor: str, address: str = "") -> tuple[NodeO
                  kind="evicted", message=f"drain: node {name} is being drained by {actor}",
                  cause="drain")
             moved += 1
-        audit.record(s, actor, "node.drain", name, detail=f"{moved} jobs moved",
+        audit.record(s, actor, "node.drain", name, detail=f"{plural(moved, 'job')} moved",
                      address=address)
     return _out(store, name), moved

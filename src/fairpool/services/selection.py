@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from fairpool.domain.states import FINISHED_VALUES, LIVE_VALUES, JobState
+from fairpool.domain.words import plural
 from fairpool.schemas.arrays import BulkCancel, BulkCancelOut, RefOut
 from fairpool.services import audit
 from fairpool.services.errors import Conflict, Invalid, NotFound
@@ -155,7 +156,7 @@ def cancel_many(store: Store, spec: BulkCancel, cancellable: set[str] | None,
                 if cancel_row(s, rows[job_id], seq, now, actor, " (bulk cancel)"):
                     cancelled.append(job_id)
             if cancelled:
-                audit.record(s, actor, "job.cancel-many", f"{len(cancelled)} jobs",
+                audit.record(s, actor, "job.cancel-many", plural(len(cancelled), "job"),
                              address=address)
     if cancelled and not spec.dry_run and wake is not None:
         wake()

@@ -22,6 +22,7 @@ from fairpool.domain.job import WorkerRequest
 from fairpool.domain.priority import DEFAULT_PRIORITY_CLASSES, PriorityClass, resolve_priority_class
 from fairpool.domain.resources import CPU_UNIT
 from fairpool.domain.states import PENDING_VALUES
+from fairpool.domain.words import plural
 from fairpool.scheduler.fit import Inventory, Shortfall, misfit
 from fairpool.schemas.jobs import JobSubmit
 from fairpool.services.errors import Conflict, Invalid, NotFound, ServiceError
@@ -106,13 +107,13 @@ def check_fits(store: Store, s: Session, spec: JobSubmit) -> None:
     where = f"pool {pool}" if pool else "the pool"
     raise Invalid({
         Shortfall.NO_NODES: f"no node is in pool {pool}",
-        Shortfall.GPUS: f"the job needs {why.need} GPUs on one node but the largest node in "
-                        f"{where} has {why.largest}",
+        Shortfall.GPUS: f"the job needs {plural(why.need, 'GPU')} on one node but the largest node "
+                        f"in {where} has {why.largest}",
         Shortfall.NO_GPUS: "the job asks for a GPU share but no node has GPUs",
         Shortfall.GPU_MEMORY: f"the job needs {why.need} MiB on one GPU but the largest GPU "
                               f"has {why.largest} MiB",
-        Shortfall.CPU: f"the job needs {spec.cpus:g} CPUs per worker but the largest node has "
-                       f"{why.largest / CPU_UNIT:g}",
+        Shortfall.CPU: f"the job needs {plural(spec.cpus, 'CPU')} per worker but the largest "
+                       f"node has {why.largest / CPU_UNIT:g}",
         Shortfall.MEMORY: f"the job needs {spec.memory_mib} MiB memory per worker but the "
                           f"largest node has {why.largest} MiB",
     }.get(why.shortfall, why.message))

@@ -142,12 +142,25 @@ def series(store: Store, start: float, end: float, steps: int = 60,
     return SeriesOut(start=start, step_s=step, series=out)
 
 
+def key_columns(by: str) -> tuple[str, ...]:
+    """The columns that say what a row of a report ``by`` job, project or department is (as
+    the dashboard's table shows them): the grouping, then what it belongs to."""
+    return {"job": ("job", "project", "department"), "project": ("project", "department"),
+            "department": ("department",)}[by]
+
+
+def key_values(row: UsageOut, by: str) -> list[str]:
+    """The values of ``key_columns(by)`` of a row."""
+    return {"job": [row.key, row.project or "", row.department],
+            "project": [row.key, row.department], "department": [row.key]}[by]
+
+
 def to_csv(rows: Iterable[UsageOut], by: str) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow([by, "department", "jobs", "allocated_gpu_hours", "used_gpu_hours",
+    writer.writerow([*key_columns(by), "jobs", "allocated_gpu_hours", "used_gpu_hours",
                      "measured_gpu_hours"])
     for r in rows:
-        writer.writerow([r.key, r.department, r.jobs, f"{r.allocated_gpu_hours:.6f}",
+        writer.writerow([*key_values(r, by), r.jobs, f"{r.allocated_gpu_hours:.6f}",
                          f"{r.used_gpu_hours:.6f}", f"{r.measured_gpu_hours:.6f}"])
     return buf.getvalue()

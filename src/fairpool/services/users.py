@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from fairpool.domain.words import plural
 from fairpool.schemas.access import GROUP_PREFIX, USER_PATTERN, UserOut
 from fairpool.services import audit
 from fairpool.services.errors import Conflict, Invalid
@@ -76,7 +77,7 @@ def disable(store: Store, user: str, actor: str, address: str = "") -> UserOut:
         revoked = len(s.execute(update(TokenRow).where(
             TokenRow.user == user, TokenRow.revoked_at.is_(None)).values(revoked_at=now)
             .returning(TokenRow.id)).all())
-        audit.record(s, actor, "user.disable", user, detail=f"{revoked} tokens revoked",
+        audit.record(s, actor, "user.disable", user, detail=f"{plural(revoked, 'token')} revoked",
                      address=address)
         return _out(row, revoked)
 

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 
 from markupsafe import Markup, escape
 
+from fairpool.domain.words import plural
 from fairpool.schemas.usage import SeriesOut, UsageOut
 
 
@@ -129,7 +130,8 @@ def area_chart(data: SeriesOut, span_s: float, color: Callable[[str], str],
         low = [f"{px(i + e):.1f},{py(base[i]):.1f}" for i in reversed(range(n)) for e in (1, 0)]
         col = color(name)
         body.append(f'<g class="series" data-project="{escape(name)}"><title>{escape(name)}: '
-                    f'peak {fmt(max(values))} GPUs, now {fmt(values[-1])}</title>'
+                    f'peak {plural(max(values), "GPU", shown=fmt(max(values)))}, now '
+                    f'{fmt(values[-1])}</title>'
                     f'<polygon points="{" ".join(pts + low)}" fill="{col}" fill-opacity="0.55"/>'
                     f'<polyline points="{" ".join(pts)}" fill="none" stroke="{col}" '
                     f'stroke-width="1.5" stroke-linejoin="round"/></g>')
@@ -138,7 +140,8 @@ def area_chart(data: SeriesOut, span_s: float, color: Callable[[str], str],
         y = py(capacity)
         body.append(f'<line class="capacity" x1="{left:g}" x2="{w - right:g}" y1="{y:.1f}" '
                     f'y2="{y:.1f}"/><text class="caplabel" x="{w - right - 4:g}" '
-                    f'y="{y - 5:.1f}" text-anchor="end">capacity {fmt(capacity)} GPUs</text>')
+                    f'y="{y - 5:.1f}" text-anchor="end">capacity '
+                    f'{plural(capacity, "GPU", shown=fmt(capacity))}</text>')
     if not names:
         body.append(f'<text class="empty" x="{left + pw / 2:.1f}" y="{top + ph / 2:.1f}" '
                     'text-anchor="middle">no GPUs were allocated in this period</text>')
