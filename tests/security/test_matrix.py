@@ -906,12 +906,10 @@ assert set(PROBES) == set(EXPECTED), set(EXPECTED) ^ set(PROBES)
 
 
 # -- the tests ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("case", CASES, ids=str)
-def test_matrix(world: World, case: Case) -> None:
-    call = PROBES[case.row](world, case)
-    resp = world.http[case.actor].request(call.method, call.path, json=call.json,
-                                          params=call.params)
-    CHECKED.append(case)
+def run_case(http: httpx.Client, call: Call, case: Case) -> None:
+    """Make ``call`` as ``case``'s caller and hold the answer to the designed status, then to
+    its check (allowed) or to nothing having changed (refused)."""
+    resp = http.request(call.method, call.path, json=call.json, params=call.params)
     try:
         assert resp.status_code == case.expected, (
             f"{case}: {call.method} {call.path} gave {resp.status_code}, designed "
@@ -923,6 +921,13 @@ def test_matrix(world: World, case: Case) -> None:
     finally:
         if call.cleanup is not None:
             call.cleanup(resp)
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_matrix(world: World, case: Case) -> None:
+    call = PROBES[case.row](world, case)
+    CHECKED.append(case)
+    run_case(world.http[case.actor], call, case)
 
 
 def _allowed(row: str, target: Callable[[str, str], str], value: str) -> set[str]:

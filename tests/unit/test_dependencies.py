@@ -4,7 +4,7 @@ may see."""
 
 from __future__ import annotations
 
-from fairpool.control.gates import admissible
+from fairpool.control.gates import Gate, admissible
 from fairpool.domain.dependencies import Need, On, Verdict, decide, verdict
 from fairpool.store.models import JobRow
 from tests.helpers import job
@@ -55,9 +55,10 @@ def test_gates_keep_dependents_and_tasks_past_the_cap_from_the_scheduler() -> No
     live["dep"] = _row("dep", deps_waiting=True)
     live["free"] = _row("free")
     live["later"] = _row("later", not_before=100.0)
-    seen, timed = admissible(jobs, live, now=50.0)
+    gated = {k: Gate.of(r) for k, r in live.items()}
+    seen, timed = admissible(jobs, gated, now=50.0)
     # t4 holds one of the two places: only the lowest waiting index joins it
     assert sorted(j.id for j in seen) == ["free", "t0", "t4"]
     assert timed
-    seen, timed = admissible(jobs, live, now=150.0)
+    seen, timed = admissible(jobs, gated, now=150.0)
     assert sorted(j.id for j in seen) == ["free", "later", "t0", "t4"] and not timed

@@ -69,6 +69,41 @@ def test_a_capped_array_never_runs_more_tasks_than_its_cap(pool: Pool, tmp_path:
     assert not any(j["array_id"] == out["id"] for j in listed)
 
 
+#: a task that runs until the file it is given exists
+HOLD = "import os, sys, time\nwhile not os.path.exists(sys.argv[1]):\n    time.sleep(0.05)\n"
+
+
+def test_a_large_array_starts_lowest_indices_first_and_says_why_the_rest_wait(
+        pool: Pool, tmp_path: Path) -> None:
+    """The scheduler sees an array's waiting tasks lowest index first, one more than the pool
+    could hold (here 4 + 1); those it does not see yet say so, and all run in the end."""
+    trigger = tmp_path / "go"
+    out = ok(api(pool, "POST", "/arrays", json={
+        "project": "vision", "command": [PY, "-c", HOLD, str(trigger)], "gpus": 1,
+        "cpus": 0.1, "indices": "0-39", "name": "wide"}))
+    deadline = time.time() + 30
+    while ok(api(pool, "GET", f"/arrays/{out['id']}"))["counts"].get("running", 0) < 4:
+        assert time.time() < deadline, "4 tasks did not start"
+        time.sleep(0.1)
+    tasks = {t["array_index"]: t for t in ok(api(pool, "GET", f"/arrays/{out['id']}/tasks"))}
+    assert {i for i, t in tasks.items() if t["state"] == "running"} == {0, 1, 2, 3}
+    last = ok(api(pool, "GET", f"/jobs/{tasks[39]['id']}/explain"))
+    assert last["code"] == "array-order", last
+    assert f"waiting for earlier tasks of array {out['id']} to start" in last["reason"], last
+    deadline = time.time() + 30
+    while (ok(api(pool, "GET", f"/jobs/{tasks[4]['id']}"))["reason_code"] or "") in (
+            "", "array-order"):  # the next one is seen: the scheduler says why it waits
+        assert time.time() < deadline, tasks[4]
+        time.sleep(0.1)
+    trigger.write_text("")
+    assert until_array(pool, out["id"], timeout=120)["counts"] == {"succeeded": 40}
+    started = {t["array_index"]: t["started_at"]
+               for t in ok(api(pool, "GET", f"/arrays/{out['id']}/tasks"))}
+    for j in range(40):  # when task j started, at most 4 lower ones still waited
+        later = [i for i in range(j) if started[i] > started[j]]
+        assert len(later) <= 4, (j, later)
+
+
 def test_a_sweep_gives_each_task_its_parameters(pool: Pool) -> None:
     grid = [{"LR": lr, "BS": bs} for lr in ("1e-3", "1e-4") for bs in ("32", "64")]
     out = ok(api(pool, "POST", "/arrays", json={

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from fairpool.auth.secretbox import SecretKeyError
 from fairpool.domain import Job, JobState, Node, Queue, Resources
-from fairpool.domain.states import LIVE_VALUES, STARTED_VALUES
+from fairpool.domain.states import HOLDING_VALUES, LIVE_VALUES, PENDING_VALUES, STARTED_VALUES
 from fairpool.executors.base import Executor, NodeInfo, WorkerPhase, WorkerSpec, WorkerStatus
 from fairpool.scheduler import Plan, Scheduler, SchedulerConfig, Snapshot
 from fairpool.services.secrets import SecretEnv
@@ -100,6 +100,9 @@ class ControlLoop:
         self._domain: dict[str, Job] = {}  # the same jobs as the scheduler sees them
         self._stopping: set[str] = set()  # live jobs being stopped
         self._admitted: set[str] = set()  # live jobs placed but not started
+        self._holding: set[str] = set()  # live jobs placed (admitted or started)
+        self._dependents: set[str] = set()  # waiting jobs whose dependencies are unmet
+        self._gates: dict[str, gates.Gate] = {}  # what the gates read of each live job
         self._seq = -1
         self._inventory: tuple[int, tuple[Node, ...], tuple[Queue, ...]] | None = None
         self._cordons: dict[str, float | None] = {}  # cordoned nodes → end of the cordon
@@ -180,6 +183,9 @@ class ControlLoop:
         self._domain.clear()
         self._stopping.clear()
         self._admitted.clear()
+        self._holding.clear()
+        self._dependents.clear()
+        self._gates.clear()
         self._seq = -1
         self._inventory = None
         self._published.clear()
@@ -215,7 +221,8 @@ class ControlLoop:
         now = self.clock()
         # decide
         todo = Changes(now=now)
-        todo.requeue, lose = lost.stale(self._live.values(), snapshot.nodes)
+        holding = [self._live[j] for j in self._holding]  # what the rules over time look at
+        todo.requeue, lose = lost.stale(holding, snapshot.nodes)
         plan: Plan | None = None
         if not (todo.requeue or lose):  # else the next iteration applies the losses first
             began = time.perf_counter()
@@ -231,13 +238,14 @@ class ControlLoop:
             todo.shares = self._changed_shares(plan, now)
         if now >= self._deadlines_at:
             self._deadlines_at = now + st.deadlines_every_s
-            todo.stops += failures.overdue(self._live.values(), now)
+            todo.stops += failures.overdue(holding, now)
         if self.sampler.due(now):
             waiting = any(j.pending and j.total_gpus_milli > 0 for j in self._domain.values())
-            todo.samples, idle = self.sampler.collect(list(self._live.values()), waiting, now)
+            todo.samples, idle = self.sampler.collect(holding, waiting, now)
             todo.stops += idle
         todo.uncordon = self.breaker.due(self._cordons, now)
-        verdicts = self.dependencies.check(self.store, self._live.values())
+        verdicts = self.dependencies.check(self.store,
+                                           [self._live[j] for j in self._dependents])
         todo.released, todo.unmet = verdicts.released, verdicts.unmet
         todo.ready = [j for j in self._admitted
                       if not any(b in self._stopping for b in self._live[j].waits_for or ())]
@@ -296,7 +304,7 @@ class ControlLoop:
         return reasons
 
     def _busy(self) -> bool:
-        return any(r.state in STARTED_VALUES for r in self._live.values())
+        return any(self._live[j].state in STARTED_VALUES for j in self._holding)
 
     def _snapshot(self) -> Snapshot:
         with self.store.session() as s:
@@ -314,7 +322,8 @@ class ControlLoop:
                 self._seq = max(self._seq, generation)
         _, nodes, queues = self._inventory
         now = self.clock()
-        jobs, timed = gates.admissible(self._domain.values(), self._live, now)
+        jobs, timed = gates.admissible(self._domain.values(), self._gates, now,
+                                       gates.Capacity.of(nodes))
         # a held-back job joins the snapshot when its time comes, without a new generation: a
         # snapshot without it must not be the one a later cycle reuses (jobs held back by
         # dependencies or an array's cap join with a change of a job, so a new generation)
@@ -330,12 +339,17 @@ class ControlLoop:
             if row.state in LIVE_VALUES:
                 self._live[row.id] = row
                 self._domain[row.id] = job_domain(row)
+                self._gates[row.id] = gates.Gate.of(row)
             else:
                 self._live.pop(row.id, None)
                 self._domain.pop(row.id, None)
+                self._gates.pop(row.id, None)
                 self.dependencies.due = True  # a parent may have finished
-            for subset, member in ((self._stopping, row.state == S.STOPPING.value),
-                                   (self._admitted, row.state == S.ADMITTED.value)):
+            for subset, member in (
+                    (self._stopping, row.state == S.STOPPING.value),
+                    (self._admitted, row.state == S.ADMITTED.value),
+                    (self._holding, row.state in HOLDING_VALUES),
+                    (self._dependents, bool(row.deps_waiting) and row.state in PENDING_VALUES)):
                 if member and row.id in self._live:
                     subset.add(row.id)
                 else:

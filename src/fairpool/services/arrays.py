@@ -27,6 +27,9 @@ from fairpool.store.models import ArrayRow, JobEventRow, JobRow
 
 #: the reason code of a task held back by its array's cap
 ARRAY_CAP = "array-cap"
+#: the reason code of a task the scheduler does not look at yet: the loop shows it an array's
+#: waiting tasks lowest index first, as many as the pool could hold (control/gates.py)
+ARRAY_ORDER = "array-order"
 
 
 def submit_array(store: Store, spec: ArraySubmit, wake: Callable[[], None] | None = None, *,
@@ -87,17 +90,24 @@ def _tasks(base: dict[str, object], array_id: str, spec: ArraySubmit, indices: l
     env = dict(spec.env)
     cap = spec.max_running
     held = f"array {array_id} runs at most {cap} tasks at once"
+    behind = f"waiting for earlier tasks of array {array_id} to start (lowest index first)"
     for k, (index, values) in enumerate(zip(indices, params, strict=True)):
         task = dict(base)
         suffix = f"[{index}]"
         task["id"] = sub.new_id()
         task["name"] = spec.name[:128 - len(suffix)] + suffix if spec.name else ""
         task["array_index"] = index
+        # a microsecond apart, in index order: the queue's FIFO then starts them in that order
+        task["submitted_at"] = float(base["submitted_at"]) + k * 1e-6  # type: ignore[arg-type]
         task["params"] = dict(values) or None
         task["env"] = {**env, **values, "FAIRPOOL_ARRAY_ID": array_id,
                        "FAIRPOOL_ARRAY_INDEX": str(index)}
-        if cap is not None and k >= cap and not task["deps_waiting"]:
+        if task["deps_waiting"]:
+            pass  # its dependencies' reason
+        elif cap is not None and k >= cap:
             task["reason"], task["reason_code"] = held, ARRAY_CAP
+        elif k > 0:  # until the scheduler looks at it, and says why if it must wait then
+            task["reason"], task["reason_code"] = behind, ARRAY_ORDER
         yield task
 
 
