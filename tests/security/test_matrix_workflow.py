@@ -257,7 +257,7 @@ def _create_hook(f: Flows, c: Case) -> Call:
         assert named() == [], "refused, yet a webhook was created"
 
     def cleanup(resp: httpx.Response) -> None:
-        for hook_id in named():  # at most 10 webhooks a project: make room for the next
+        for hook_id in named():  # a project has at most 20 webhooks: make room
             f.admin.delete(f"/api/v1/projects/{c.project}/webhooks/{hook_id}")
     return Call("POST", f"/api/v1/projects/{c.project}/webhooks",
                 {"url": NOWHERE, "description": c.mark}, check=check, unchanged=unchanged,
