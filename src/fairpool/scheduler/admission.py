@@ -77,3 +77,22 @@ def describe_share(session: Session, q: int) -> str:
         f"{_kind(session, q)} {session.queue_names[q]} holds {_only(a, mask)} of its fair share "
         f"{_only(fs, mask)}"
     )
+
+
+def reclaim_block(session: Session, view: JobView, q: int) -> str:
+    """Why ``view`` may not reclaim: adding it would take queue ``q`` above its fair share
+    (:func:`below_fair_share`). A job larger than the share itself is told so, and what would
+    let it run; otherwise the queue's holding and share are given."""
+    req = session.request_total(view)
+    a, fs = session.q_alloc[q], session.q_fs[q]
+    over = next((r for r in session.contended if req[r] and a[r] + req[r] > fs[r]), None)
+    if over is None or req[over] <= fs[over]:
+        return f"{describe_share(session, q)}, so it cannot reclaim"
+    mask = tuple(1 if i == over else 0 for i in range(4))
+    name = session.queue_names[q]
+    need, share = _only(req, mask), _only(fs, mask)
+    return (f"the job needs {need}, more than {_kind(session, q)} {name}'s fair share of "
+            f"{share}, so it cannot reclaim: it starts only when {need} of idle capacity is "
+            f"left that no queue below its share wants; a job of at most {share} could "
+            f"reclaim, and a quota giving {name} a fair share of {need} would let this one")
+

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 
 from fairpool.domain.resources import GPU_UNIT
-from fairpool.scheduler.admission import admission_block, below_fair_share, describe_share
+from fairpool.scheduler.admission import admission_block, below_fair_share, reclaim_block
 from fairpool.scheduler.codes import Action
 from fairpool.scheduler.groups import Group
 from fairpool.scheduler.ordering import JobOrder
@@ -118,7 +118,7 @@ def reclaim(session: Session) -> None:
     hopeless: dict[Hashable, list[tuple[int, int]]] = session.scratch.setdefault("hopeless", {})
     excess: dict[int, int] | None = None
     total_excess = 0
-    shares: dict[int, str] = {}
+    shares: dict[tuple[int, tuple[int, ...]], str] = {}
     ordered: dict[Hashable, list[JobView]] = {}
     order = JobOrder(session)
     for view in order:
@@ -129,9 +129,12 @@ def reclaim(session: Session) -> None:
             continue
         over = below_fair_share(session, view, view.path[-1:])
         if over is not None:
-            text = shares.get(over)
-            if text is None:  # allocations do not change while a queue is over its share
-                text = shares[over] = f"{describe_share(session, over)}, so it cannot reclaim"
+            # allocations do not change while a queue is over its share; the text depends on
+            # the job's size only through whether it alone is larger than the share
+            key = (over, session.request_total(view))
+            text = shares.get(key)
+            if text is None:
+                text = shares[key] = reclaim_block(session, view, over)
             notes.add(order.fail_group(), view, text)
             continue
         need = session.request_total(view)[0]
