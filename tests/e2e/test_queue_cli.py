@@ -90,3 +90,17 @@ def test_a_deleted_name_can_be_made_again(tree: Pool) -> None:
     assert b["parent"] == "empty" and b["quota"]["gpus"] == 0
     job = json.loads(tree.cli("submit", "--json", "-p", "b", "--", "true").stdout)["id"]
     assert tree.wait(job, {"succeeded"}) == "succeeded"
+
+
+def test_a_job_that_can_never_fit_its_quota_is_refused_with_the_fix(tree: Pool) -> None:
+    why = refused(tree, "submit", "-p", "a", "--priority", "build", "--gpus", "2", "--", "true")
+    assert "it needs 2 GPUs and project a's quota is 1 GPU" in why, why
+    assert "`fairpool project set-quota a --quota-gpus 2`" in why, why
+    tree.cli("project", "set-quota", "a", "--quota-gpus", "3")
+    why = refused(tree, "submit", "-p", "a", "--priority", "build", "--gpus", "1",
+                  "--workers", "3", "--", "true")
+    assert "it needs 3 GPUs and department lab's quota is 2 GPUs" in why, why  # it binds now
+    tree.cli("department", "set-quota", "lab", "--quota-gpus", "3")
+    job = json.loads(tree.cli("submit", "--json", "-p", "a", "--priority", "build", "--gpus",
+                              "2", "--", "true").stdout)["id"]
+    assert tree.wait(job, {"succeeded"}) == "succeeded"

@@ -364,6 +364,9 @@ def project_set_quota(
          f"{gpus(q.limit.gpus) if q.limit else '∞'}, weight {q.over_quota_weight}")
 
 
+department_app.command("set-quota")(project_set_quota)  # the same command, found where looked
+
+
 @node_app.command("cordon")
 def node_cordon(name: str, reason: Annotated[str, typer.Option(help="why, for the event")] = ""
                 ) -> None:

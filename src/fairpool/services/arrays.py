@@ -51,6 +51,7 @@ def submit_array(store: Store, spec: ArraySubmit, wake: Callable[[], None] | Non
             if existing is not None:
                 return _replay(s, existing, digest), False
         sub.check_fits(store, s, spec)
+        sub.check_quota(store, s, spec, pclass, project)
     array_id = sub.new_id()
     try:
         with store.writing() as s:

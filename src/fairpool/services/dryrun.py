@@ -41,6 +41,7 @@ def dry_run(store: Store, spec: JobSubmit, *, actor: str = "system",
             "max_runtime_s": values["max_runtime_s"]})
         try:
             sub.check_fits(store, s, spec)
+            sub.check_quota(store, s, spec, pclass, project)
         except Invalid as exc:
             return DryRunOut(request=request, tasks=tasks, fits=False, nodes=[],
                              quota=_quota(store, spec.project),

@@ -40,6 +40,7 @@ def submit(store: Store, spec: JobSubmit, wake: Callable[[], None] | None = None
             if existing is not None:
                 return _replay(existing, digest), False
         sub.check_fits(store, s, spec)
+        sub.check_quota(store, s, spec, pclass, project)
     try:
         with store.writing() as s:  # the job and its first event, written directly
             seq = Store.bump(s)  # first: it orders this submit among all writers

@@ -16,7 +16,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from fairpool.domain import JobState
+from fairpool.domain import GPU_UNIT, JobState
+from fairpool.domain.accounting import asked, reference_memory
 from fairpool.domain.dependencies import Decision, Need, On, Verdict, decide
 from fairpool.domain.job import WorkerRequest
 from fairpool.domain.priority import DEFAULT_PRIORITY_CLASSES, PriorityClass, resolve_priority_class
@@ -117,6 +118,46 @@ def check_fits(store: Store, s: Session, spec: JobSubmit) -> None:
         Shortfall.MEMORY: f"the job needs {spec.memory_mib} MiB memory per worker but the "
                           f"largest node has {why.largest} MiB",
     }.get(why.shortfall, why.message))
+
+
+def _amount(n: float, unit: str) -> str:
+    return f"{n:g} MiB" if unit == "MiB" else plural(n, unit)
+
+
+def check_quota(store: Store, s: Session, spec: JobSubmit, pclass: PriorityClass,
+                project: QueueRow) -> None:
+    """A job that may not be preempted runs only within quota, its project's and its
+    department's (the scheduler's in-quota rule): one that alone asks for more than either
+    could never start, so it is refused with what to change. GPU jobs are held to GPU quotas,
+    jobs without GPUs to CPU and memory quotas, as the scheduler holds them."""
+    if (pclass.preemptible if spec.preemptible is None else spec.preemptible):
+        return
+    request = WorkerRequest(gpus=spec.gpus, gpu_fraction=spec.gpu_fraction,
+                            gpu_memory_mib=spec.gpu_memory_mib,
+                            cpu=round(spec.cpus * CPU_UNIT), memory=spec.memory_mib)
+    reference = 0  # the largest GPU's memory values a GPU-memory request, as the scheduler does
+    if spec.gpu_memory_mib is not None:
+        reference = reference_memory(d.memory_mib for n in _inventory(store, s)
+                                     for d in node_domain(n).devices)
+    need = asked(request, spec.workers, max(reference, 1))
+    department = s.get(QueueRow, project.parent) if project.parent else None
+    for q in (project, department):
+        if q is None:
+            continue
+        if need.gpu:
+            checks = [(need.gpu / GPU_UNIT, q.quota_gpu / GPU_UNIT, "GPU", "gpus")]
+        else:
+            checks = [(need.cpu / CPU_UNIT, q.quota_cpu / CPU_UNIT, "CPU", "cpus"),
+                      (need.memory, q.quota_memory, "MiB", "memory")]
+        for amount, quota, unit, flag in checks:
+            if amount > quota:
+                said = _amount(amount, unit), _amount(quota, unit)
+                raise Invalid(
+                    f"a {pclass.name if spec.preemptible is None else 'non-preemptible'} job "
+                    f"cannot be preempted, so it runs only within quota: it needs "
+                    f"{said[0]} and {q.kind} {q.name}'s quota is {said[1]}; ask for "
+                    f"less, have the quota raised (`fairpool {q.kind} set-quota {q.name} "
+                    f"--quota-{flag} {amount:g}`), or submit it preemptible (--priority train)")
 
 
 NO_MOUNTS = "this pool allows no mounts (an admin sets allowed_mount_roots)"
