@@ -31,8 +31,14 @@ ROWS = (
 )
 
 
+#: the prefix of a trace argument that names a generated workload
+GENERATED = "generated:"
+
+
 def simulate(
-    trace: Annotated[Path, typer.Argument(help="a CSV trace (generic, Philly, Pollux, ITP)")],
+    trace: Annotated[Path, typer.Argument(help=(
+        "a CSV trace (generic, Philly, Pollux, ITP), or generated:NAME for a synthetic "
+        "workload (fraction-heavy, gang-heavy, skewed-tenants)"))],
     gpus: Annotated[int, typer.Option(help="GPUs in the simulated cluster", min=1)] = 64,
     gpus_per_node: Annotated[int, typer.Option(help="GPUs per node", min=1)] = 8,
     policy: Annotated[str, typer.Option(
@@ -45,6 +51,7 @@ def simulate(
     limit: Annotated[int | None, typer.Option(help="only the first N jobs", min=1)] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print JSON keyed by policy")] = False,
     plot: Annotated[Path | None, typer.Option(help="write PNG plots into this folder")] = None,
+    seed: Annotated[int, typer.Option(help="generated workloads: the random seed")] = 0,
     wide: WideOpt = False,
 ) -> None:
     """Replay TRACE through the real scheduling core and compare policies."""
@@ -55,8 +62,19 @@ def simulate(
 
     try:
         names = policy_names(policy)
-        loaded = load_trace(trace, gpus=gpus, quota_file=quotas, limit=limit,
-                            gpus_per_node=gpus_per_node)
+        if str(trace).startswith(GENERATED):
+            from fairpool.simulate.workloads import generate, preset
+
+            if quotas is not None:
+                raise ValueError("a generated workload has its own quotas: leave out --quotas")
+            knobs: dict[str, object] = {"gpus": gpus, "gpus_per_node": gpus_per_node,
+                                        "seed": seed}
+            if limit is not None:
+                knobs["jobs"] = limit
+            loaded = generate(preset(str(trace).removeprefix(GENERATED), **knobs))
+        else:
+            loaded = load_trace(trace, gpus=gpus, quota_file=quotas, limit=limit,
+                                gpus_per_node=gpus_per_node)
         cluster = ClusterSpec(gpus, gpus_per_node)
         cluster.nodes()
     except (ValueError, OSError) as exc:

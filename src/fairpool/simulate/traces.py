@@ -64,7 +64,8 @@ import yaml
 from fairpool.domain.priority import DEFAULT_PRIORITY_CLASSES
 from fairpool.simulate.records import Trace, TraceJob
 
-__all__ = ["GENERIC_COLUMNS", "POLLUX_GPU_HOURS", "load_trace"]
+__all__ = ["GENERIC_COLUMNS", "POLLUX_GPU_HOURS", "default_workers", "load_trace",
+           "proportional_quotas"]
 
 GENERIC_COLUMNS: tuple[str, ...] = ("job_id", "submit_time", "duration", "num_gpus", "project")
 GENERIC_OPTIONAL: tuple[str, ...] = ("department", "workers", "priority")
@@ -122,7 +123,7 @@ def load_trace(
     for job in jobs:
         departments.setdefault(job.project, job.department)
     if quota_file is None:
-        quotas = _proportional_quotas(jobs, gpus)
+        quotas = proportional_quotas(jobs, gpus)
         notes.append(
             f"quotas: each project's share of the jobs' GPU-hours times {gpus} GPUs, "
             "in whole GPUs by the largest-remainder method"
@@ -247,7 +248,8 @@ def _gpu_count(row: _Row, column: str, where: str) -> float:
     return value
 
 
-def _default_workers(gpus: float, gpus_per_node: int) -> int:
+def default_workers(gpus: float, gpus_per_node: int) -> int:
+    """Workers of a job of ``gpus`` GPUs on nodes of ``gpus_per_node`` (the module docstring)."""
     if gpus <= gpus_per_node:
         return 1
     g = int(gpus)
@@ -274,7 +276,7 @@ def _parse_generic(rows: _Rows, path: Path, gpn: int) -> _Parsed:
             if workers < 1 or (workers > 1 and (gpus < 1 or gpus % workers)):
                 raise ValueError(f"{where}: workers {workers} cannot split {gpus:g} GPUs evenly")
         else:
-            workers = _default_workers(gpus, gpn)
+            workers = default_workers(gpus, gpn)
         priority = _cell(row, "priority", where, required=False) or "train"
         if priority not in DEFAULT_PRIORITY_CLASSES:
             raise ValueError(f"{where}: unknown priority {priority!r}; known: "
@@ -306,7 +308,7 @@ def _parse_philly(rows: _Rows, path: Path, gpn: int) -> _Parsed:
             duration_s=_duration(row, "duration", where),
             gpus=gpus,
             project="vc-" + _cell(row, "cluster", where),
-            workers=_default_workers(gpus, gpn),
+            workers=default_workers(gpus, gpn),
         )
 
 
@@ -324,7 +326,7 @@ def _parse_pollux(rows: _Rows, path: Path, gpn: int) -> _Parsed:
             duration_s=POLLUX_GPU_HOURS[app] * 3600.0 / gpus,
             gpus=gpus,
             project=app,
-            workers=_default_workers(gpus, gpn),
+            workers=default_workers(gpus, gpn),
         )
 
 
@@ -339,14 +341,14 @@ def _parse_elasticflow(rows: _Rows, path: Path, gpn: int) -> _Parsed:
             duration_s=_duration(row, "duration", where),
             gpus=gpus,
             project=path.stem,
-            workers=_default_workers(gpus, gpn),
+            workers=default_workers(gpus, gpn),
         )
 
 
 # --- quotas -----------------------------------------------------------------------------------
 
 
-def _proportional_quotas(jobs: list[TraceJob], gpus: int) -> dict[str, float]:
+def proportional_quotas(jobs: list[TraceJob], gpus: int) -> dict[str, float]:
     """Whole-GPU quotas proportional to GPU-hours, summing to ``gpus`` (largest remainder)."""
     weight: dict[str, float] = {}
     for job in jobs:
