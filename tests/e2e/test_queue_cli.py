@@ -96,11 +96,18 @@ def test_a_job_that_can_never_fit_its_quota_is_refused_with_the_fix(tree: Pool) 
     why = refused(tree, "submit", "-p", "a", "--priority", "build", "--gpus", "2", "--", "true")
     assert "it needs 2 GPUs and project a's quota is 1 GPU" in why, why
     assert "`fairpool project set-quota a --quota-gpus 2`" in why, why
-    tree.cli("project", "set-quota", "a", "--quota-gpus", "3")
+    why = refused(tree, "project", "set-quota", "a", "--quota-gpus", "3")
+    assert "department lab has a GPU quota of 2 GPUs and its projects would be promised 4 " \
+        "GPUs (a 3 GPUs, b 1 GPU); give a at most 1 GPU" in why, why
+    tree.cli("project", "set-quota", "a", "--quota-gpus", "3", "--over-commit")
+    assert "department lab is over-committed by 2 GPUs" in tree.cli("queues").stdout
     why = refused(tree, "submit", "-p", "a", "--priority", "build", "--gpus", "1",
                   "--workers", "3", "--", "true")
     assert "it needs 3 GPUs and department lab's quota is 2 GPUs" in why, why  # it binds now
-    tree.cli("department", "set-quota", "lab", "--quota-gpus", "3")
+    why = refused(tree, "department", "set-quota", "lab", "--quota-gpus", "3")
+    assert "the departments' GPU quotas would add up to 3 GPUs but the pool has 2 GPUs" in why
+    tree.cli("project", "set-quota", "a", "--quota-gpus", "1")  # mending needs no flag
+    assert "over-committed" not in tree.cli("queues").stdout
     job = json.loads(tree.cli("submit", "--json", "-p", "a", "--priority", "build", "--gpus",
-                              "2", "--", "true").stdout)["id"]
+                              "1", "--", "true").stdout)["id"]
     assert tree.wait(job, {"succeeded"}) == "succeeded"

@@ -98,7 +98,7 @@ def test_a_department_with_projects_is_kept_and_they_are_listed(store: Store) ->
 
 def test_a_create_revives_a_deleted_queue_with_the_new_spec_only(store: Store) -> None:
     setup(store)
-    queues.create_department(store, QueueCreate(name="media"))
+    queues.create_department(store, QueueCreate(name="media", quota=ResourceSpec(gpus=1)))
     queues.update_queue(store, "vision", QueueUpdate(
         limit=LimitSpec(gpus=3), over_quota_weight=5, default_max_runtime_s=60,
         idle=IdlePolicySpec(action="notify", threshold=0.2, after_s=10)))

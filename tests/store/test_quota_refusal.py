@@ -22,7 +22,7 @@ def _queues(store: Store) -> None:
                                                                   memory_mib=8192)))
     # more than its department: the department's quota is the one that binds
     queues.create_project(store, ProjectCreate(name="big", department="research",
-                                               quota=ResourceSpec(gpus=8)))
+                                               quota=ResourceSpec(gpus=8), over_commit=True))
 
 
 def _submit(store: Store, **kw: object) -> None:

@@ -177,6 +177,11 @@ def queues(as_json: JsonOpt = False, wide: WideOpt = False) -> None:
          "" if q.fair_share is None else gpus(q.fair_share.gpus), gpus(q.allocated.gpus),
          gpus(q.pending.gpus), f"{q.running_jobs}/{q.pending_jobs}"]
         for q in _tree_order(items)], wide=wide)
+    for q in items:
+        if q.over_committed is not None:
+            show(f"department {q.name} is over-committed by "
+                 f"{queue_commands.over_by(q.over_committed)}: its "
+                 "projects' quotas add up to more than its own")
 
 
 #: at 80 columns the weight, kind, limit and pending columns give way, in this order
@@ -247,9 +252,10 @@ def _isolation(n: NodeOut) -> str:
 
 
 def _queue_spec(name: str, qg: float, qc: float, qm: int, lg: float | None, lc: float | None,
-                lm: int | None, weight: int, priority: int) -> dict[str, Any]:
+                lm: int | None, weight: int, priority: int, over: bool) -> dict[str, Any]:
     return {"name": name, "quota": ResourceSpec(gpus=qg, cpus=qc, memory_mib=qm),
-            "limit": _limit(lg, lc, lm), "over_quota_weight": weight, "priority": priority}
+            "limit": _limit(lg, lc, lm), "over_quota_weight": weight, "priority": priority,
+            "over_commit": over}
 
 
 QuotaG = Annotated[float, typer.Option("--quota-gpus", help="guaranteed GPUs")]
@@ -260,16 +266,21 @@ LimC = Annotated[float | None, typer.Option("--limit-cpus", help="hard cap on CP
 LimM = Annotated[int | None, typer.Option("--limit-memory", help="hard cap, MiB")]
 Weight = Annotated[int, typer.Option("--weight", help="share of idle GPUs beyond quota")]
 Prio = Annotated[int, typer.Option("--priority", help="higher gets surplus first")]
+OverCommit = Annotated[bool, typer.Option(
+    "--over-commit", help="accept quotas that add up to more than the department (or the "
+                          "pool) has; views then say by how much")]
 
 
 @department_app.command("create")
 def department_create(name: str, quota_gpus: QuotaG = 0, quota_cpus: QuotaC = 0,
                       quota_memory: QuotaM = 0, limit_gpus: LimG = None, limit_cpus: LimC = None,
-                      limit_memory: LimM = None, weight: Weight = 1, priority: Prio = 0) -> None:
+                      limit_memory: LimM = None, weight: Weight = 1, priority: Prio = 0,
+                      over_commit: OverCommit = False) -> None:
     """Create a department."""
     try:
         spec = QueueCreate(**_queue_spec(name, quota_gpus, quota_cpus, quota_memory,
-                                         limit_gpus, limit_cpus, limit_memory, weight, priority))
+                                         limit_gpus, limit_cpus, limit_memory, weight, priority,
+                                         over_commit))
     except ValidationError as exc:
         fail(_validation(exc))
     with _client() as c:
@@ -282,12 +293,12 @@ def project_create(name: str,
                    department: Annotated[str, typer.Option("--department", "-d")],
                    quota_gpus: QuotaG = 0, quota_cpus: QuotaC = 0, quota_memory: QuotaM = 0,
                    limit_gpus: LimG = None, limit_cpus: LimC = None, limit_memory: LimM = None,
-                   weight: Weight = 1, priority: Prio = 0) -> None:
+                   weight: Weight = 1, priority: Prio = 0, over_commit: OverCommit = False) -> None:
     """Create a project in a department."""
     try:
         spec = ProjectCreate(department=department, **_queue_spec(
             name, quota_gpus, quota_cpus, quota_memory, limit_gpus, limit_cpus, limit_memory,
-            weight, priority))
+            weight, priority, over_commit))
     except ValidationError as exc:
         fail(_validation(exc))
     with _client() as c:
@@ -327,6 +338,7 @@ def project_set_quota(
     old_gpus: Annotated[float | None, _hidden("--gpus")] = None,
     old_cpus: Annotated[float | None, _hidden("--cpus")] = None,
     old_memory: Annotated[int | None, _hidden("--memory")] = None,
+    over_commit: OverCommit = False,
 ) -> None:
     """Change a queue's quota, limit, weight or priority (departments too); what is not given
     stays as it is (a limit given on GPUs alone keeps the CPU and memory limits)."""
@@ -355,7 +367,7 @@ def project_set_quota(
                 gpus=held.gpus if limit_gpus is None and held else limit_gpus,
                 cpus=held.cpus if limit_cpus is None and held else limit_cpus,
                 memory_mib=held.memory_mib if limit_memory is None and held else limit_memory)
-            spec = QueueUpdate(quota=quota, limit=limit,
+            spec = QueueUpdate(quota=quota, limit=limit, over_commit=over_commit,
                                unlimited=unlimited, over_quota_weight=weight, priority=priority)
         except ValidationError as exc:
             fail(_validation(exc))

@@ -13,7 +13,8 @@ from fairpool.cli.common import JsonOpt, WideOpt
 from fairpool.cli.common import client as _client
 from fairpool.cli.output import Col, call, emit_json, fail, gpus, show, table
 from fairpool.client import Client
-from fairpool.schemas.queues import QueueOut
+from fairpool.domain.words import plural
+from fairpool.schemas.queues import QueueOut, ResourcesOut
 
 #: at 80 columns the weight, limit and department columns give way, in this order
 PROJECT_COLUMNS = [Col("name", "id"), Col("department", "id", drop=1), Col("quota", "num"),
@@ -23,6 +24,13 @@ DEPARTMENT_COLUMNS = [Col("name", "id"), Col("projects", "num"), Col("quota", "n
                       Col("limit", "num", drop=2), Col("weight", "num", drop=3),
                       Col("allocated", "num"), Col("jobs run/wait", "num")]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="do not ask")]
+
+
+def over_by(r: ResourcesOut) -> str:
+    """An over-commitment in words: ``2 GPUs``, ``2 GPUs, 4 CPUs``."""
+    parts = [plural(r.gpus, "GPU") if r.gpus else "", plural(r.cpus, "CPU") if r.cpus else "",
+             f"{r.memory_mib} MiB" if r.memory_mib else ""]
+    return ", ".join(p for p in parts if p)
 
 
 def register(project_app: typer.Typer, department_app: typer.Typer) -> None:
@@ -71,6 +79,10 @@ def department_list(as_json: JsonOpt = False, wide: WideOpt = False) -> None:
         [q.name, str(sum(1 for p in items if p.parent == q.name)), *_numbers(q),
          gpus(q.allocated.gpus), f"{q.running_jobs}/{q.pending_jobs}"]
         for q in departments], wide=wide)
+    for q in departments:
+        if q.over_committed is not None:
+            show(f"department {q.name} is over-committed by {over_by(q.over_committed)}: its "
+                 "projects' quotas add up to more than its own")
 
 
 def _delete(c: Client, kind: str, name: str, yes: bool) -> None:

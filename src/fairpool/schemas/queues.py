@@ -57,9 +57,16 @@ class IdlePolicyOut(BaseModel):
     stop_after_s: float | None
 
 
+#: the over-commit switch of a quota: promise more than the parent (or the pool) has
+OVER_COMMIT = Field(False, description="accept a quota that makes the department's projects' "
+                                       "(or the departments') quotas add up to more than "
+                                       "there is; views then show by how much")
+
+
 class QueueCreate(Input):
     name: Name
     quota: ResourceSpec = Field(default_factory=ResourceSpec)
+    over_commit: bool = OVER_COMMIT
     limit: LimitSpec | None = Field(None, description="hard cap; omitted means unlimited")
     over_quota_weight: int = Field(1, ge=0, le=1000)
     priority: int = Field(0, ge=-1000, le=1000)
@@ -74,6 +81,7 @@ class ProjectCreate(QueueCreate):
 
 class QueueUpdate(Input):
     quota: ResourceSpec | None = None
+    over_commit: bool = OVER_COMMIT
     limit: LimitSpec | None = Field(None, description="the new hard cap, replacing the old "
                                                       "one; a resource left out is unlimited")
     unlimited: bool = Field(False, description="remove the limit")
@@ -114,6 +122,8 @@ class QueueOut(BaseModel):
     over_quota_weight: int
     priority: int
     fair_share: ResourcesOut | None = None
+    #: departments only: by how much its projects' quotas exceed its own (null: they do not)
+    over_committed: ResourcesOut | None = None
     #: what the scheduler's last plan allocated, in the accounting its fair share uses (jobs
     #: it evicted in that plan no longer count, though they hold their GPUs until stopped)
     planned: ResourcesOut | None = None

@@ -29,9 +29,10 @@ from fairpool.schemas.queues import (
     QueueCreate,
     QueueOut,
     QueueUpdate,
+    ResourcesOut,
     ResourceSpec,
 )
-from fairpool.services import audit
+from fairpool.services import audit, quota_tree
 from fairpool.services.errors import Conflict, Invalid, NotFound
 from fairpool.services.scopes import forget_paths
 from fairpool.services.views import queue_out, resources_out
@@ -86,12 +87,13 @@ def _create(store: Store, spec: QueueCreate, kind: str, parent: str | None, acto
         row = old if old is not None else QueueRow(name=spec.name)
         _fresh(row, kind, parent, spec)
         _set(row, spec.quota, spec.limit, unlimited=False)
+        if old is None:
+            s.add(row)
+        quota_tree.check(s, row, spec.over_commit)
         if isinstance(spec, ProjectCreate):
             if spec.idle is not None:
                 _set_idle(row, spec.idle)
             row.default_max_runtime_s = spec.default_max_runtime_s
-        if old is None:
-            s.add(row)
         audit.record(s, actor, f"{kind}.create", spec.name, address=address,
                      detail=_summary(row) + ("" if old is None else
                                              "; revived a deleted queue of this name"))
@@ -146,7 +148,10 @@ def update_queue(store: Store, name: str, spec: QueueUpdate, actor: str = "syste
         row = s.get(QueueRow, name)
         if row is None or row.deleted_at is not None:
             raise NotFound(f"queue {name} does not exist")
+        before = quota_tree.quotas(row)
         _set(row, spec.quota, spec.limit, spec.unlimited)
+        if spec.quota is not None:
+            quota_tree.check(s, row, spec.over_commit, before)
         if spec.over_quota_weight is not None:
             row.over_quota_weight = spec.over_quota_weight
         if spec.priority is not None:
@@ -248,7 +253,12 @@ def list_queues(store: Store, only: str | None = None) -> list[QueueOut]:
         if only is not None:
             query = query.where(QueueRow.name == only)
         rows = s.execute(query).scalars().all()
-        parents = {r.name: r.parent for r in s.execute(select(QueueRow)).scalars()}
+        every = list(s.execute(select(QueueRow)).scalars())
+        parents = {r.name: r.parent for r in every}
+        children: dict[str, list[QueueRow]] = {}
+        for r in every:
+            if r.parent is not None and r.deleted_at is None:
+                children.setdefault(r.parent, []).append(r)
         usage = _usage(s)
     totals: dict[tuple[str, str], tuple[Resources, int]] = {}
     for (project, kind), (amount, jobs) in usage.items():
@@ -271,5 +281,15 @@ def list_queues(store: Store, only: str | None = None) -> list[QueueOut]:
             allocated=resources_out(act.gpu, act.cpu, act.memory),
             pending=resources_out(wait.gpu, wait.cpu, wait.memory),
             running_jobs=running, pending_jobs=waiting,
+            over_committed=_excess(row, children.get(row.name, [])),
         ))
     return out
+
+
+def _excess(row: QueueRow, children: list[QueueRow]) -> ResourcesOut | None:
+    if row.kind != "department":
+        return None
+    excess = quota_tree.over_committed(row, children)
+    if not excess:
+        return None
+    return resources_out(excess.get("gpu", 0), excess.get("cpu", 0), excess.get("memory", 0))

@@ -16,6 +16,7 @@ from fairpool.api.dashboard import session
 from fairpool.api.dashboard.charts import fmt, sig
 from fairpool.auth.rbac import Principal
 from fairpool.domain.states import FINISHED_VALUES
+from fairpool.domain.words import plural
 from fairpool.schemas.jobs import JobOut
 
 #: scripts and styles only from this server; no framing, no referrer leaving it
@@ -80,7 +81,8 @@ ENV = Environment(loader=PackageLoader("fairpool.api.dashboard", "templates"),
                   autoescape=select_autoescape(["html"]), trim_blocks=True,
                   lstrip_blocks=True)
 ENV.filters.update(when=when, ago=ago, duration=duration, num=fmt, sig=sig,
-                   request=request_text, state_class=state_class, shell=shlex.join)
+                   request=request_text, state_class=state_class, shell=shlex.join,
+                   plural=plural)
 ENV.globals.update(nav=NAV, version=__version__, final_states=FINAL)
 
 
