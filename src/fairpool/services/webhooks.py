@@ -150,4 +150,17 @@ def send_test(store: Store, box: SecretBox, policy: WebhookPolicy, actor: str, p
         audit.record(s, actor, "webhook.test", f"{project}/{webhook_id}", address=address)
     with webhook_delivery.client(policy) as http:
         done = webhook_delivery.attempt(store, box, policy, http, row.id, now)
+    if done is None:  # the notifier took it first: its first attempt is under way there
+        done = _first_attempt(store, row.id, time.monotonic() + policy.timeout_s + 2.0)
     return delivery_out(done or row)
+
+
+def _first_attempt(store: Store, delivery_id: str, until: float) -> DeliveryRow | None:
+    """The delivery once an attempt of it has ended (or as it is at ``until``)."""
+    while True:
+        with store.session() as s:
+            row = s.get(DeliveryRow, delivery_id)
+            if row is None or row.status != "pending" or row.last_error is not None or (
+                    time.monotonic() >= until):
+                return row
+        time.sleep(0.05)
