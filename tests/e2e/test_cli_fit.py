@@ -55,7 +55,7 @@ def fit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fit]:
                              for n in (NODE_A, NODE_B)))
     pool = start_pool(tmp, "--nodes-file", str(nodes))
     try:
-        pool.cli("department", "create", DEPT, "--quota-gpus", "4")
+        pool.cli("department", "create", DEPT, "--quota-gpus", "4", "--quota-cpus", "8")
         pool.cli("project", "create", VISION, "-d", DEPT, "--quota-gpus", "2")
         pool.cli("project", "create", LM, "-d", DEPT, "--quota-gpus", "1", "--limit-gpus", "1")
         pool.cli("project", "create", SCRATCH, "-d", DEPT)
@@ -214,9 +214,9 @@ def test_set_quota_takes_the_flags_of_create(fit: Fit) -> None:
     pool.cli("project", "set-quota", SCRATCH, "--limit-memory", "8192")  # keeps the others
     q = next(q for q in pool.client.queues() if q.name == SCRATCH)
     assert q.limit is not None and (q.limit.gpus, q.limit.cpus, q.limit.memory_mib) == (3, 4, 8192)
-    old = pool.cli("project", "set-quota", SCRATCH, "--gpus", "2")  # the old name still works
+    old = pool.cli("project", "set-quota", SCRATCH, "--gpus", "0")  # the old name still works
     assert old.stderr.splitlines() == ["note: --gpus is deprecated; use --quota-gpus"], old.stderr
-    assert next(q for q in pool.client.queues() if q.name == SCRATCH).quota.gpus == 2
+    assert next(q for q in pool.client.queues() if q.name == SCRATCH).quota.gpus == 0
     assert "--gpus" not in pool.cli("project", "set-quota", "--help").stdout
     for args in (("--gpus", "1", "--quota-gpus", "2"), ("--unlimited", "--limit-gpus", "1"),
                  ()):

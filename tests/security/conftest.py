@@ -53,7 +53,9 @@ def build_org(pool: Pool) -> Org:
 
 
 def _q(name: str, gpus: float) -> QueueCreate:
-    return QueueCreate(name=name, quota=ResourceSpec(gpus=gpus))
+    # some of these pools have fewer GPUs than the two departments' quotas (these tests are
+    # about access, not quotas): the pool is over-committed on purpose
+    return QueueCreate(name=name, quota=ResourceSpec(gpus=gpus), over_commit=True)
 
 
 def _p(name: str, dept: str) -> ProjectCreate:

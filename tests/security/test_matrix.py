@@ -221,16 +221,11 @@ class Snapshot:
     accounts: dict[str, str]  # user -> the Unix account its jobs run as
 
 
-@dataclass
-class World:
-    org: Org
-    http: dict[str, httpx.Client]  # actor -> client with its credentials
-    gpu_job: dict[str, str]  # project -> a running GPU job: read target, cancel victim
-    victim_token: dict[str, str]  # user -> a token of it only it and the admin may revoke
-    victim_viewer: dict[str, int]  # project -> a viewer binding on it
-    victim_boss: dict[str, int]  # department -> a department-admin binding on it
-    admin_binding: int
-    before: Snapshot | None = None
+class AsAdmin:
+    """The admin's client among ``http`` (caller → client), and a GET as admin that must
+    succeed: how a matrix looks at what a case did."""
+
+    http: dict[str, httpx.Client]
 
     @property
     def admin(self) -> httpx.Client:
@@ -241,6 +236,18 @@ class World:
         resp = self.admin.get(path, params=params)
         assert resp.status_code == 200, f"admin GET {path}: {resp.status_code} {resp.text}"
         return resp.json()
+
+
+@dataclass
+class World(AsAdmin):
+    org: Org
+    http: dict[str, httpx.Client]  # actor -> client with its credentials
+    gpu_job: dict[str, str]  # project -> a running GPU job: read target, cancel victim
+    victim_token: dict[str, str]  # user -> a token of it only it and the admin may revoke
+    victim_viewer: dict[str, int]  # project -> a viewer binding on it
+    victim_boss: dict[str, int]  # department -> a department-admin binding on it
+    admin_binding: int
+    before: Snapshot | None = None
 
     def submit(self, project: str, name: str, command: list[str], **extra: Any) -> str:
         resp = self.admin.post("/api/v1/jobs", json={"project": project, "command": command,

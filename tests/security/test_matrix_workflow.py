@@ -26,6 +26,7 @@ from tests.security.test_matrix import (
     QUICK,
     SEES,
     USERS,
+    AsAdmin,
     Call,
     Case,
     parse_matrix,
@@ -66,7 +67,7 @@ CANCELS = {"admin": {"own", "other"}, "dora": {"own"}, "rita": {"own"}, "oscar":
 NOWHERE = "http://127.0.0.1:9/hook"
 
 
-class Flows:
+class Flows(AsAdmin):
     """The pool, every caller's client and the victims each project has."""
 
     def __init__(self, org: Org) -> None:
@@ -84,15 +85,6 @@ class Flows:
             self.hook[project] = self.make_hook(project, f"victim-hook-{project}")
         for job_id in self.job.values():
             org.pool.wait(job_id, {"running"})
-
-    @property
-    def admin(self) -> httpx.Client:
-        return self.http["admin"]
-
-    def get(self, path: str, **params: Any) -> Any:
-        resp = self.admin.get(path, params=params)
-        assert resp.status_code == 200, f"admin GET {path}: {resp.status_code} {resp.text}"
-        return resp.json()
 
     def submit(self, project: str, name: str) -> str:
         resp = self.admin.post("/api/v1/jobs", json={"project": project, "command": LONG,
