@@ -107,4 +107,6 @@ def test_departments_may_not_be_promised_more_gpus_than_the_pool_has(store: Stor
         queues.update_queue(store, "small", QueueUpdate(quota=ResourceSpec(gpus=3)))
     queues.update_queue(store, "small", QueueUpdate(quota=ResourceSpec(gpus=3),
                                                     over_commit=True))
+    # the pool is over-committed now; a department that asks for no GPUs is still welcome
+    queues.create_department(store, QueueCreate(name="none"))
     assert queues.queue_status(store, "small").quota.gpus * GPU_UNIT == 3 * GPU_UNIT

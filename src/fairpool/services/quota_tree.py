@@ -77,7 +77,7 @@ def check(s: Session, row: QueueRow, over_commit: bool,
         return
     if kinds:
         _children_fit(row, _live_children(s, row.name), row.name, kinds)
-    if before is not None and _quota(row, "gpu") <= before["gpu"]:
+    if _quota(row, "gpu") <= (0 if before is None else before["gpu"]):
         return  # a department's GPUs that did not grow promise the pool nothing more
     gpus = sum(len(n.devices or ()) for n in s.execute(select(NodeRow)).scalars())
     if gpus == 0:
