@@ -104,7 +104,9 @@ class ControlLoop:
         self._dependents: set[str] = set()  # waiting jobs whose dependencies are unmet
         self._gates: dict[str, gates.Gate] = {}  # what the gates read of each live job
         self._seq = -1
-        self._inventory: tuple[int, tuple[Node, ...], tuple[Queue, ...]] | None = None
+        #: generation, nodes, queues and the pool's capacity (the gates' window) read with them
+        self._inventory: tuple[int, tuple[Node, ...], tuple[Queue, ...], gates.Capacity] | None = (
+            None)
         self._cordons: dict[str, float | None] = {}  # cordoned nodes → end of the cordon
         self._published: dict[str, tuple[Resources, Resources]] = {}  # fair share, allocated
         self._reasons_at = 0.0
@@ -315,15 +317,14 @@ class ControlLoop:
                 self._cordons = {r.name: r.cordon_until for r in rows if r.cordoned}
                 queues = tuple(queue_domain(r) for r in s.execute(select(QueueRow).where(
                     QueueRow.deleted_at.is_(None))).scalars())
-                self._inventory = (generation, nodes, queues)
+                self._inventory = (generation, nodes, queues, gates.Capacity.of(nodes))
             if generation != self._seq:
                 self._refresh(s.execute(select(JobRow).where(JobRow.seq > self._seq))
                               .scalars(), read=True)
                 self._seq = max(self._seq, generation)
-        _, nodes, queues = self._inventory
+        _, nodes, queues, capacity = self._inventory
         now = self.clock()
-        jobs, timed = gates.admissible(self._domain.values(), self._gates, now,
-                                       gates.Capacity.of(nodes))
+        jobs, timed = gates.admissible(self._domain.values(), self._gates, now, capacity)
         # a held-back job joins the snapshot when its time comes, without a new generation: a
         # snapshot without it must not be the one a later cycle reuses (jobs held back by
         # dependencies or an array's cap join with a change of a job, so a new generation)

@@ -25,20 +25,25 @@ _KINDS = ("gpu", "cpu", "memory")
 HINT = "or pass --over-commit (REST: over_commit) to promise more than there is"
 
 
-def _say(kind: str, amount: int) -> str:
-    """``amount`` of ``kind`` (stored units) as people read it."""
-    if kind == "gpu":
-        return plural(amount / GPU_UNIT, "GPU")
-    if kind == "cpu":
-        return plural(amount / CPU_UNIT, "CPU")
-    return f"{amount} MiB"
+def human(kind: str, amount: int) -> float:
+    """``amount`` of ``kind`` from stored units (milli-GPUs, millicores, MiB) into GPUs, CPUs
+    and MiB."""
+    return amount / GPU_UNIT if kind == "gpu" else amount / CPU_UNIT if kind == "cpu" else amount
+
+
+def say(kind: str, amount: int) -> str:
+    """``amount`` of ``kind`` (stored units) as people read it: ``2 GPUs``, ``4096 MiB``."""
+    if kind == "memory":
+        return f"{amount} MiB"
+    return plural(human(kind, amount), _name(kind))
 
 
 def _name(kind: str) -> str:
     return "memory" if kind == "memory" else kind.upper()
 
 
-def _quota(row: QueueRow, kind: str) -> int:
+def quota_of(row: QueueRow, kind: str) -> int:
+    """``row``'s quota of ``kind``, in stored units."""
     return int(getattr(row, f"quota_{kind}") or 0)
 
 
@@ -49,7 +54,7 @@ def _live_children(s: Session, department: str) -> list[QueueRow]:
 
 def quotas(row: QueueRow) -> dict[str, int]:
     """``row``'s quota per resource, to give :func:`check` as what it was before a change."""
-    return {kind: _quota(row, kind) for kind in _KINDS}
+    return {kind: quota_of(row, kind) for kind in _KINDS}
 
 
 def check(s: Session, row: QueueRow, over_commit: bool,
@@ -66,7 +71,7 @@ def check(s: Session, row: QueueRow, over_commit: bool,
         old = was.get(kind)
         if old is None:
             return True
-        return _quota(row, kind) > old if row.kind == "project" else _quota(row, kind) < old
+        return quota_of(row, kind) > old if row.kind == "project" else quota_of(row, kind) < old
 
     kinds = [k for k in _KINDS if worse(k)]
     if row.kind == "project":
@@ -77,7 +82,7 @@ def check(s: Session, row: QueueRow, over_commit: bool,
         return
     if kinds:
         _children_fit(row, _live_children(s, row.name), row.name, kinds)
-    if _quota(row, "gpu") <= (0 if before is None else before["gpu"]):
+    if quota_of(row, "gpu") <= (0 if before is None else before["gpu"]):
         return  # a department's GPUs that did not grow promise the pool nothing more
     gpus = sum(len(n.devices or ()) for n in s.execute(select(NodeRow)).scalars())
     if gpus == 0:
@@ -85,7 +90,7 @@ def check(s: Session, row: QueueRow, over_commit: bool,
     departments = [d for d in s.execute(select(QueueRow).where(
         QueueRow.kind == "department", QueueRow.deleted_at.is_(None))).scalars()
         if d.name != row.name] + [row]
-    promised = sum(_quota(d, "gpu") for d in departments)
+    promised = sum(quota_of(d, "gpu") for d in departments)
     if promised > gpus * GPU_UNIT:
         room = _room(gpus * GPU_UNIT, departments, row) / GPU_UNIT
         raise Conflict(
@@ -95,31 +100,31 @@ def check(s: Session, row: QueueRow, over_commit: bool,
 
 
 def _room(total: int, members: list[QueueRow], row: QueueRow) -> int:
-    return max(0, total - sum(_quota(m, "gpu") for m in members if m is not row))
+    return max(0, total - sum(quota_of(m, "gpu") for m in members if m is not row))
 
 
 def _list(members: list[QueueRow], kind: str) -> str:
-    return ", ".join(f"{m.name} {_say(kind, _quota(m, kind))}"
+    return ", ".join(f"{m.name} {say(kind, quota_of(m, kind))}"
                      for m in sorted(members, key=lambda m: m.name))
 
 
 def _children_fit(dept: QueueRow, children: list[QueueRow], changed: str,
                   kinds: list[str]) -> None:
     for kind in kinds:
-        promised = sum(_quota(c, kind) for c in children)
-        if promised <= _quota(dept, kind):
+        promised = sum(quota_of(c, kind) for c in children)
+        if promised <= quota_of(dept, kind):
             continue
         if changed == dept.name:
             raise Conflict(
                 f"department {dept.name}'s {_name(kind)} quota would be "
-                f"{_say(kind, _quota(dept, kind))} but its projects' quotas add up to "
-                f"{_say(kind, promised)} ({_list(children, kind)}); lower theirs first, {HINT}")
-        others = promised - next(_quota(c, kind) for c in children if c.name == changed)
+                f"{say(kind, quota_of(dept, kind))} but its projects' quotas add up to "
+                f"{say(kind, promised)} ({_list(children, kind)}); lower theirs first, {HINT}")
+        others = promised - next(quota_of(c, kind) for c in children if c.name == changed)
         raise Conflict(
             f"department {dept.name} has a {_name(kind)} quota of "
-            f"{_say(kind, _quota(dept, kind))} and its projects would be promised "
-            f"{_say(kind, promised)} ({_list(children, kind)}); give {changed} at most "
-            f"{_say(kind, max(0, _quota(dept, kind) - others))}, raise {dept.name}'s quota first "
+            f"{say(kind, quota_of(dept, kind))} and its projects would be promised "
+            f"{say(kind, promised)} ({_list(children, kind)}); give {changed} at most "
+            f"{say(kind, max(0, quota_of(dept, kind) - others))}, raise {dept.name}'s quota first "
             f"(`fairpool department set-quota {dept.name} …`), {HINT}")
 
 
@@ -128,7 +133,7 @@ def over_committed(department: QueueRow, children: list[QueueRow]) -> dict[str, 
     that do)."""
     out = {}
     for kind in _KINDS:
-        excess = sum(_quota(c, kind) for c in children) - _quota(department, kind)
+        excess = sum(quota_of(c, kind) for c in children) - quota_of(department, kind)
         if excess > 0:
             out[kind] = excess
     return out

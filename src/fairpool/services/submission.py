@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from fairpool.domain import GPU_UNIT, JobState
+from fairpool.domain import JobState
 from fairpool.domain.accounting import asked, reference_memory
 from fairpool.domain.dependencies import Decision, Need, On, Verdict, decide
 from fairpool.domain.job import WorkerRequest
@@ -26,6 +26,7 @@ from fairpool.domain.states import PENDING_VALUES
 from fairpool.domain.words import plural
 from fairpool.scheduler.fit import Inventory, Shortfall, misfit
 from fairpool.schemas.jobs import JobSubmit
+from fairpool.services import quota_tree
 from fairpool.services.errors import Conflict, Invalid, NotFound, ServiceError
 from fairpool.store.convert import node_domain
 from fairpool.store.db import Store
@@ -120,10 +121,6 @@ def check_fits(store: Store, s: Session, spec: JobSubmit) -> None:
     }.get(why.shortfall, why.message))
 
 
-def _amount(n: float, unit: str) -> str:
-    return f"{n:g} MiB" if unit == "MiB" else plural(n, unit)
-
-
 def check_quota(store: Store, s: Session, spec: JobSubmit, pclass: PriorityClass,
                 project: QueueRow) -> None:
     """A job that may not be preempted runs only within quota, its project's and its
@@ -144,20 +141,18 @@ def check_quota(store: Store, s: Session, spec: JobSubmit, pclass: PriorityClass
     for q in (project, department):
         if q is None:
             continue
-        if need.gpu:
-            checks = [(need.gpu / GPU_UNIT, q.quota_gpu / GPU_UNIT, "GPU", "gpus")]
-        else:
-            checks = [(need.cpu / CPU_UNIT, q.quota_cpu / CPU_UNIT, "CPU", "cpus"),
-                      (need.memory, q.quota_memory, "MiB", "memory")]
-        for amount, quota, unit, flag in checks:
+        for kind, flag in [("gpu", "gpus")] if need.gpu else [("cpu", "cpus"),
+                                                              ("memory", "memory")]:
+            amount, quota = getattr(need, kind), quota_tree.quota_of(q, kind)
             if amount > quota:
-                said = _amount(amount, unit), _amount(quota, unit)
                 raise Invalid(
                     f"a {pclass.name if spec.preemptible is None else 'non-preemptible'} job "
                     f"cannot be preempted, so it runs only within quota: it needs "
-                    f"{said[0]} and {q.kind} {q.name}'s quota is {said[1]}; ask for "
-                    f"less, have the quota raised (`fairpool {q.kind} set-quota {q.name} "
-                    f"--quota-{flag} {amount:g}`), or submit it preemptible (--priority train)")
+                    f"{quota_tree.say(kind, amount)} and {q.kind} {q.name}'s quota is "
+                    f"{quota_tree.say(kind, quota)}; ask for less, have the quota raised "
+                    f"(`fairpool {q.kind} set-quota {q.name} --quota-{flag} "
+                    f"{quota_tree.human(kind, amount):g}`), or submit it preemptible "
+                    f"(--priority train)")
 
 
 NO_MOUNTS = "this pool allows no mounts (an admin sets allowed_mount_roots)"
