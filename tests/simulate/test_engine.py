@@ -111,7 +111,8 @@ def test_conservation_on_real_traces(path: Path, gpus: int) -> None:
 
 
 def test_policy_names() -> None:
-    assert policy_names("all") == ["fifo", "sjf", "las", "strict-quota", "fairpool"]
+    assert policy_names("all") == ["fifo", "sjf", "las", "strict-quota", "fairpool",
+                                   "fairpool-attained", "fairpool-backfill"]
     assert policy_names("fifo, fairpool") == ["fifo", "fairpool"]
     with pytest.raises(ValueError, match="unknown policy bogus"):
         policy_names("fifo,bogus")

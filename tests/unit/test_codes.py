@@ -28,6 +28,7 @@ def test_values_are_the_stored_strings() -> None:
     assert {c.value for c in PendingCode} == {
         "QUEUE_LIMIT", "OVER_QUOTA_NON_PREEMPTIBLE", "OVER_QUOTA_STRICT", "NO_NODES",
         "TOO_LARGE", "NO_CAPACITY", "NODE_RESOURCES", "DISPLACED",
+        "RESERVED",
     }
     assert {c.value for c in PlacementCode} == {
         "NO_NODES", "TOO_LARGE", "NO_CAPACITY", "NODE_RESOURCES",
@@ -94,5 +95,6 @@ def test_every_code_a_cycle_emits_is_an_enum_member() -> None:
     small = [on(job("s0", "a"), ("n0", (0,))), on(job("s1", "a"), ("n1", (0,)))]
     run(Snapshot(nodes(2, 3), qs, (*small, job("big", "a", g=3, t=5)), now=10))  # consolidate
     assert seen_actions == set(Action)
-    assert set(PendingCode) - seen_codes <= {PendingCode.DISPLACED}  # (rarely left in a plan)
+    assert set(PendingCode) - seen_codes <= {PendingCode.DISPLACED,  # (rarely left in a plan)
+                                              PendingCode.RESERVED}  # (test_reservations)
 

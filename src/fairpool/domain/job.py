@@ -116,6 +116,13 @@ class Job:
     state: JobState = JobState.QUEUED
     placements: tuple[WorkerPlacement, ...] = ()
     started_at: float | None = None
+    #: the declared bound on one run (seconds), after which the job is stopped; None: unbounded
+    max_runtime_s: float | None = None
+    #: GPU-seconds of service received in earlier runs (before an eviction); the current run's
+    #: service is added from ``started_at`` by whoever needs it
+    attained_gpu_s: float = 0.0
+    #: when the job last went back to waiting after a run (None: waiting since submitted)
+    queued_at: float | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.workers <= MAX_WORKERS:
@@ -158,7 +165,8 @@ def moved(job: Job, target: JobState, *, at: float,
     transition table (pure: the simulator and :func:`fairpool.scheduler.apply_plan` move jobs
     only through it, as the server does through ``fairpool.control.lifecycle.move``). Placed
     on ``placements`` when admitted; placements and start time are dropped when the job goes
-    back to the queue or finishes."""
+    back to the queue or finishes; going back after a run, it keeps the GPU-seconds that run
+    received (``attained_gpu_s``) and the time it went back (``queued_at``)."""
     state = transition(job.state, target)
     if state == JobState.ADMITTED:
         if placements is None:
@@ -168,4 +176,12 @@ def moved(job: Job, target: JobState, *, at: float,
         return replace(job, state=state, started_at=at)
     if state in HOLDING_STATES:
         return replace(job, state=state)
+    if state == JobState.REQUEUED and job.started_at is not None and job.placements:
+        from fairpool.domain import accounting  # it imports this module's types
+
+        ran = max(0.0, at - job.started_at) * accounting.holds(job).gpu / GPU_UNIT
+        return replace(job, state=state, placements=(), started_at=None,
+                       attained_gpu_s=job.attained_gpu_s + ran, queued_at=at)
+    if state == JobState.REQUEUED:
+        return replace(job, state=state, placements=(), started_at=None, queued_at=at)
     return replace(job, state=state, placements=(), started_at=None)

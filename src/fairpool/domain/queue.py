@@ -10,10 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from fairpool.domain.resources import Resources
 
 ROOT = ""  # the implicit root queue's name
+
+
+class InQueueOrder(StrEnum):
+    """The order of a project's waiting jobs (see :mod:`fairpool.scheduler.service_levels`)."""
+
+    FIFO = "fifo"  # submit order; priority does not reorder waiting jobs
+    PRIORITY = "priority"  # higher priority first, then submit order
+    ATTAINED = "attained"  # priority, then least GPU-time received (levels), then submit order
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +33,7 @@ class Queue:
     limit: Resources = Resources.INFINITE
     over_quota_weight: int = 1
     priority: int = 0
+    job_order: InQueueOrder | None = None  # None: the pool's default
 
     def __post_init__(self) -> None:
         if not self.name:

@@ -43,6 +43,7 @@ class PendingCode(StrEnum):
     NO_CAPACITY = "NO_CAPACITY"
     NODE_RESOURCES = "NODE_RESOURCES"
     DISPLACED = "DISPLACED"  # placed earlier in this cycle, then its room went to another job
+    RESERVED = "RESERVED"  # would fit on GPUs reserved for a waiting gang, and ends after it starts
 
 
 #: The pending code for each placement failure (built by value: every placement code must be a

@@ -14,6 +14,7 @@ import gc
 import time
 from dataclasses import dataclass
 
+from fairpool.scheduler import reservations
 from fairpool.scheduler.actions.allocate import allocate
 from fairpool.scheduler.actions.consolidate import consolidate
 from fairpool.scheduler.actions.preempt import preempt
@@ -57,7 +58,7 @@ def _schedule(snapshot: Snapshot, config: SchedulerConfig | None) -> Plan:
             break
     plan = session.to_plan()
     if any(v.status == PENDING for v in session.jobs):
-        plan.valid_until = session.protection_ends()
+        plan.valid_until = min(session.protection_ends(), reservations.next_change(session))
     return plan
 
 

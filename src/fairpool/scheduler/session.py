@@ -17,14 +17,16 @@ from typing import Any
 
 from fairpool.domain.accounting import held_units, reference_memory
 from fairpool.domain.job import Job, WorkerPlacement
-from fairpool.domain.queue import QueueTree
+from fairpool.domain.queue import InQueueOrder, QueueTree
 from fairpool.domain.resources import GPU_UNIT, Resources
 from fairpool.domain.states import HOLDING_STATES, PENDING_STATES
+from fairpool.scheduler import service_levels as levels
 from fairpool.scheduler.cluster_state import ClusterState
 from fairpool.scheduler.codes import Action, PendingCode
 from fairpool.scheduler.fair_share import fair_shares
 from fairpool.scheduler.groups import Group, GroupKey, job_key
 from fairpool.scheduler.plan import Bind, Eviction, PendingReason, PendingReasons, Plan
+from fairpool.scheduler.service_levels import LEVEL_SPAN, Key
 from fairpool.scheduler.snapshot import SchedulerConfig, Snapshot
 from fairpool.scheduler.statement import UndoLog
 
@@ -41,8 +43,8 @@ class JobView:
     """A job inside one session: its status there, where it sits and what it is accounted."""
 
     __slots__ = (
-        "acct", "group", "idx", "job", "leaf", "path", "placements", "shape", "slots", "status",
-        "unit",
+        "acct", "group", "idx", "job", "key", "leaf", "path", "placements", "rank", "shape",
+        "slots", "status", "unit",
     )
 
     def __init__(self, job: Job, idx: int, leaf: int, path: tuple[int, ...]) -> None:
@@ -57,6 +59,10 @@ class JobView:
         self.unit: tuple[int, int, int, int] = (0, 0, 0, 0)  # nominal per-worker request
         self.shape: Hashable | None = None
         self.group: Group | None = None  # its group while it waits (see fairpool.scheduler.groups)
+        #: where it stands in its project (fairpool.scheduler.service_levels): who may preempt
+        #: whom (rank) and the order waiting jobs are tried in (key)
+        self.rank = job.priority * LEVEL_SPAN
+        self.key: Key = (-self.rank, job.submit_time, job.id)
 
 
 class UnknownProject(ValueError):
@@ -83,6 +89,8 @@ class Session:
         self.q_quota = [q.quota.as_tuple() for q in qs]
         self.q_limit = [q.limit.as_tuple() for q in qs]
         self.q_priority = [q.priority for q in qs]
+        self.q_order = [q.job_order or self.config.job_order for q in qs]
+        self.order_preemptions = 0  # preemptions that enforced an in-queue order this cycle
         self.q_alloc: list[Vec] = [[0, 0, 0, 0] for _ in names]
         self.q_alloc_np: list[Vec] = [[0, 0, 0, 0] for _ in names]  # non-preemptible part
         self.paths = {n: tuple(self.q_index[p] for p in self.tree.path(n)) for n in names}
@@ -128,6 +136,7 @@ class Session:
         demand = self.leaf_demand = [[0, 0, 0, 0] for _ in self.queue_names]
         selector_keys = self._selector_keys
         groups = self.groups
+        q_order = self.q_order
         for job in jobs:
             state = job.state
             active = state in HOLDING_STATES
@@ -148,6 +157,9 @@ class Session:
                 raise ValueError(f"job id {job.id} appears twice in the snapshot")
             views.append(view)
             d = demand[path[-1]]
+            order = q_order[path[-1]]
+            if order != InQueueOrder.PRIORITY:
+                self._rank(view, order, active)
             if not active:
                 w = job.workers
                 d[0] += unit[0] * w
@@ -159,10 +171,10 @@ class Session:
                 if skey is None:
                     skey = selector_keys[id(sel)] = sel.key()
                 shape = view.shape = (rkey, w, job.same_node, job.spread, job.preemptible, skey)
-                gkey = (path[-1], job.priority, shape)
+                gkey = (path[-1], view.rank, shape)
                 group = groups.get(gkey)
                 if group is None:
-                    group = groups[gkey] = Group(path[-1], job.priority, [view])
+                    group = groups[gkey] = Group(path[-1], view.rank, [view])
                 else:
                     group.jobs.append(view)
                 view.group = group
@@ -187,6 +199,20 @@ class Session:
             d[1] += acct[1]
             d[2] += acct[2]
             d[3] += acct[3]
+
+    def _rank(self, view: JobView, order: InQueueOrder, active: bool) -> None:
+        """Rank and key of a job in a project whose order is not by priority alone."""
+        job = view.job
+        if order == InQueueOrder.ATTAINED:
+            cfg = self.config
+            if active:
+                lvl = levels.running_level(job, levels.job_gpus(job), self.now,
+                                           cfg.service_levels_gpu_s)
+            else:
+                lvl = levels.waiting_level(job, self.now, cfg.service_levels_gpu_s,
+                                           cfg.promote_after)
+            view.rank = levels.rank(job.priority, lvl)
+        view.key = levels.key(order, job, view.rank)
 
     def _index_groups(self) -> None:
         for group in self.groups.values():
@@ -418,10 +444,10 @@ class Session:
 
     def _join_group(self, view: JobView) -> None:
         """A job evicted in this cycle waits again: it joins its group (kept in submit order)."""
-        key = (view.leaf, view.job.priority, self.shape(view))
+        key = (view.leaf, view.rank, self.shape(view))
         group = self.groups.get(key)
         if group is None:
-            group = self.groups[key] = Group(view.leaf, view.job.priority, [view])
+            group = self.groups[key] = Group(view.leaf, view.rank, [view])
             self.leaf_groups.setdefault(view.leaf, []).append(group)
         elif view not in group.jobs:
             bisect.insort(group.jobs, view, key=job_key)

@@ -14,7 +14,7 @@ from enum import StrEnum
 
 from fairpool.domain.job import Job
 from fairpool.domain.node import Node
-from fairpool.domain.queue import Queue
+from fairpool.domain.queue import InQueueOrder, Queue
 
 
 class Strategy(StrEnum):
@@ -41,6 +41,21 @@ class SchedulerConfig:
     preempt: bool = True
     max_consolidations: int = 16  # pending jobs that may trigger moves per cycle
     max_reclaim_attempts: int = 4096  # evict-to-fit searches per cycle (reclaim + preempt)
+    #: reservations for large gangs (fairpool.scheduler.reservations): a gang that has waited
+    #: this long reserves the devices it will get (None: no reservations); a job of this many
+    #: GPUs counts as a gang even with one worker; at most this many reservations per cycle
+    reserve_after_s: float | None = None
+    reserve_min_gpus: int = 8
+    max_reservations: int = 4
+    #: the order of waiting jobs inside a project that sets none (fairpool.scheduler.
+    #: service_levels); the attained-service order's levels (GPU-seconds), promotion factor,
+    #: how many preemptions per cycle may enforce it, and how long a job's current run must
+    #: have lasted before it may be preempted for the order
+    job_order: InQueueOrder = InQueueOrder.PRIORITY
+    service_levels_gpu_s: tuple[float, ...] = (3600.0, 36000.0)
+    promote_after: float = 2.0
+    max_order_preemptions: int = 8
+    order_min_run_s: float = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,3 +67,6 @@ class Snapshot:
     generation: int | None = None
     #: optional per-job sort keys for the FIFO/SJF/LAS orders (job id → key; lower runs first)
     order_keys: dict[str, float] = field(default_factory=dict)
+    #: expected run time (seconds) of a job of each project, from its history, for jobs that
+    #: declare no ``max_runtime_s`` (project → seconds); used by estimates and backfill
+    runtime_estimates: dict[str, float] = field(default_factory=dict)

@@ -46,7 +46,8 @@ def protected(session: Session, view: JobView) -> bool:
 
 
 def group_by_node(session: Session, view: JobView, candidates: Sequence[JobView]) -> list[JobView]:
-    """Order candidates by priority tier, lowest first, and inside a tier node by node: nodes
+    """Order candidates by rank tier (priority, and level in the attained-service order), lowest
+    first, and inside a tier node by node: nodes
     with the most free GPU first (fewest victims needed), then those where the candidates hold
     most; within a node the caller's order is kept. Taking whole tiers first means no evicted
     job ever outranks a job of its project that stayed, so it cannot preempt back. Candidates on
@@ -65,7 +66,7 @@ def group_by_node(session: Session, view: JobView, candidates: Sequence[JobView]
             if ok is None:
                 ok = hosts[n] = n in dom.nodes and _could_host(session, n, chosen, view)
             if ok:
-                prio = v.job.priority
+                prio = v.rank
                 tiers.setdefault(prio, {}).setdefault(n, []).append(v)
                 room[(prio, n)] = room.get((prio, n), 0) + v.acct[0]
                 break
@@ -137,13 +138,14 @@ def _frees_a_device(session: Session, victim: JobView, chosen: set[int]) -> bool
 
 def victims_by_leaf(session: Session) -> dict[int, list[JobView]]:
     """Jobs that may be evicted now (holding resources, past their minimum runtime), per
-    project, lowest priority then newest first: the order in which they give way."""
+    project, lowest rank (priority, then most service received in the attained-service order)
+    then newest first: the order in which they give way."""
     by_leaf: dict[int, list[JobView]] = {}
     for v in session.holders():
         if not protected(session, v):
             by_leaf.setdefault(v.leaf, []).append(v)
     for jobs in by_leaf.values():
-        jobs.sort(key=lambda v: (v.job.priority, -(v.job.started_at or 0.0), v.job.id))
+        jobs.sort(key=lambda v: (v.rank, -(v.job.started_at or 0.0), v.job.id))
     return by_leaf
 
 

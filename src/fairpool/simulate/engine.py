@@ -33,8 +33,9 @@ from dataclasses import dataclass, replace
 from fairpool.domain import GPU_UNIT, Job, JobState, Node, Queue, Resources, WorkerRequest
 from fairpool.domain.job import moved
 from fairpool.domain.priority import resolve_priority_class
-from fairpool.domain.queue import QueueTree
+from fairpool.domain.queue import InQueueOrder, QueueTree
 from fairpool.scheduler import Plan, Snapshot, schedule
+from fairpool.scheduler import service_levels as levels
 from fairpool.scheduler.apply import apply_plan
 from fairpool.scheduler.fair_share import fair_shares
 from fairpool.scheduler.fit import Inventory, misfit
@@ -143,6 +144,12 @@ class Simulation:
         self.live: dict[str, Job] = {}  # waiting and running jobs, as the core sees them
         self.waiting = _Waiting()
         self.mixed = len({j.priority for j in trace.jobs}) > 1
+        cfg = policy.config
+        #: the attained-service order inside projects (the core ranks jobs by level; the
+        #: simulator wakes it when a running job crosses a level or a waiting one is promoted)
+        self.attained = not policy.single_queue and cfg.job_order == InQueueOrder.ATTAINED
+        self.levels = policy.las_thresholds or (cfg.service_levels_gpu_s if self.attained
+                                                else ())
         self.fast = fast
         self.project_alloc: dict[str, float] = {}  # GPUs held per trace project
         self.events: list[tuple[float, int, int, str, int]] = []
@@ -162,6 +169,11 @@ class Simulation:
             queues.append(Queue(project, parent=dept, quota=Resources(gpu=round(quota * GPU_UNIT))))
         return queues
 
+    def _max_runtime(self, tj: TraceJob) -> float | None:
+        """What the job declares: its duration times the policy's factor (traces carry none)."""
+        factor = self.policy.max_runtime_factor
+        return None if factor is None else tj.duration_s * factor
+
     # -- events -------------------------------------------------------------------------------
     def _push(self, at: float, kind: int, job_id: str = "", epoch: int = 0) -> None:
         self.seq += 1
@@ -179,7 +191,7 @@ class Simulation:
             domain = Job(id=tj.job_id, project=ALL if self.policy.single_queue else tj.project,
                          request=request, workers=workers, priority=cls.value,
                          priority_class=cls.name, preemptible=cls.preemptible,
-                         submit_time=tj.submit_s)
+                         submit_time=tj.submit_s, max_runtime_s=self._max_runtime(tj))
             self.jobs[tj.job_id] = _SimJob(tj, rec, domain)
             self._push(tj.submit_s, _ARRIVE, tj.job_id)
         now = 0.0
@@ -221,6 +233,25 @@ class Simulation:
                 lowest = min(lowest, self.policy.las_priority(self._attained(job, now)))
         return any(self.jobs[j].domain.priority > lowest for j in self.waiting.ids)
 
+    def _order_outranks(self, now: float) -> bool:
+        """In the attained-service order: does a waiting job outrank a running job of its own
+        project (a lower service level at the same priority, or a higher priority)?"""
+        lowest: dict[str, int] = {}
+        for job_id in self.live:
+            job = self.jobs[job_id]
+            if job.run_start is not None:
+                d = job.domain
+                r = levels.rank(d.priority, levels.running_level(d, job.gpus, now, self.levels))
+                lowest[d.project] = min(lowest.get(d.project, r), r)
+        for job_id in self.waiting.ids:
+            d = self.jobs[job_id].domain
+            low = lowest.get(d.project)
+            # (a promoted job goes first but preempts at the level of the service it has had)
+            if low is not None and levels.rank(d.priority,
+                                               levels.level(d.attained_gpu_s, self.levels)) > low:
+                return True
+        return False
+
     def _may_act(self, now: float) -> bool:
         """Whether a cycle could change anything; when it cannot, the events are applied and
         the core is not run (a saturated cluster would otherwise run it on every arrival).
@@ -241,6 +272,8 @@ class Simulation:
                 return True
             if self.policy.las_thresholds:  # one queue: preemption needs a waiting job that
                 return self._las_outranks(now)  # outranks a running one
+            if self.attained and self._order_outranks(now):
+                return True
         else:
             dept_alloc: dict[str, float] = {}
             for p, g in alloc.items():
@@ -328,6 +361,10 @@ class Simulation:
         job.saved_s += kept
         if self.policy.las_thresholds:
             self._set_las_priority(job)
+        elif self.attained and self.policy.config.promote_after > 0 and job.gpus > 0:
+            ran_s = job.domain.attained_gpu_s / job.gpus  # wake when it is promoted
+            self._push(now + self.policy.config.promote_after * ran_s + 1e-6, _WAKE,
+                       job.trace.job_id, job.epoch)
         self.live[job.trace.job_id] = job.domain
         self.waiting.add(job.trace.job_id, job.trace.project, job.gpus)
 
@@ -346,9 +383,12 @@ class Simulation:
     def _schedule_las_drop(self, job: _SimJob, now: float) -> None:
         """A running job crosses LAS thresholds: wake up at each to lower its priority (a wake
         of a run that has ended is ignored)."""
-        if not self.policy.las_thresholds or job.gpus <= 0:
+        if not self.levels or job.gpus <= 0:
             return
-        for t in self.policy.las_thresholds:  # every level it will cross while it runs
+        if self.attained:  # it may be preempted for the order once its run has lasted this
+            self._push(now + self.policy.config.order_min_run_s + 1e-6, _WAKE,
+                       job.trace.job_id, job.epoch)
+        for t in self.levels:  # every level it will cross while it runs
             if t > job.attained_gpu_s:
                 at = now + (t - job.attained_gpu_s) / job.gpus + 1e-6
                 self._push(at, _WAKE, job.trace.job_id, job.epoch)

@@ -9,8 +9,15 @@
   level evict running jobs of a lower one (they lose the work since their last checkpoint).
 - ``strict-quota``: the department → project tree with quotas and no lending: a project never
   holds more than its quota, even when GPUs sit idle (Helios's per-VC clusters).
+- ``fairpool-attained``: fairpool with the attained-service order inside every project
+  (:mod:`fairpool.scheduler.service_levels`): quotas and fair share across projects, and inside
+  each, less-served jobs first, with bounded in-project preemption and promotion.
 - ``fairpool``: fairpool's default: quotas, idle GPUs lent by fair share (DRF across queues),
   reclaim of lent GPUs when their owner needs them, preemption by priority, consolidation.
+- ``fairpool-backfill``: fairpool with reservations for large gangs and backfill
+  (:mod:`fairpool.scheduler.reservations`); every job declares a max runtime of twice its
+  trace duration (the traces carry none, and people over-estimate), which is all the core knows
+  of how long a job runs.
 
 Baselines without tenants (fifo, sjf, las) put every job in one queue; the simulator still
 tracks which project each job belongs to for the fairness metrics.
@@ -20,11 +27,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fairpool.domain.queue import InQueueOrder
 from fairpool.scheduler.snapshot import QueueOrder, SchedulerConfig
 
 #: Priority of a job in LAS level 0 (least attained); each level below is 10 lower.
 LAS_TOP_PRIORITY = 80
 LAS_THRESHOLDS_S = (3600.0, 36000.0)  # GPU-seconds: level 0 below 1 GPU-hour, 1 below 10
+#: fairpool-backfill: gangs reserve after this wait, and jobs declare this multiple of their
+#: duration as max runtime (users over-estimate their run times, typically by 2× or more)
+BACKFILL_RESERVE_AFTER_S = 0.0
+BACKFILL_RUNTIME_FACTOR = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +45,9 @@ class Policy:
     config: SchedulerConfig
     single_queue: bool  # every job in one queue (no tenants)
     las_thresholds: tuple[float, ...] = ()  # attained GPU-seconds where a job's level drops
+    #: the max runtime each job declares, as a multiple of its trace duration (people ask for
+    #: more than they use); None: jobs declare none, as in the traces
+    max_runtime_factor: float | None = None
 
     def las_priority(self, attained_gpu_s: float) -> int:
         level = sum(1 for t in self.las_thresholds if attained_gpu_s >= t)
@@ -51,6 +66,12 @@ POLICIES: dict[str, Policy] = {
                                                            reclaim=False, preempt=False),
                            single_queue=False),
     "fairpool": Policy("fairpool", SchedulerConfig(), single_queue=False),
+    "fairpool-attained": Policy("fairpool-attained",
+                                SchedulerConfig(job_order=InQueueOrder.ATTAINED),
+                                single_queue=False),
+    "fairpool-backfill": Policy("fairpool-backfill",
+                                SchedulerConfig(reserve_after_s=BACKFILL_RESERVE_AFTER_S),
+                                single_queue=False, max_runtime_factor=BACKFILL_RUNTIME_FACTOR),
 }
 
 

@@ -16,6 +16,7 @@ from fairpool.domain import (
     WorkerRequest,
 )
 from fairpool.domain.job import ANY_NODE, NodeSelector
+from fairpool.domain.queue import InQueueOrder
 from fairpool.domain.states import HOLDING_STATES
 from fairpool.store.models import JobRow, NodeRow, QueueRow
 
@@ -33,6 +34,7 @@ def queue_domain(row: QueueRow) -> Queue:
                         _lim(row.limit_memory)),
         over_quota_weight=row.over_quota_weight,
         priority=row.priority,
+        job_order=InQueueOrder(row.job_order) if row.job_order else None,
     )
 
 
@@ -81,4 +83,7 @@ def job_domain(row: JobRow) -> Job:
         state=state,
         placements=placements(row) if state in HOLDING_STATES else (),
         started_at=row.started_at if row.started_at is not None else row.admitted_at,
+        max_runtime_s=row.max_runtime_s,
+        attained_gpu_s=row.attained_gpu_s or 0.0,
+        queued_at=row.queued_at,
     )

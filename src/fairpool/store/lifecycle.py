@@ -16,7 +16,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from fairpool.domain.accounting import held
+from fairpool.domain.resources import GPU_UNIT
 from fairpool.domain.states import STARTED_STATES, JobState, StopReason, transition
+from fairpool.store.convert import placements, worker_request
 from fairpool.store.models import JobEventRow, JobRow
 from fairpool.store.workers import Phase
 
@@ -28,6 +31,14 @@ def add_event(s: Session, job_id: str, kind: str, message: str, at: float | None
     """Record something a person should know of a job (``cause``: of an eviction)."""
     s.add(JobEventRow(job_id=job_id, at=time.time() if at is None else at, kind=kind,
                       message=message, cause=cause))
+
+
+def ran_gpu_s(row: JobRow, now: float) -> float:
+    """GPU-seconds the job's current run has received by ``now`` (0 if it is not running)."""
+    if row.started_at is None or not row.placement:
+        return 0.0
+    gpus = held(worker_request(row), placements(row)).gpu / GPU_UNIT
+    return max(0.0, now - row.started_at) * gpus
 
 
 def move(s: Session, row: JobRow, target: JobState, *, now: float, seq: int, message: str,
@@ -44,7 +55,8 @@ def move(s: Session, row: JobRow, target: JobState, *, now: float, seq: int, mes
     * running: the start time;
     * stopping: ``stop`` (required) says why, and so what the job becomes once stopped;
     * requeued: the attempt's placement, times, stop reason and idle marks are cleared, and an
-      attempt that reached the executor counts as one (the next gets new worker ids);
+      attempt that reached the executor counts as one (the next gets new worker ids); the
+      GPU-seconds the run received are added to ``attained_gpu_s`` and ``queued_at`` is set;
     * succeeded, failed, cancelled: the finish time, and no waiting reason; a job that never
       started keeps no placement.
     """
@@ -71,6 +83,9 @@ def move(s: Session, row: JobRow, target: JobState, *, now: float, seq: int, mes
         if target == S.REQUEUED or current not in STARTED_STATES:
             row.placement = None
         if target == S.REQUEUED:
+            if row.started_at is not None and row.placement:
+                row.attained_gpu_s = (row.attained_gpu_s or 0.0) + ran_gpu_s(row, now)
+            row.queued_at = now
             row.started_at = row.admitted_at = None
         else:  # why it waited is history now (its events keep it)
             row.finished_at = now

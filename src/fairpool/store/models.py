@@ -60,6 +60,8 @@ class QueueRow(Base):
     idle_after_s: Mapped[float] = mapped_column(Float, default=1800.0)
     idle_stop_after_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     default_max_runtime_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    #: the order of a project's waiting jobs (fifo, priority, attained; None: the pool's)
+    job_order: Mapped[str | None] = mapped_column(String(16), nullable=True)
     #: set when the queue was deleted (kept for its jobs' history; hidden, and revived by a
     #: create of the same name)
     deleted_at: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -157,6 +159,10 @@ class JobRow(Base):
     depends: Mapped[list[Any] | None] = mapped_column(nullable=True)
     #: True while a dependency is not met yet (the scheduler does not see the job)
     deps_waiting: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: GPU-seconds of service the job's earlier runs received (the attained-service order)
+    attained_gpu_s: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    #: when the job last went back to waiting (None: it has waited since it was submitted)
+    queued_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class ArrayRow(Base):

@@ -1,7 +1,11 @@
-"""Preempt: inside one project, a higher-priority waiting job evicts lower-priority preemptible
-jobs past their minimum runtime. Queue rules are re-checked with the victims gone, so a project at
-its limit can still swap low-priority work for high-priority work. Jobs evicted earlier in this
-cycle wait again and may preempt too, so a reclaimed high-priority job displaces its project's
+"""Preempt: inside one project, a waiting job evicts preemptible jobs of lower rank past their
+minimum runtime. Rank is priority and, in a project with the attained-service order, the level
+of service received (:mod:`fairpool.scheduler.service_levels`): a job of the same priority that
+has had less GPU-time may preempt one that has had more. Such order preemptions are bounded per
+cycle (``SchedulerConfig.max_order_preemptions``) and counted
+(``Session.order_preemptions``). Queue rules are re-checked with the victims gone, so a project
+at its limit can still swap low-rank work for high-rank work. Jobs evicted earlier in this cycle
+wait again and may preempt too, so a reclaimed high-priority job displaces its project's
 low-priority work at once instead of one cycle later."""
 
 from __future__ import annotations
@@ -10,25 +14,58 @@ from fairpool.scheduler.actions.reclaim import candidate_bound
 from fairpool.scheduler.admission import admission_block
 from fairpool.scheduler.codes import Action
 from fairpool.scheduler.ordering import JobOrder
-from fairpool.scheduler.session import JobView, Session
+from fairpool.scheduler.service_levels import level, level_of
+from fairpool.scheduler.session import RUNNING, JobView, Session
 from fairpool.scheduler.victims import evict_to_fit, group_by_node, victims_by_leaf
+
+
+def _why(session: Session, preemptor: JobView, victim: JobView) -> str:
+    project = session.queue_names[victim.leaf]
+    if preemptor.job.priority > victim.job.priority:
+        return (f"preempted by higher-priority job {preemptor.job.id} "
+                f"(priority {preemptor.job.priority} > {victim.job.priority}) in project "
+                f"{project}")
+    return (f"preempted by job {preemptor.job.id}, which has received less GPU time (service "
+            f"level {level_of(preemptor.rank)} < {level_of(victim.rank)}), in project "
+            f"{project} (attained-service order)")
+
+
+def _claim(session: Session, view: JobView) -> int:
+    """The level a waiting job preempts with: the service it has had, ignoring promotion (a
+    promoted job goes first in its line but does not evict for it, or two long jobs would take
+    turns evicting each other)."""
+    return level(view.job.attained_gpu_s, session.config.service_levels_gpu_s)
+
+
+def _ran_long_enough(session: Session, victim: JobView) -> bool:
+    """An order preemption only takes a job whose current run has lasted
+    ``SchedulerConfig.order_min_run_s`` (a job placed in this cycle has not started)."""
+    if victim.status != RUNNING:
+        return True
+    started = victim.job.started_at
+    return started is None or session.now - started >= session.config.order_min_run_s
 
 
 def preempt(session: Session) -> None:
     by_leaf = victims_by_leaf(session)
-    lowest = {leaf: jobs[0].job.priority for leaf, jobs in by_leaf.items()}
+    lowest = {leaf: jobs[0].rank for leaf, jobs in by_leaf.items()}
     if not lowest:
         return
-    order = JobOrder(session, lambda g: g.leaf in lowest and g.priority > lowest[g.leaf])
+    bound = session.config.max_order_preemptions
+    order = JobOrder(session, lambda g: g.leaf in lowest and g.rank > lowest[g.leaf])
     for view in order:
         if session.search_budget <= 0:
             break
-        prio = view.job.priority
-        if prio <= lowest.get(view.leaf, prio):  # the FIFO/SJF/LAS orders ignore the filter
+        rank = view.rank
+        if rank <= lowest.get(view.leaf, rank):  # the FIFO/SJF/LAS orders ignore the filter
             order.fail_group()
             continue
-        lower = [v for v in by_leaf[view.leaf] if v.job.priority < prio
-                 and session.evictable(v)]
+        prio = view.job.priority
+        claim = _claim(session, view) if session.order_preemptions < bound else None
+        lower = [v for v in by_leaf[view.leaf] if v.rank < rank and session.evictable(v)
+                 and (v.job.priority < prio
+                      or (claim is not None and claim < level_of(v.rank)
+                          and _ran_long_enough(session, v)))]
         if sum(v.acct[0] for v in lower) + session.free_gpu(view) < session.request_total(
             view
         )[0]:
@@ -36,16 +73,13 @@ def preempt(session: Session) -> None:
             continue
         session.search_budget -= 1
         candidates = group_by_node(session, view, lower)
+        taken: list[JobView] = []
 
-        def remove(victim: JobView, preemptor: JobView = view) -> bool:
-            session.evict(
-                victim,
-                Action.PREEMPT,
-                f"preempted by higher-priority job {preemptor.job.id} "
-                f"(priority {preemptor.job.priority} > {victim.job.priority}) in project "
-                f"{session.queue_names[victim.leaf]}",
-                preemptor.job.id,
-            )
+        def remove(victim: JobView, preemptor: JobView = view,
+                   taken: list[JobView] = taken) -> bool:
+            session.evict(victim, Action.PREEMPT, _why(session, preemptor, victim),
+                          preemptor.job.id)
+            taken.append(victim)
             return True
 
         def admits(preemptor: JobView = view) -> bool:
@@ -53,6 +87,10 @@ def preempt(session: Session) -> None:
 
         if evict_to_fit(session, view, Action.PREEMPT, candidates, remove, admits,
                         max_candidates=candidate_bound(session, view)):
+            session.order_preemptions += sum(
+                1 for v in taken if v.idx in session.evictions
+                and session.evictions[v.idx].for_job == view.job.id
+                and v.job.priority == prio)
             order.placed()
         else:
             order.fail_group()
