@@ -22,6 +22,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from fairpool.domain.queue import InQueueOrder
 from fairpool.scheduler.snapshot import Strategy
 
 RunAsMode = Literal["auto", "dynamic", "user", "project", "server"]
@@ -43,6 +44,9 @@ class ServerSettings(BaseSettings):
     nodes_file: Path | None = None
     grace_s: float = Field(10.0, ge=0, le=3600)
     strategy: Strategy = Strategy.BINPACK
+    job_order: InQueueOrder = Field(
+        InQueueOrder.PRIORITY, description="order of waiting jobs in projects that set none: "
+                                           "fifo, priority or attained")
     write_client_config: bool = True
     ray_address: str | None = Field(
         None, description="run workers on this Ray cluster: auto, host:port or ray://host:port")

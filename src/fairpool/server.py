@@ -98,6 +98,11 @@ def make_executor(settings: ServerSettings, nodes: list[NodeInfo]) -> tuple[Exec
     return ray_executor, close
 
 
+def _scheduler_config(settings: ServerSettings) -> SchedulerConfig:
+    """The core's settings that the server's settings choose (the rest keep the core's)."""
+    return SchedulerConfig(strategy=settings.strategy, job_order=settings.job_order)
+
+
 def sandbox_config(settings: ServerSettings) -> SandboxConfig:
     return SandboxConfig(
         run_as=settings.run_as, project_account=settings.project_account,
@@ -163,7 +168,7 @@ def run_loop(settings: ServerSettings, nodes: list[NodeInfo], wake: Event, stop:
             retry_base_s=settings.retry_backoff_s, breaker_failures=settings.breaker_failures,
             breaker_window_s=settings.breaker_window_s,
             breaker_cooldown_s=settings.breaker_cooldown_s),
-            config=SchedulerConfig(strategy=settings.strategy), wake_event=wake,
+            config=_scheduler_config(settings), wake_event=wake,
             stop_event=stop, secret_env=SecretEnv(box), stats=stats)
         loop.sync_nodes()
         started.send(("ready", executor.nodes()))
@@ -289,7 +294,7 @@ def serve(settings: ServerSettings, ready: threading.Event | None = None,
         max_pending_per_project=settings.max_pending_per_project,
         max_body_bytes=settings.max_body_bytes, stats=stats,
         mount_roots=tuple(settings.allowed_mount_roots),
-        scheduler=SchedulerConfig(strategy=settings.strategy), webhooks=policy))
+        scheduler=_scheduler_config(settings), webhooks=policy))
     tls = settings.tls_cert is not None
     server = uvicorn.Server(uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level="warning", access_log=False,

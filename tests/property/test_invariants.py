@@ -11,6 +11,7 @@ from fairpool.scheduler import Snapshot, schedule
 from fairpool.scheduler.apply import apply_plan
 from fairpool.scheduler.codes import Action
 from fairpool.scheduler.placement import try_place
+from fairpool.scheduler.plan import Plan
 from fairpool.scheduler.session import PENDING, Session
 from fairpool.scheduler.statement import Statement
 from tests.property.strategies import scenarios
@@ -44,10 +45,8 @@ def queue_gpus(snap: Snapshot) -> dict[str, int]:
     return out
 
 
-@FAST
-@given(scenarios())
-def test_every_cycle_keeps_the_invariants(snap: Snapshot) -> None:
-    plan = schedule(snap)
+def check_invariants(snap: Snapshot, plan: Plan) -> Snapshot:
+    """Assert what every cycle keeps, and return the state after the plan."""
     after = apply_plan(snap, plan)
     by_id = {j.id: j for j in snap.jobs}
     # no device over-committed, fractions and GPU memory included
@@ -79,6 +78,13 @@ def test_every_cycle_keeps_the_invariants(snap: Snapshot) -> None:
         if j.state in (JobState.QUEUED, JobState.REQUEUED):
             reason = plan.pending[j.id].message if j.id in plan.pending else evicted[j.id]
             assert reason
+    return after
+
+
+@FAST
+@given(scenarios())
+def test_every_cycle_keeps_the_invariants(snap: Snapshot) -> None:
+    check_invariants(snap, schedule(snap))
 
 
 @FAST

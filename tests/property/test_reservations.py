@@ -11,7 +11,7 @@ from dataclasses import replace
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fairpool.domain import GPU_UNIT, Job, JobState, WorkerRequest
+from fairpool.domain import Job, WorkerRequest
 from fairpool.scheduler import PendingCode, SchedulerConfig, Snapshot, schedule
 from fairpool.scheduler.actions.allocate import allocate
 from fairpool.scheduler.actions.consolidate import consolidate
@@ -22,7 +22,7 @@ from fairpool.scheduler.session import Session
 from fairpool.scheduler.statement import Statement
 from tests.property.strategies import scenarios
 from tests.property.test_codes_and_reasons import state
-from tests.property.test_invariants import device_use, queue_gpus
+from tests.property.test_invariants import check_invariants
 
 FAST = settings(max_examples=300, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -65,32 +65,8 @@ def with_runtimes(draw: st.DrawFn) -> Snapshot:
 def test_every_cycle_keeps_the_invariants_with_reservations(snap: Snapshot,
                                                             cfg: SchedulerConfig) -> None:
     plan = schedule(snap, cfg)
-    after = apply_plan(snap, plan)
-    by_id = {j.id: j for j in snap.jobs}
-    share, memory = device_use(after)
-    mem_total = {(n.name, d.index): d.memory_mib for n in snap.nodes for d in n.devices}
-    assert all(v <= GPU_UNIT for v in share.values())
-    assert all(memory[k] <= mem_total[k] for k in memory)
-    nodes = {n.name: n for n in snap.nodes}
-    for b in plan.binds:
-        job = by_id[b.job_id]
-        assert len(b.placements) == job.workers
-        assert all(job.selector.pool in (None, nodes[p.node].pool) for p in b.placements)
-        if job.same_node:
-            assert len({p.node for p in b.placements}) == 1
-    limits = {q.name: q.limit.gpu for q in snap.queues}
-    for q, used in queue_gpus(after).items():
-        assert used <= limits[q], (q, used)
-    for e in plan.evictions:
-        job = by_id[e.job_id]
-        assert job.preemptible
-        assert job.started_at is None or snap.now >= job.started_at + job.min_runtime_s
-    evicted = {e.job_id: e.reason for e in plan.evictions}
+    check_invariants(snap, plan)
     bound = {b.job_id for b in plan.binds}
-    for j in after.jobs:
-        if j.state in (JobState.QUEUED, JobState.REQUEUED):
-            reason = plan.pending[j.id].message if j.id in plan.pending else evicted[j.id]
-            assert reason
     for job_id, reason in plan.pending.items():
         if reason.code == PendingCode.RESERVED:
             assert job_id not in bound

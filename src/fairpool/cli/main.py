@@ -28,6 +28,7 @@ from fairpool.cli.output import (
 from fairpool.cli.output import call as _call
 from fairpool.cli.simulate import simulate as simulate_command
 from fairpool.client import FairpoolError
+from fairpool.domain.queue import InQueueOrder
 from fairpool.domain.words import plural
 from fairpool.scheduler.snapshot import Strategy
 from fairpool.schemas.nodes import NodeOut
@@ -81,6 +82,8 @@ def up(
         help="seconds between SIGTERM and SIGKILL [default: 10]")] = None,
     strategy: Annotated[Strategy | None, typer.Option(
         help="placement strategy [default: binpack]")] = None,
+    job_order: Annotated[InQueueOrder | None, typer.Option(
+        help="order of waiting jobs in projects that set none [default: priority]")] = None,
     ray_address: Annotated[str | None, typer.Option(
         help="run workers on a Ray cluster: auto, host:port or ray://host:port")] = None,
     ray_gpu_resource: Annotated[str | None, typer.Option(
@@ -102,7 +105,8 @@ def up(
 
     values: dict[str, object] = {}
     for key, value in (("port", port), ("host", host), ("grace_s", grace),
-                       ("strategy", strategy), ("data_dir", data_dir), ("db", db),
+                       ("strategy", strategy), ("job_order", job_order),
+                       ("data_dir", data_dir), ("db", db),
                        ("simulate_gpus", simulate_gpus), ("nodes_file", nodes_file),
                        ("ray_address", ray_address), ("ray_gpu_resource", ray_gpu_resource),
                        ("ray_token_file", ray_token_file), ("tls_cert", tls_cert),
@@ -293,10 +297,14 @@ def project_create(name: str,
                    department: Annotated[str, typer.Option("--department", "-d")],
                    quota_gpus: QuotaG = 0, quota_cpus: QuotaC = 0, quota_memory: QuotaM = 0,
                    limit_gpus: LimG = None, limit_cpus: LimC = None, limit_memory: LimM = None,
-                   weight: Weight = 1, priority: Prio = 0, over_commit: OverCommit = False) -> None:
+                   weight: Weight = 1, priority: Prio = 0, over_commit: OverCommit = False,
+                   order: Annotated[InQueueOrder | None, typer.Option(
+                       "--order", help="order of its waiting jobs: fifo, priority or attained "
+                                       "[default: the pool's]")] = None) -> None:
     """Create a project in a department."""
     try:
-        spec = ProjectCreate(department=department, **_queue_spec(
+        job_order = None if order is None else order.value
+        spec = ProjectCreate(department=department, job_order=job_order, **_queue_spec(
             name, quota_gpus, quota_cpus, quota_memory, limit_gpus, limit_cpus, limit_memory,
             weight, priority, over_commit))
     except ValidationError as exc:

@@ -19,7 +19,8 @@ from fairpool.schemas.queues import QueueOut, ResourcesOut
 #: at 80 columns the weight, limit and department columns give way, in this order
 PROJECT_COLUMNS = [Col("name", "id"), Col("department", "id", drop=1), Col("quota", "num"),
                    Col("limit", "num", drop=2), Col("weight", "num", drop=3),
-                   Col("allocated", "num"), Col("jobs run/wait", "num")]
+                   Col("order", "id", drop=4), Col("allocated", "num"),
+                   Col("jobs run/wait", "num")]
 DEPARTMENT_COLUMNS = [Col("name", "id"), Col("projects", "num"), Col("quota", "num"),
                       Col("limit", "num", drop=2), Col("weight", "num", drop=3),
                       Col("allocated", "num"), Col("jobs run/wait", "num")]
@@ -63,8 +64,9 @@ def project_list(
         emit_json(projects)
         return
     table("projects (GPUs)", PROJECT_COLUMNS, [
-        [q.name, q.parent or "", *_numbers(q), gpus(q.allocated.gpus),
-         f"{q.running_jobs}/{q.pending_jobs}"] for q in projects], wide=wide)
+        [q.name, q.parent or "", *_numbers(q), q.job_order or "default",
+         gpus(q.allocated.gpus), f"{q.running_jobs}/{q.pending_jobs}"] for q in projects],
+          wide=wide)
 
 
 def department_list(as_json: JsonOpt = False, wide: WideOpt = False) -> None:

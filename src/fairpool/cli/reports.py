@@ -20,6 +20,7 @@ def register(app: typer.Typer, project_app: typer.Typer) -> None:
     app.command(name="usage")(usage)
     project_app.command(name="set-idle")(set_idle)
     project_app.command(name="set-max-runtime")(set_max_runtime)
+    project_app.command(name="set-order")(set_order)
 
 
 def parse_time(text: str, option: str) -> float:
@@ -116,3 +117,20 @@ def set_max_runtime(
         q = call(lambda: c.update_queue(name, QueueUpdate(default_max_runtime_s=seconds)))
     show(f"{q.name}: jobs stop after {q.default_max_runtime_s:g} s unless they set "
          "--max-runtime" if q.default_max_runtime_s else f"{q.name}: no default max runtime")
+
+
+def set_order(
+    name: str,
+    order: Annotated[str, typer.Argument(
+        help="fifo, priority, attained, or default (the pool's)")],
+) -> None:
+    """Set the order of a project's waiting jobs: fifo (submit time), priority (then submit
+    time), or attained (least GPU time received first; long waits are promoted)."""
+    try:
+        spec = build(QueueUpdate, job_order=order)
+    except FairpoolError as exc:
+        fail(exc.message.replace("_", "-"))
+    with Client() as c:
+        q = call(lambda: c.update_queue(name, spec))
+    show(f"{q.name}: waiting jobs in {q.job_order} order" if q.job_order
+         else f"{q.name}: waiting jobs in the pool's default order")

@@ -120,7 +120,7 @@ def _plan(s: Session, plan: Plan, rows: dict[str, JobRow], now: float, seq: int,
             continue  # finished, requeued or being stopped since the snapshot
         target = S.REQUEUED if row.state == S.ADMITTED.value else S.STOPPING
         move(s, row, target, now=now, seq=seq, kind="evicted", message=f"{e.action}: {e.reason}",
-             cause=str(e.action), stop=StopReason.PREEMPT if target == S.STOPPING else None)
+             cause=e.cause, stop=StopReason.PREEMPT if target == S.STOPPING else None)
         changed.append(row)
     for b in plan.binds:
         if b.job_id in evicted:  # a move: it is requeued and placed again later

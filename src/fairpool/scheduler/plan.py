@@ -29,6 +29,13 @@ class Eviction:
     action: Action  # consolidate, reclaim or preempt (allocate never evicts)
     reason: str
     for_job: str | None = None
+    #: a preemption that enforces a project's attained-service order (same priority)
+    order: bool = False
+
+    @property
+    def cause(self) -> str:
+        """What the job's evicted event (and the evictions metric) records as its cause."""
+        return "order" if self.order else str(self.action)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,9 +10,12 @@ order waiting jobs are tried in), for each of the in-queue orders of
   received crosses: a new job is at level 0, a job that has had 1 GPU-hour at level 1, and so on.
   Inside a priority, lower levels go first and, among equals, earlier submits. A job at a lower
   level may preempt a running job of the same project and priority at a higher level (the
-  preempt action; bounded by ``max_order_preemptions`` per cycle). So that nothing starves, a
-  waiting job is *promoted* back to level 0 once it has waited ``promote_after`` times as long as
-  it has run (Tiresias's STARVE_LIMIT; 0 turns promotion off).
+  preempt action; bounded by ``max_order_preemptions`` per cycle, and only a job whose current
+  run has lasted ``order_min_run_s``). So that nothing starves, a waiting job is *promoted* back
+  to level 0 once it has waited ``promote_after`` times as long as it has run (Tiresias's
+  STARVE_LIMIT; 0 turns promotion off). Promotion moves it up the waiting line (its key) but
+  not its rank: it preempts with the service it really had, or two long jobs would take turns
+  evicting each other.
 
 The rank is one integer, ``priority * LEVEL_SPAN - level``: comparing ranks compares priorities
 first and levels second, so the actions that compare priorities compare ranks instead and need
@@ -24,6 +27,7 @@ from __future__ import annotations
 from fairpool.domain.job import Job
 from fairpool.domain.queue import InQueueOrder
 from fairpool.domain.resources import GPU_UNIT
+from fairpool.scheduler.snapshot import SchedulerConfig
 
 #: ranks of one priority span this many levels (more thresholds than this are not used)
 LEVEL_SPAN = 16
@@ -87,7 +91,23 @@ def running_level(job: Job, held_gpus: float, now: float,
 
 
 def key(order: InQueueOrder, job: Job, r: int) -> Key:
-    """Sort key of a waiting job inside its project (lower is tried first)."""
+    """Sort key of a waiting job inside its project (lower is tried first); ``r``: its rank
+    with promotion (:func:`waiting_level`)."""
     if order == InQueueOrder.FIFO:
         return (0, job.submit_time, job.id)
     return (-r, job.submit_time, job.id)
+
+
+def standing(job: Job, order: InQueueOrder, active: bool, now: float,
+             cfg: SchedulerConfig) -> tuple[int, Key]:
+    """Rank and key of a job in a project whose order is not by priority alone; ``active``:
+    it holds resources (its current run counts)."""
+    r = shown = rank(job.priority, 0)
+    if order == InQueueOrder.ATTAINED:
+        thresholds = cfg.service_levels_gpu_s
+        if active:
+            r = shown = rank(job.priority, running_level(job, job_gpus(job), now, thresholds))
+        else:  # promotion moves it up the line, not its right to preempt
+            r = rank(job.priority, level(job.attained_gpu_s, thresholds))
+            shown = rank(job.priority, waiting_level(job, now, thresholds, cfg.promote_after))
+    return r, key(order, job, shown)

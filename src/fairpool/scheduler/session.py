@@ -159,7 +159,7 @@ class Session:
             d = demand[path[-1]]
             order = q_order[path[-1]]
             if order != InQueueOrder.PRIORITY:
-                self._rank(view, order, active)
+                view.rank, view.key = levels.standing(job, order, active, self.now, self.config)
             if not active:
                 w = job.workers
                 d[0] += unit[0] * w
@@ -199,20 +199,6 @@ class Session:
             d[1] += acct[1]
             d[2] += acct[2]
             d[3] += acct[3]
-
-    def _rank(self, view: JobView, order: InQueueOrder, active: bool) -> None:
-        """Rank and key of a job in a project whose order is not by priority alone."""
-        job = view.job
-        if order == InQueueOrder.ATTAINED:
-            cfg = self.config
-            if active:
-                lvl = levels.running_level(job, levels.job_gpus(job), self.now,
-                                           cfg.service_levels_gpu_s)
-            else:
-                lvl = levels.waiting_level(job, self.now, cfg.service_levels_gpu_s,
-                                           cfg.promote_after)
-            view.rank = levels.rank(job.priority, lvl)
-        view.key = levels.key(order, job, view.rank)
 
     def _index_groups(self) -> None:
         for group in self.groups.values():

@@ -63,6 +63,14 @@ OVER_COMMIT = Field(False, description="accept a quota that makes the department
                                        "there is; views then show by how much")
 
 
+#: a project's order of waiting jobs; "default" (updates only) returns it to the pool's
+JOB_ORDER_HELP = ("order of the project's waiting jobs: fifo (submit time), priority (priority, "
+                  "then submit time) or attained (least GPU time received first, with "
+                  "promotion after long waits); omitted: the pool's default")
+JobOrderName = Literal["fifo", "priority", "attained"]
+JobOrderUpdate = Literal["fifo", "priority", "attained", "default"]
+
+
 class QueueCreate(Input):
     name: Name
     quota: ResourceSpec = Field(default_factory=ResourceSpec)
@@ -77,6 +85,7 @@ class ProjectCreate(QueueCreate):
     idle: IdlePolicySpec | None = Field(None, description="idle-GPU policy of its jobs")
     default_max_runtime_s: float | None = Field(
         None, gt=0, le=365 * 86400, description="max runtime of its jobs that set none")
+    job_order: JobOrderName | None = Field(None, description=JOB_ORDER_HELP)
 
 
 class QueueUpdate(Input):
@@ -91,6 +100,9 @@ class QueueUpdate(Input):
     default_max_runtime_s: float | None = Field(
         None, ge=0, le=365 * 86400, description="projects only: max runtime of jobs that set "
                                                  "none; 0 removes it")
+    job_order: JobOrderUpdate | None = Field(
+        None, description="projects only: " + JOB_ORDER_HELP.replace(
+            "omitted: the pool's default", "default: back to the pool's default"))
 
     @model_validator(mode="after")
     def _one_limit(self) -> QueueUpdate:
@@ -133,3 +145,5 @@ class QueueOut(BaseModel):
     pending_jobs: int
     idle: IdlePolicyOut | None = None  # projects only
     default_max_runtime_s: float | None = None
+    #: projects only: the order of its waiting jobs it sets (null: the pool's default)
+    job_order: str | None = None

@@ -94,6 +94,7 @@ def _create(store: Store, spec: QueueCreate, kind: str, parent: str | None, acto
             if spec.idle is not None:
                 _set_idle(row, spec.idle)
             row.default_max_runtime_s = spec.default_max_runtime_s
+            row.job_order = spec.job_order
         audit.record(s, actor, f"{kind}.create", spec.name, address=address,
                      detail=_summary(row) + ("" if old is None else
                                              "; revived a deleted queue of this name"))
@@ -111,7 +112,7 @@ def _fresh(row: QueueRow, kind: str, parent: str | None, spec: QueueCreate) -> N
     row.fair_gpu = row.fair_cpu = row.fair_memory = None
     row.alloc_gpu = row.alloc_cpu = row.alloc_memory = None
     row.idle_action, row.idle_threshold, row.idle_after_s = "none", 0.05, 1800.0
-    row.idle_stop_after_s = row.default_max_runtime_s = None
+    row.idle_stop_after_s = row.default_max_runtime_s = row.job_order = None
 
 
 def _set_idle(row: QueueRow, idle: IdlePolicySpec) -> None:
@@ -128,7 +129,8 @@ def _summary(row: QueueRow) -> str:
     return (f"quota {plural(row.quota_gpu / GPU_UNIT, 'GPU')}, "
             f"{plural(row.quota_cpu / CPU_UNIT, 'CPU')}, "
             f"{row.quota_memory} MiB; limit {', '.join(caps) or 'none'}; weight "
-            f"{row.over_quota_weight}; priority {row.priority}")
+            f"{row.over_quota_weight}; priority {row.priority}"
+            + (f"; order {row.job_order or 'pool default'}" if row.kind == "project" else ""))
 
 
 def create_department(store: Store, spec: QueueCreate, actor: str = "system",
@@ -156,10 +158,13 @@ def update_queue(store: Store, name: str, spec: QueueUpdate, actor: str = "syste
             row.over_quota_weight = spec.over_quota_weight
         if spec.priority is not None:
             row.priority = spec.priority
-        if spec.idle is not None or spec.default_max_runtime_s is not None:
+        if (spec.idle is not None or spec.default_max_runtime_s is not None
+                or spec.job_order is not None):
             if row.kind != "project":
-                raise Invalid(f"{name} is a department; idle-GPU policies and max runtimes "
-                              "are set per project")
+                raise Invalid(f"{name} is a department; idle-GPU policies, max runtimes and "
+                              "the order of waiting jobs are set per project")
+            if spec.job_order is not None:
+                row.job_order = None if spec.job_order == "default" else spec.job_order
             if spec.idle is not None:
                 _set_idle(row, spec.idle)
             if spec.default_max_runtime_s is not None:

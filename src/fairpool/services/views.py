@@ -86,5 +86,6 @@ def queue_out(row: QueueRow, **extra: Any) -> QueueOut:
                            after_s=row.idle_after_s if row.idle_after_s is not None else 1800.0,
                            stop_after_s=row.idle_stop_after_s) if row.kind == "project" else None,
         default_max_runtime_s=row.default_max_runtime_s,
+        job_order=row.job_order if row.kind == "project" else None,
         **extra,
     )

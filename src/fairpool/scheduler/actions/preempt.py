@@ -10,11 +10,13 @@ low-priority work at once instead of one cycle later."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from fairpool.scheduler.actions.reclaim import candidate_bound
 from fairpool.scheduler.admission import admission_block
 from fairpool.scheduler.codes import Action
 from fairpool.scheduler.ordering import JobOrder
-from fairpool.scheduler.service_levels import level, level_of
+from fairpool.scheduler.service_levels import level_of
 from fairpool.scheduler.session import RUNNING, JobView, Session
 from fairpool.scheduler.victims import evict_to_fit, group_by_node, victims_by_leaf
 
@@ -30,20 +32,21 @@ def _why(session: Session, preemptor: JobView, victim: JobView) -> str:
             f"{project} (attained-service order)")
 
 
-def _claim(session: Session, view: JobView) -> int:
-    """The level a waiting job preempts with: the service it has had, ignoring promotion (a
-    promoted job goes first in its line but does not evict for it, or two long jobs would take
-    turns evicting each other)."""
-    return level(view.job.attained_gpu_s, session.config.service_levels_gpu_s)
-
-
 def _ran_long_enough(session: Session, victim: JobView) -> bool:
-    """An order preemption only takes a job whose current run has lasted
-    ``SchedulerConfig.order_min_run_s`` (a job placed in this cycle has not started)."""
+    """An order preemption only takes a running job whose current run has lasted
+    ``SchedulerConfig.order_min_run_s``; never one placed in this cycle (it was placed in the
+    order, which a promoted job's place in it may have put ahead)."""
     if victim.status != RUNNING:
-        return True
+        return False
     started = victim.job.started_at
     return started is None or session.now - started >= session.config.order_min_run_s
+
+
+def _order_victims(session: Session, preemptor: JobView) -> int:
+    """Jobs of the preemptor's priority it has evicted so far in its current attempt."""
+    prio = preemptor.job.priority
+    return sum(1 for idx, e in session.evictions.items()
+               if e.for_job == preemptor.job.id and session.jobs[idx].job.priority == prio)
 
 
 def preempt(session: Session) -> None:
@@ -61,11 +64,9 @@ def preempt(session: Session) -> None:
             order.fail_group()
             continue
         prio = view.job.priority
-        claim = _claim(session, view) if session.order_preemptions < bound else None
+        by_order = session.order_preemptions < bound
         lower = [v for v in by_leaf[view.leaf] if v.rank < rank and session.evictable(v)
-                 and (v.job.priority < prio
-                      or (claim is not None and claim < level_of(v.rank)
-                          and _ran_long_enough(session, v)))]
+                 and (v.job.priority < prio or (by_order and _ran_long_enough(session, v)))]
         if sum(v.acct[0] for v in lower) + session.free_gpu(view) < session.request_total(
             view
         )[0]:
@@ -73,13 +74,13 @@ def preempt(session: Session) -> None:
             continue
         session.search_budget -= 1
         candidates = group_by_node(session, view, lower)
-        taken: list[JobView] = []
 
-        def remove(victim: JobView, preemptor: JobView = view,
-                   taken: list[JobView] = taken) -> bool:
+        def remove(victim: JobView, preemptor: JobView = view) -> bool:
+            if (victim.job.priority == preemptor.job.priority
+                    and session.order_preemptions + _order_victims(session, preemptor) >= bound):
+                return False  # the bound holds inside one preemptor's attempt too
             session.evict(victim, Action.PREEMPT, _why(session, preemptor, victim),
                           preemptor.job.id)
-            taken.append(victim)
             return True
 
         def admits(preemptor: JobView = view) -> bool:
@@ -87,10 +88,10 @@ def preempt(session: Session) -> None:
 
         if evict_to_fit(session, view, Action.PREEMPT, candidates, remove, admits,
                         max_candidates=candidate_bound(session, view)):
-            session.order_preemptions += sum(
-                1 for v in taken if v.idx in session.evictions
-                and session.evictions[v.idx].for_job == view.job.id
-                and v.job.priority == prio)
+            for idx, e in list(session.evictions.items()):
+                if e.for_job == view.job.id and session.jobs[idx].job.priority == prio:
+                    session.evictions[idx] = replace(e, order=True)
+                    session.order_preemptions += 1
             order.placed()
         else:
             order.fail_group()
