@@ -18,6 +18,7 @@ from fairpool.scheduler import SchedulerConfig, Snapshot, schedule
 from fairpool.scheduler.apply import apply_plan
 from fairpool.scheduler.service_levels import level, running_level
 from tests.property.strategies import clusters, queue_trees, scenarios
+from tests.property.test_codes_and_reasons import assert_actions_roll_back
 from tests.property.test_invariants import check_invariants
 
 FAST = settings(max_examples=300, deadline=None, derandomize=True,
@@ -104,3 +105,9 @@ def test_no_ping_pong_in_every_order(snap: Snapshot, cfg: SchedulerConfig) -> No
     assert not {e.job_id for e in again.evictions} & bound, (plan.evictions, again.evictions)
     if sum(1 for e in plan.evictions if e.order) < cfg.max_order_preemptions:
         assert not again.evictions, (plan.evictions, again.evictions)
+
+
+@FAST
+@given(ordered(), configs)
+def test_a_rollback_takes_order_preemptions_back(snap: Snapshot, cfg: SchedulerConfig) -> None:
+    assert_actions_roll_back(snap, cfg)

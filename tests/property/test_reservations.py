@@ -13,15 +13,9 @@ from hypothesis import strategies as st
 
 from fairpool.domain import Job, WorkerRequest
 from fairpool.scheduler import PendingCode, SchedulerConfig, Snapshot, schedule
-from fairpool.scheduler.actions.allocate import allocate
-from fairpool.scheduler.actions.consolidate import consolidate
-from fairpool.scheduler.actions.preempt import preempt
-from fairpool.scheduler.actions.reclaim import reclaim
 from fairpool.scheduler.apply import apply_plan
-from fairpool.scheduler.session import Session
-from fairpool.scheduler.statement import Statement
 from tests.property.strategies import scenarios
-from tests.property.test_codes_and_reasons import state
+from tests.property.test_codes_and_reasons import assert_actions_roll_back
 from tests.property.test_invariants import check_invariants
 
 FAST = settings(max_examples=300, deadline=None, derandomize=True,
@@ -86,17 +80,7 @@ def test_no_ping_pong_with_reservations(snap: Snapshot, cfg: SchedulerConfig) ->
 @FAST
 @given(with_runtimes(), configs)
 def test_a_rollback_takes_reservations_back(snap: Snapshot, cfg: SchedulerConfig) -> None:
-    session = Session(snap, cfg)
-    for v in session.jobs:
-        session.cluster.domain(v.job.selector)
-    allocate(session)
-    before = state(session)
-    with Statement(session.log):
-        consolidate(session)
-        reclaim(session)
-        preempt(session)
-        allocate(session)
-    assert state(session) == before
+    assert_actions_roll_back(snap, cfg)
 
 
 @FAST
