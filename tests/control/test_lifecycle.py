@@ -88,9 +88,12 @@ def test_move_resets_what_each_state_needs(store: Store) -> None:
         # the attempt ended: everything of it is cleared, on every path back to the queue
         assert (row.attempt, row.placement, row.started_at, row.admitted_at, row.stop_reason,
                 row.idle_since, row.idle_flagged) == (1, None, None, None, None, None, False)
+        # the run's GPU-seconds (1 GPU from 3 to 5) count as service; it waits again since 5
+        assert (row.attained_gpu_s, row.queued_at) == (2.0, 5.0)
         move(s, row, S.ADMITTED, now=6.0, seq=6, message="m", placement=PLACEMENT)
         move(s, row, S.REQUEUED, now=7.0, seq=7, message="m")  # never started: same attempt
         assert (row.attempt, row.admitted_at, row.placement) == (1, None, None)
+        assert (row.attained_gpu_s, row.queued_at) == (2.0, 7.0)  # nothing ran
         move(s, row, S.CANCELLED, now=8.0, seq=8, message="m")
         assert row.finished_at == 8.0
         causes = s.execute(select(JobEventRow.cause).where(JobEventRow.kind == "requeued")
@@ -127,3 +130,13 @@ def test_moved_takes_exactly_the_tables_edges(current: JobState, target: JobStat
     else:
         with pytest.raises(IllegalTransition):
             moved(job, target, at=3.0, placements=placed)
+
+
+def test_moved_counts_a_runs_service_on_requeue() -> None:
+    placed = (WorkerPlacement(0, "n", (0, 1)),)  # 2 GPUs
+    job = Job("j", "p", WorkerRequest(gpus=2), state=S.RUNNING, placements=placed,
+              started_at=10.0, attained_gpu_s=5.0)
+    back = moved(moved(job, S.STOPPING, at=40.0), S.REQUEUED, at=50.0)
+    # it held its GPUs until it was stopped and requeued, at 50
+    assert (back.attained_gpu_s, back.queued_at) == (5.0 + 2 * 40.0, 50.0)
+

@@ -78,14 +78,14 @@ def move(s: Session, row: JobRow, target: JobState, *, now: float, seq: int, mes
             raise ValueError(f"job {row.id}: stopping a job needs a stop reason")
         row.stop_reason = stop.value
     else:  # back to the queue, or finished
+        if target == S.REQUEUED:  # (the run's service, before its placement goes)
+            row.attained_gpu_s = (row.attained_gpu_s or 0.0) + ran_gpu_s(row, now)
+            row.queued_at = now
         if target == S.REQUEUED and current in STARTED_STATES:
             row.attempt += 1
         if target == S.REQUEUED or current not in STARTED_STATES:
             row.placement = None
         if target == S.REQUEUED:
-            if row.started_at is not None and row.placement:
-                row.attained_gpu_s = (row.attained_gpu_s or 0.0) + ran_gpu_s(row, now)
-            row.queued_at = now
             row.started_at = row.admitted_at = None
         else:  # why it waited is history now (its events keep it)
             row.finished_at = now
