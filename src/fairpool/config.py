@@ -47,6 +47,14 @@ class ServerSettings(BaseSettings):
     job_order: InQueueOrder = Field(
         InQueueOrder.PRIORITY, description="order of waiting jobs in projects that set none: "
                                            "fifo, priority or attained")
+    usage_k: float = Field(
+        0.0, ge=0, le=100, description="time-aware fair share: how much recent usage lowers a "
+                                       "queue's share of idle GPUs (0: off; 1: using half the "
+                                       "pool more than a sibling halves its weight)")
+    usage_half_life_s: float = Field(86400.0, gt=0, le=365 * 86400,
+                                     description="usage this old counts half")
+    usage_window_s: float | None = Field(7 * 86400.0, gt=0, le=3650 * 86400,
+                                         description="usage older than this does not count")
     write_client_config: bool = True
     ray_address: str | None = Field(
         None, description="run workers on this Ray cluster: auto, host:port or ray://host:port")

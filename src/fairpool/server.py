@@ -100,7 +100,9 @@ def make_executor(settings: ServerSettings, nodes: list[NodeInfo]) -> tuple[Exec
 
 def _scheduler_config(settings: ServerSettings) -> SchedulerConfig:
     """The core's settings that the server's settings choose (the rest keep the core's)."""
-    return SchedulerConfig(strategy=settings.strategy, job_order=settings.job_order)
+    return SchedulerConfig(strategy=settings.strategy, job_order=settings.job_order,
+                           usage_k=settings.usage_k, usage_half_life_s=settings.usage_half_life_s,
+                           usage_window_s=settings.usage_window_s)
 
 
 def sandbox_config(settings: ServerSettings) -> SandboxConfig:

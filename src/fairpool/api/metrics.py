@@ -8,6 +8,7 @@ the store's."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -23,15 +24,18 @@ from sqlalchemy import func, select
 from fairpool.control.stats import CYCLE_BUCKETS, LoopStats
 from fairpool.domain import GPU_UNIT
 from fairpool.domain.states import HOLDING_VALUES
-from fairpool.services import queues
+from fairpool.scheduler import SchedulerConfig
+from fairpool.services import queues, usage
 from fairpool.store.db import Store
 from fairpool.store.models import JobEventRow, JobRow, NodeRow
 
 
 class StoreCollector(Collector):
-    def __init__(self, store: Store, stats: LoopStats | None) -> None:
+    def __init__(self, store: Store, stats: LoopStats | None,
+                 config: SchedulerConfig | None = None) -> None:
         self.store = store
         self.stats = stats
+        self.config = config or SchedulerConfig()  # the decay of usage the loop uses
         self._lock = threading.Lock()
         self._evictions: dict[str, int] = {}
         self._last_event = 0
@@ -56,14 +60,28 @@ class StoreCollector(Collector):
         pending = GaugeMetricFamily("fairpool_queue_pending_gpus",
                                     "GPUs asked by waiting jobs (GPU memory as a share of the "
                                     "largest device)", labels=labels)
-        for q in queues.list_queues(self.store):
+        cfg = self.config
+        decayed = GaugeMetricFamily(
+            "fairpool_queue_usage_decayed_gpu_hours",
+            f"GPU-hours used, each weighted 0.5 per {cfg.usage_half_life_s:g} s of age, over "
+            "the fair share's window: what the time-aware fair share weighs (it acts only "
+            "when usage_k > 0)", labels=labels)
+        used = usage.decayed(self.store, time.time(), cfg.usage_half_life_s, cfg.usage_window_s)
+        listed = queues.list_queues(self.store)
+        by_dept: dict[str, float] = {}
+        for q in listed:
+            if q.kind == "project" and q.parent is not None:
+                by_dept[q.parent] = by_dept.get(q.parent, 0.0) + used.get(q.name, 0.0)
+        for q in listed:
             key = [q.name, q.kind, q.parent or ""]
             quota.add_metric(key, q.quota.gpus)
             if q.fair_share is not None:
                 fair.add_metric(key, q.fair_share.gpus)
             alloc.add_metric(key, q.allocated.gpus)
             pending.add_metric(key, q.pending.gpus)
-        yield from (quota, fair, alloc, pending)
+            mine = used.get(q.name, 0.0) if q.kind == "project" else by_dept.get(q.name, 0.0)
+            decayed.add_metric(key, mine / 3600.0)
+        yield from (quota, fair, alloc, pending, decayed)
 
     def _jobs_and_devices(self) -> Iterator[Metric]:
         with self.store.session() as s:
@@ -152,9 +170,10 @@ class StoreCollector(Collector):
         yield decisions
 
 
-def registry(store: Store, stats: LoopStats | None) -> CollectorRegistry:
+def registry(store: Store, stats: LoopStats | None,
+             config: SchedulerConfig | None = None) -> CollectorRegistry:
     reg = CollectorRegistry(auto_describe=False)
-    reg.register(StoreCollector(store, stats))
+    reg.register(StoreCollector(store, stats, config))
     return reg
 
 

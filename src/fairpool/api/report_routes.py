@@ -26,7 +26,7 @@ def _range(start: float | None, end: float | None) -> tuple[float, float]:
 def router(ctx: AppContext) -> APIRouter:
     api = APIRouter(responses=ERRORS)
     signed_in = guard.signed_in(ctx)
-    registry = metrics.registry(ctx.store, ctx.stats)
+    registry = metrics.registry(ctx.store, ctx.stats, ctx.scheduler)
 
     @api.get("/api/v1/usage", response_model=list[UsageOut],
              responses={200: {"content": {"text/csv": {}}}})

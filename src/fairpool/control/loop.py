@@ -31,6 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fairpool.auth.secretbox import SecretKeyError
+from fairpool.control.history import History
 from fairpool.domain import Job, JobState, Node, Queue, Resources
 from fairpool.domain.states import HOLDING_VALUES, LIVE_VALUES, PENDING_VALUES, STARTED_VALUES
 from fairpool.executors.base import Executor, NodeInfo, WorkerPhase, WorkerSpec, WorkerStatus
@@ -119,6 +120,7 @@ class ControlLoop:
         self.breaker = NodeBreaker(st.breaker_failures, st.breaker_window_s,
                                    st.breaker_cooldown_s)
         self.sampler = UtilSampler(store, executor, st.sample_every_s)
+        self.history = History(store, self.scheduler.config)
         self.dependencies = gates.Dependencies()
         self.outcomes = Outcomes(self.breaker, st.retry_base_s, st.retry_cap_s, self._stop_sent)
 
@@ -325,11 +327,14 @@ class ControlLoop:
         _, nodes, queues, capacity = self._inventory
         now = self.clock()
         jobs, timed = gates.admissible(self._domain.values(), self._gates, now, capacity)
+        past = self.history.refresh(now)
         # a held-back job joins the snapshot when its time comes, without a new generation: a
         # snapshot without it must not be the one a later cycle reuses (jobs held back by
         # dependencies or an array's cap join with a change of a job, so a new generation)
         return Snapshot(nodes, queues, tuple(jobs), now=now,
-                        generation=None if timed else self._seq)
+                        generation=None if timed or past else self._seq,
+                        runtime_estimates=self.history.runtimes,
+                        usage_gpu_s=self.history.usage_gpu_s)
 
     def _refresh(self, rows: Iterable[JobRow], read: bool = False) -> None:
         """Take changed rows into the in-memory view. Only rows *read* advance ``_seq``: after

@@ -7,7 +7,9 @@ At every level the parent's share is divided among its children, per resource:
 2. the remainder goes to higher priorities first, then in rounds proportional to
    ``over_quota_weight`` among the children still wanting more, never above demand or limit;
 3. whole units (one GPU, one CPU) are floored and the leftovers go by largest remainder.
-This reproduces KAI-Scheduler's reference results (see tests/unit/test_fair_share.py).
+With time-aware fair share, past usage scales the over-quota weights of step 2
+(:mod:`fairpool.scheduler.usage_share`). This reproduces KAI-Scheduler's reference results
+(see tests/unit/test_fair_share.py).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 
 from fairpool.domain.queue import ROOT, QueueTree
 from fairpool.domain.resources import CPU_UNIT, GPU_UNIT, Resources
+from fairpool.scheduler.usage_share import adjusted_weight
 
 #: Granularity of surplus rounds per resource (gpu, gpu_memory, cpu, memory).
 UNITS = (GPU_UNIT, 1, CPU_UNIT, 1)
@@ -140,11 +143,16 @@ def capped_demands(tree: QueueTree, leaf_demand: Mapping[str, Resources]) -> dic
 
 
 def fair_shares(
-    tree: QueueTree, capacity: Resources, leaf_demand: Mapping[str, Resources]
+    tree: QueueTree, capacity: Resources, leaf_demand: Mapping[str, Resources],
+    weight_factor: Mapping[str, float] | None = None,
 ) -> dict[str, Resources]:
     """Fair share of every queue (and of the root, ``""``) for the given cluster capacity and
-    per-leaf demand (allocated plus pending)."""
+    per-leaf demand (allocated plus pending). ``weight_factor``: what past usage makes of each
+    queue's over-quota weight (:mod:`fairpool.scheduler.usage_share`; none: the weights)."""
     demand = capped_demands(tree, leaf_demand)
+    weights = {n: q.over_quota_weight if weight_factor is None
+               else adjusted_weight(q.over_quota_weight, weight_factor.get(n, 1.0))
+               for n, q in tree.queues.items()}
     shares: dict[str, Resources] = {ROOT: capacity.min(demand[ROOT])}
     stack = [ROOT]
     while stack:
@@ -159,7 +167,7 @@ def fair_shares(
                 Claimant(
                     quota=tree.queues[k].quota.as_tuple()[r],
                     demand=demand[k].as_tuple()[r],
-                    weight=tree.queues[k].over_quota_weight,
+                    weight=weights[k],
                     priority=tree.queues[k].priority,
                 )
                 for k in kids

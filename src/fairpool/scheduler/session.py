@@ -21,6 +21,7 @@ from fairpool.domain.queue import InQueueOrder, QueueTree
 from fairpool.domain.resources import GPU_UNIT, Resources
 from fairpool.domain.states import HOLDING_STATES, PENDING_STATES
 from fairpool.scheduler import service_levels as levels
+from fairpool.scheduler import usage_share
 from fairpool.scheduler.cluster_state import ClusterState
 from fairpool.scheduler.codes import Action, PendingCode
 from fairpool.scheduler.fair_share import fair_shares
@@ -216,7 +217,9 @@ class Session:
             if node.schedulable:
                 capacity = capacity + node.capacity
         self.capacity = capacity
-        shares = fair_shares(self.tree, capacity, demand)
+        factors = usage_share.factors_for(self.tree, self.config, self.snapshot.usage_gpu_s,
+                                          capacity.gpu / GPU_UNIT)
+        shares = fair_shares(self.tree, capacity, demand, factors)
         self.q_fs = [shares[n].as_tuple() for n in names]
         total = [sum(d[r] for d in self.leaf_demand) for r in range(4)]
         # resources whose demand exceeds capacity: the only ones reclaim looks at (GPU memory

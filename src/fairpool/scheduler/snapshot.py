@@ -56,6 +56,11 @@ class SchedulerConfig:
     promote_after: float = 2.0
     max_order_preemptions: int = 8
     order_min_run_s: float = 1800.0  # (the best of 600, 1800, 3600 s on generated workloads)
+    #: time-aware fair share (fairpool.scheduler.usage_share): how much past usage lowers an
+    #: over-quota weight (0: not at all), its half-life and the window it looks back over
+    usage_k: float = 0.0
+    usage_half_life_s: float = 86400.0
+    usage_window_s: float | None = 7 * 86400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,3 +75,6 @@ class Snapshot:
     #: expected run time (seconds) of a job of each project, from its history, for jobs that
     #: declare no ``max_runtime_s`` (project → seconds); used by estimates and backfill
     runtime_estimates: dict[str, float] = field(default_factory=dict)
+    #: decayed GPU-seconds each project used (usage_share.decayed_gpu_s with the config's
+    #: half-life and window), for the time-aware fair share
+    usage_gpu_s: dict[str, float] = field(default_factory=dict)

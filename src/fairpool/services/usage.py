@@ -4,13 +4,16 @@ over any time range.
 The control loop writes :class:`~fairpool.store.models.UsageRow` stretches (a job holding some
 GPUs at a measured utilisation); a report sums each stretch's overlap with the range. Allocated
 GPU-hours count every held GPU; used GPU-hours weigh them by utilisation where it was measured,
-and measured GPU-hours say how much of the allocation had a measurement at all.
+and measured GPU-hours say how much of the allocation had a measurement at all. The same
+stretches, decayed, are the time-aware fair share's input, and finished jobs give each project
+an expected run time (:func:`decayed`, :func:`expected_runtimes`, read by the control loop).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import statistics
 import time
 from collections.abc import Iterable
 
@@ -19,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from fairpool.domain import GPU_UNIT
 from fairpool.domain.accounting import held
+from fairpool.scheduler import usage_share
 from fairpool.schemas.usage import SeriesOut, UsageOut
 from fairpool.services.errors import Invalid
 from fairpool.store.convert import placements, worker_request
@@ -164,3 +168,33 @@ def to_csv(rows: Iterable[UsageOut], by: str) -> str:
         writer.writerow([*key_values(r, by), r.jobs, f"{r.allocated_gpu_hours:.6f}",
                          f"{r.used_gpu_hours:.6f}", f"{r.measured_gpu_hours:.6f}"])
     return buf.getvalue()
+
+
+def decayed(store: Store, now: float, half_life_s: float, window_s: float | None
+            ) -> dict[str, float]:
+    """Each project's decayed GPU-seconds (the time-aware fair share's input; see
+    :mod:`fairpool.scheduler.usage_share`), from the stretches of the window."""
+    start = 0.0 if window_s is None else now - window_s
+    spans = [(seg.project, seg.gpus, seg.start, _end(seg, now))
+             for seg in _stretches(store, start, now + 1.0, None)]
+    return usage_share.decayed_gpu_s(spans, now, half_life_s, window_s)
+
+
+#: finished runs per project an expected run time is taken from (the most recent)
+RECENT_RUNS = 200
+
+
+def expected_runtimes(store: Store, now: float, window_s: float) -> dict[str, float]:
+    """Each project's expected run time (seconds): the median of its jobs that succeeded in
+    the window (the most recent :data:`RECENT_RUNS`); a project with none has no estimate."""
+    q = (select(JobRow.project, JobRow.started_at, JobRow.finished_at)
+         .where(JobRow.state == "succeeded", JobRow.finished_at >= now - window_s,
+                JobRow.started_at.is_not(None))
+         .order_by(JobRow.finished_at.desc()))
+    runs: dict[str, list[float]] = {}
+    with store.session() as s:
+        for project, started, finished in s.execute(q):
+            got = runs.setdefault(project, [])
+            if len(got) < RECENT_RUNS and finished is not None and started is not None:
+                got.append(max(0.0, finished - started))
+    return {p: statistics.median(v) for p, v in runs.items() if v}

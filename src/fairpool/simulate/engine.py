@@ -150,6 +150,11 @@ class Simulation:
         self.attained = not policy.single_queue and cfg.job_order == InQueueOrder.ATTAINED
         self.levels = policy.las_thresholds or (cfg.service_levels_gpu_s if self.attained
                                                 else ())
+        #: decayed GPU-seconds per project, for a policy with the time-aware fair share
+        self.usage: dict[str, float] = {}
+        self.usage_at = 0.0
+        self.usage_rate = (math.log(2) / cfg.usage_half_life_s
+                           if cfg.usage_k > 0 and not policy.single_queue else None)
         self.fast = fast
         self.project_alloc: dict[str, float] = {}  # GPUs held per trace project
         self.events: list[tuple[float, int, int, str, int]] = []
@@ -305,8 +310,9 @@ class Simulation:
             keys = {j: self.jobs[j].trace.duration_s for j in self.live}
         elif self.policy.las_thresholds:
             keys = {j: self._attained(self.jobs[j], now) for j in self.live}
+        self._decay_to(now)
         snapshot = Snapshot(self.nodes, self.queues, tuple(self.live.values()), now=now,
-                            order_keys=keys)
+                            order_keys=keys, usage_gpu_s=dict(self.usage))
         plan = schedule(snapshot, self.policy.config)
         self.result.cycles += 1
         if plan.changes:
@@ -333,6 +339,7 @@ class Simulation:
             job.run_start = now
             job.epoch += 1
             p = job.trace.project
+            self._decay_to(now)
             self.project_alloc[p] = self.project_alloc.get(p, 0.0) + job.gpus
             if job.record.first_start_s is None:
                 job.record.first_start_s = now
@@ -344,6 +351,7 @@ class Simulation:
         assert job.run_start is not None
         ran = now - job.run_start
         p = job.trace.project
+        self._decay_to(now)
         self.project_alloc[p] -= job.gpus
         job.record.used_gpu_s += ran * job.gpus
         job.attained_gpu_s += ran * job.gpus
@@ -369,6 +377,18 @@ class Simulation:
         self.waiting.add(job.trace.job_id, job.trace.project, job.gpus)
 
     # -- LAS ----------------------------------------------------------------------------------
+    def _decay_to(self, now: float) -> None:
+        """Bring the projects' decayed usage (time-aware fair share) to ``now``: what it was,
+        decayed, plus what each project held since, weighted as it ages. The simulator looks
+        back without a window (policies that use it set ``usage_window_s=None``)."""
+        if self.usage_rate is None or now <= self.usage_at:
+            return
+        r, d = self.usage_rate, math.exp(-self.usage_rate * (now - self.usage_at))
+        for p in set(self.usage) | set(self.project_alloc):
+            held = self.project_alloc.get(p, 0.0)
+            self.usage[p] = self.usage.get(p, 0.0) * d + held * (1 - d) / r
+        self.usage_at = now
+
     def _attained(self, job: _SimJob, now: float) -> float:
         running = 0.0 if job.run_start is None else (now - job.run_start) * job.gpus
         return job.attained_gpu_s + running

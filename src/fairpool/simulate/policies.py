@@ -14,6 +14,9 @@
   each, less-served jobs first, with bounded in-project preemption and promotion.
 - ``fairpool``: fairpool's default: quotas, idle GPUs lent by fair share (DRF across queues),
   reclaim of lent GPUs when their owner needs them, preemption by priority, consolidation.
+- ``fairpool-decay``: fairpool with the time-aware fair share
+  (:mod:`fairpool.scheduler.usage_share`): a project's over-quota weight falls with the GPU
+  time it used recently (half-life 1 day, ``k`` 1; the simulator looks back without a window).
 - ``fairpool-backfill``: fairpool with reservations for large gangs and backfill
   (:mod:`fairpool.scheduler.reservations`); every job declares a max runtime of twice its
   trace duration (the traces carry none, and people over-estimate), which is all the core knows
@@ -36,6 +39,9 @@ LAS_THRESHOLDS_S = (3600.0, 36000.0)  # GPU-seconds: level 0 below 1 GPU-hour, 1
 #: fairpool-backfill: gangs reserve after this wait, and jobs declare this multiple of their
 #: duration as max runtime (users over-estimate their run times, typically by 2× or more)
 BACKFILL_RESERVE_AFTER_S = 0.0
+#: fairpool-decay: how much past usage counts, and its half-life
+DECAY_K = 1.0
+DECAY_HALF_LIFE_S = 86400.0
 BACKFILL_RUNTIME_FACTOR = 2.0
 
 
@@ -69,6 +75,9 @@ POLICIES: dict[str, Policy] = {
     "fairpool-attained": Policy("fairpool-attained",
                                 SchedulerConfig(job_order=InQueueOrder.ATTAINED),
                                 single_queue=False),
+    "fairpool-decay": Policy("fairpool-decay",
+                             SchedulerConfig(usage_k=DECAY_K, usage_half_life_s=DECAY_HALF_LIFE_S,
+                                             usage_window_s=None), single_queue=False),
     "fairpool-backfill": Policy("fairpool-backfill",
                                 SchedulerConfig(reserve_after_s=BACKFILL_RESERVE_AFTER_S),
                                 single_queue=False, max_runtime_factor=BACKFILL_RUNTIME_FACTOR),
