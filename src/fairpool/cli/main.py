@@ -81,7 +81,8 @@ def up(
     grace: Annotated[float | None, typer.Option(
         help="seconds between SIGTERM and SIGKILL [default: 10]")] = None,
     strategy: Annotated[Strategy | None, typer.Option(
-        help="placement strategy [default: binpack]")] = None,
+        help="placement strategy; fragmentation puts GPU fractions where they leave the most "
+             "room for the jobs the pool sees [default: binpack]")] = None,
     job_order: Annotated[InQueueOrder | None, typer.Option(
         help="order of waiting jobs in projects that set none [default: priority]")] = None,
     ray_address: Annotated[str | None, typer.Option(

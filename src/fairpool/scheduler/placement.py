@@ -2,9 +2,12 @@
 
 Placement reads the domain indexes of :mod:`fairpool.scheduler.cluster_state`: bin-pack takes the
 node (or partly used device) with the least free capacity that still fits, spread the one with the
-most. A gang is placed inside a statement; if any worker finds no room, everything rolls back and
-a typed :class:`PlacementFailure` says why, in words. A cheap capacity count rejects gangs that
-cannot fit before any search, and failures are cached until capacity is released.
+most. With ``Strategy.FRAGMENTATION`` a fractional worker goes to the candidate device whose
+placement fragments its node least for the cycle's workload mix (:mod:`.fragmentation`; ties:
+bin-pack's choice); whole GPUs are bin-packed as ever. A gang is placed inside a statement; if
+any worker finds no room, everything rolls back and a typed :class:`PlacementFailure` says why,
+in words. A cheap capacity count rejects gangs that cannot fit before any search, and failures
+are cached until capacity is released.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from fairpool.domain.words import plural
 from fairpool.scheduler.cluster_state import ClusterState, Domain
 from fairpool.scheduler.codes import Action, PlacementCode
 from fairpool.scheduler.fit import Inventory, misfit
+from fairpool.scheduler.fragmentation import PARTIAL, Fragmentation
 from fairpool.scheduler.session import JobView, Session, Slot
 from fairpool.scheduler.snapshot import Strategy
 from fairpool.scheduler.statement import Statement
@@ -84,6 +88,53 @@ def _slot_on_node(cs: ClusterState, n: int, req: WorkerRequest, spread: bool) ->
     return (n, (), 0, 0)
 
 
+def _frac_by_fragmentation(
+    cs: ClusterState,
+    dom: Domain,
+    req: WorkerRequest,
+    frag: Fragmentation,
+    only: Collection[int] | None,
+    exclude: Collection[int],
+) -> WorkerSlot | None:
+    """A fractional worker's slot: among the devices bin-pack would try, the one whose score
+    (the rise of its node's fragmentation) is lowest; on equal scores, bin-pack's choice."""
+    if only is not None:  # the given nodes, every device that fits (bin-pack's key: its free)
+        best: WorkerSlot | None = None
+        best_key = (0, 0)
+        for n in only:
+            if n in exclude or n not in dom.nodes or not _host_fits(cs, n, req):
+                continue
+            whole = cs.whole_free[n]
+            for d, free in enumerate(cs.dev_free[n]):
+                milli, mem = _device_need(req, cs.dev_mem_total[n][d])
+                if free < milli or cs.dev_mem_free[n][d] < mem:
+                    continue
+                key = (frag.device(free, whole, milli), free)
+                if best is None or key < best_key:
+                    best, best_key = (n, (d,), milli, mem), key
+        return best
+    lo = _min_milli(req, dom)  # (the share the buckets are scored with)
+    keys = sorted(f for f in dom.partial if f >= lo)
+    whole_ks = [k for k in range(1, len(dom.by_whole)) if dom.by_whole[k]]
+    for kind, k in frag.order(keys, whole_ks, lo):
+        if kind == PARTIAL:
+            for n, d in dom.partial[k]:
+                if n in exclude or not _host_fits(cs, n, req):
+                    continue
+                milli, mem = _device_need(req, cs.dev_mem_total[n][d])
+                if k >= milli and cs.dev_mem_free[n][d] >= mem:
+                    return (n, (d,), milli, mem)
+            continue
+        for n in dom.by_whole[k]:  # a fully free device of a node with k of them
+            if n in exclude or not _host_fits(cs, n, req):
+                continue
+            for d, free in enumerate(cs.dev_free[n]):
+                milli, mem = _device_need(req, cs.dev_mem_total[n][d])
+                if free == GPU_UNIT and cs.dev_mem_free[n][d] >= mem:
+                    return (n, (d,), milli, mem)
+    return None
+
+
 def _find_slot(
     cs: ClusterState,
     dom: Domain,
@@ -91,8 +142,11 @@ def _find_slot(
     spread: bool,
     only: Collection[int] | None,
     exclude: Collection[int],
+    frag: Fragmentation | None = None,
 ) -> WorkerSlot | None:
     """One worker's slot: the best node/device by strategy, or None."""
+    if frag is not None and req.fractional:
+        return _frac_by_fragmentation(cs, dom, req, frag, only, exclude)
     if only is not None:
         best: WorkerSlot | None = None
         best_key = 0.0
@@ -221,6 +275,7 @@ def place_gang(
     req = job.request
     dom = cs.domain(job.selector)
     spread = job.spread or session.config.strategy == Strategy.SPREAD
+    frag = None if spread else session.fragmentation  # (None unless Strategy.FRAGMENTATION)
     if only is None and not exclude and not could_fit(dom, req, job.workers, job.same_node):
         return None
     if job.same_node and job.workers > 1:
@@ -229,13 +284,13 @@ def place_gang(
             if n in exclude:
                 continue
             with Statement(session.log) as st:
-                got = _place_workers(session, view, dom, spread, (n,), ())
+                got = _place_workers(session, view, dom, spread, (n,), (), frag)
                 if got is not None:
                     st.commit()
                     return got
         return None
     with Statement(session.log) as st:
-        got = _place_workers(session, view, dom, spread, only, exclude)
+        got = _place_workers(session, view, dom, spread, only, exclude, frag)
         if got is not None:
             st.commit()
         return got
@@ -256,13 +311,14 @@ def _place_workers(
     spread: bool,
     only: Collection[int] | None,
     exclude: Collection[int],
+    frag: Fragmentation | None,
 ) -> tuple[tuple[Slot, ...], tuple[WorkerPlacement, ...]] | None:
     cs = session.cluster
     req = view.job.request
     slots: list[Slot] = []
     placements: list[WorkerPlacement] = []
     for w in range(view.job.workers):
-        slot = _find_slot(cs, dom, req, spread, only, exclude)
+        slot = _find_slot(cs, dom, req, spread, only, exclude, frag)
         if slot is None:
             return None
         n, devs, share, gmem = slot

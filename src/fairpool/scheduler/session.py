@@ -25,10 +25,11 @@ from fairpool.scheduler import usage_share
 from fairpool.scheduler.cluster_state import ClusterState
 from fairpool.scheduler.codes import Action, PendingCode
 from fairpool.scheduler.fair_share import fair_shares
+from fairpool.scheduler.fragmentation import Fragmentation, workload_mix
 from fairpool.scheduler.groups import Group, GroupKey, job_key
 from fairpool.scheduler.plan import Bind, Eviction, PendingReason, PendingReasons, Plan
 from fairpool.scheduler.service_levels import LEVEL_SPAN, Key
-from fairpool.scheduler.snapshot import SchedulerConfig, Snapshot
+from fairpool.scheduler.snapshot import SchedulerConfig, Snapshot, Strategy
 from fairpool.scheduler.statement import UndoLog
 
 PENDING, RUNNING, BOUND, EVICTED = 0, 1, 2, 3
@@ -113,6 +114,10 @@ class Session:
             d.memory_mib for n in snapshot.nodes for d in n.devices
         )
         self._load_jobs(snapshot.jobs)
+        #: scores of fraction placements against this cycle's workload mix (None: not used)
+        self.fragmentation = Fragmentation(workload_mix(
+            (v.job for v in self.jobs), self.ref_memory,
+        )) if self.config.strategy == Strategy.FRAGMENTATION else None
         self._index_groups()
         self._fair_share()
 

@@ -18,8 +18,13 @@ from fairpool.domain.queue import InQueueOrder, Queue
 
 
 class Strategy(StrEnum):
+    """Where placement puts workers: bin-pack (least free room that fits), spread (most), or
+    bin-pack with fractions placed where they fragment the pool least for the workload mix
+    (:mod:`fairpool.scheduler.fragmentation`)."""
+
     BINPACK = "binpack"
     SPREAD = "spread"
+    FRAGMENTATION = "fragmentation"
 
 
 class QueueOrder(StrEnum):

@@ -21,6 +21,9 @@
   (:mod:`fairpool.scheduler.reservations`); every job declares a max runtime of twice its
   trace duration (the traces carry none, and people over-estimate), which is all the core knows
   of how long a job runs.
+- ``fairpool-fragmentation``: fairpool's default with fragmentation-aware placement of GPU
+  fractions (``Strategy.FRAGMENTATION``, :mod:`fairpool.scheduler.fragmentation`): each
+  fraction goes where it least reduces the pool's room for the mix of jobs it is seeing.
 
 Baselines without tenants (fifo, sjf, las) put every job in one queue; the simulator still
 tracks which project each job belongs to for the fairness metrics.
@@ -31,7 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fairpool.domain.queue import InQueueOrder
-from fairpool.scheduler.snapshot import QueueOrder, SchedulerConfig
+from fairpool.scheduler.snapshot import QueueOrder, SchedulerConfig, Strategy
 
 #: Priority of a job in LAS level 0 (least attained); each level below is 10 lower.
 LAS_TOP_PRIORITY = 80
@@ -81,6 +84,9 @@ POLICIES: dict[str, Policy] = {
     "fairpool-backfill": Policy("fairpool-backfill",
                                 SchedulerConfig(reserve_after_s=BACKFILL_RESERVE_AFTER_S),
                                 single_queue=False, max_runtime_factor=BACKFILL_RUNTIME_FACTOR),
+    "fairpool-fragmentation": Policy("fairpool-fragmentation",
+                                     SchedulerConfig(strategy=Strategy.FRAGMENTATION),
+                                     single_queue=False),
 }
 
 
