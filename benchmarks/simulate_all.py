@@ -39,8 +39,11 @@ narrows it). The check, per row, of the default policy ``fairpool``:
 Output: one JSON object on stdout (progress on stderr): ``rows`` keyed by row name, each with
 its cluster, trace facts (``jobs``, ``offered_load`` = GPU-seconds asked / (GPUs × arrival
 span), ``notes``), ``policies`` (per policy ``fairpool.simulate.metrics.summarize`` plus
-``unfinished``) and ``check``. A row may later carry an ``estimate`` object (the start-time
-estimate's accuracy by replay); it is absent until that estimate exists. ``commit`` and
+``unfinished``) and ``check``, and ``estimate``: the start-time estimate's accuracy by replay
+(:func:`fairpool.simulate.metrics.estimate_accuracy`): in the default policy's run, every
+``len(jobs) // ESTIMATE_SAMPLES``-th job gets the estimate ``fairpool explain`` would give at its
+submit (a forecast with the projects' run times from the jobs finished so far), compared with
+when it really started. ``commit`` and
 ``source_sha256`` (domain, scheduler and simulator sources) say which code was measured.
 
 ``--quick``: the generated workloads have 200 jobs and every trace is cut to its first 200 jobs
@@ -82,6 +85,8 @@ LOAD_FACTOR = 1.5
 JCT_TOLERANCE = 0.05
 CHECKPOINT_MIN = 30.0
 QUICK_JOBS = 200
+#: jobs of a row whose start-time estimate is replayed (every len(jobs) // this-th, at submit)
+ESTIMATE_SAMPLES = 100
 GENERATED = ("fraction-heavy", "gang-heavy", "skewed-tenants")
 SEED = 0
 UNDOCUMENTED = (64, 8)  # `fairpool simulate`'s default --gpus and --gpus-per-node
@@ -219,15 +224,19 @@ def trace_facts(trace: Any, gpus: int) -> dict[str, Any]:
 def run_one(row: Row, policy_name: str, traces: str, quick: bool) -> dict[str, Any]:
     """Simulate one policy on one row: the metrics and the row's trace facts."""
     from fairpool.simulate.engine import ClusterSpec, Simulation
-    from fairpool.simulate.metrics import summarize
+    from fairpool.simulate.metrics import estimate_accuracy, summarize
     from fairpool.simulate.policies import POLICIES
 
     trace = load(row, Path(traces), quick)
+    every = max(1, len(trace.jobs) // ESTIMATE_SAMPLES) if policy_name == DEFAULT_POLICY else 0
     result = Simulation(trace, POLICIES[policy_name], ClusterSpec(row.gpus, row.gpus_per_node),
-                        checkpoint_s=CHECKPOINT_MIN * 60).run()
+                        checkpoint_s=CHECKPOINT_MIN * 60, estimate_every=every).run()
     metrics: dict[str, Any] = dict(summarize(result))
     metrics["unfinished"] = sum(1 for j in result.jobs if j.finish_s is None)
-    return {"metrics": metrics, "trace": trace_facts(trace, row.gpus)}
+    out = {"metrics": metrics, "trace": trace_facts(trace, row.gpus)}
+    if every:
+        out["estimate"] = {**estimate_accuracy(result), "every": every}
+    return out
 
 
 # --- the check (pure) ------------------------------------------------------------------------
@@ -358,8 +367,9 @@ def markdown(out: dict[str, Any]) -> str:
              "and the least time below guaranteed quota among the policies that lend idle GPUs "
              f"({', '.join(out['lenders'])}).", "",
              "| row | GPUs | load vs documented | offered load | jobs | best avg JCT | "
-             f"{DEFAULT_POLICY} ÷ best | within 5% | least below quota | pass |",
-             "|---|---:|---:|---:|---:|---|---:|---|---|---|"]
+             f"{DEFAULT_POLICY} ÷ best | within 5% | least below quota | pass | estimate error "
+             "median / p90 (s) | same, jobs that waited ≥ 1 min |",
+             "|---|---:|---:|---:|---:|---|---:|---|---|---|---:|---:|"]
     for name, row in out["rows"].items():
         c = row.get("check")
         cells = ([f"{c['best_avg_jct_policy']} {c['best_avg_jct_s']:,.0f} s",
@@ -367,6 +377,11 @@ def markdown(out: dict[str, Any]) -> str:
                   _yes(c["least_below_quota"]) + ("" if c["least_below_quota"]
                                                   else f" ({c['least_below_quota_policy']})"),
                   _yes(c["pass"])] if c else ["-"] * 5)
+        e = row.get("estimate")
+        cells += ([f"{e['median_abs_error_s']:,.0f} / {e['p90_abs_error_s']:,.0f} "
+                   f"({e['compared']})",
+                   f"{e['waited_median_abs_error_s']:,.0f} / {e['waited_p90_abs_error_s']:,.0f} "
+                   f"({e['waited']})"] if e else ["-", "-"])
         lines.append(f"| {name} | {row['gpus']} ({row['gpus'] // row['gpus_per_node']} × "
                      f"{row['gpus_per_node']}) | {row['load_vs_documented']:.2f}× | "
                      f"{row['offered_load']:.2f} | {row['jobs']:,} | " + " | ".join(cells) + " |")
@@ -472,6 +487,9 @@ def main(argv: list[str] | None = None) -> None:
             "load_vs_documented": round(row.documented_gpus / row.gpus, 4),
             "size_source": row.size_source, **facts, "policies": metrics,
             "check": check(metrics, lenders)}
+        if (row.name, DEFAULT_POLICY) in results and "estimate" in results[row.name,
+                                                                          DEFAULT_POLICY]:
+            out_rows[row.name]["estimate"] = results[row.name, DEFAULT_POLICY]["estimate"]
     out: dict[str, Any] = {
         "benchmark": "simulate_all", "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         **commit(), "source_sha256": source, "quick": args.quick,

@@ -39,6 +39,9 @@ def test_quick_row_prints_metrics_and_check(tmp_path: Path) -> None:
     for name, metrics in row["policies"].items():
         assert set(metrics) >= METRICS, name
     assert set(row["check"]) >= CHECK
+    est = row["estimate"]  # the start-time estimate replayed in the default policy's run
+    assert est["sampled"] == 100 and est["every"] == 2
+    assert {"median_abs_error_s", "p90_abs_error_s", "waited_median_abs_error_s"} <= set(est)
     assert set(data["overall"]) >= {"pass", "failing_rows"}
     assert "strict-quota" not in data["lenders"] and "fairpool" in data["lenders"]
     assert f"## {ROW}" in (tmp_path / "table.md").read_text()

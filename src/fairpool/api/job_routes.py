@@ -162,7 +162,7 @@ def router(ctx: AppContext) -> APIRouter:
 
     @api.get("/jobs/{job_id}/explain", response_model=ExplainOut, dependencies=[job_read])
     def explain(job_id: JobId) -> ExplainOut:
-        return jobs.explain(ctx.store, job_id)
+        return jobs.explain(ctx.store, job_id, ctx.scheduler)
 
     @api.get("/jobs/{job_id}/logs", response_class=PlainTextResponse, dependencies=[job_read],
              responses={**JSON_ERRORS, 200: log_reads.OK})

@@ -277,6 +277,8 @@ def explain(ref: Annotated[str, typer.Argument(help="a job or an array")],
                 emit_json(item)
             else:
                 show(f"{item.job_id} {item.state}: {item.reason}")
+                if item.estimate:
+                    show(item.estimate)
             return
         a = _call(lambda: c.array(found.id))
         waiting = next((t for s in PENDING_VALUES
@@ -289,6 +291,8 @@ def explain(ref: Annotated[str, typer.Argument(help="a job or an array")],
     show(f"array {a.id} {a.name} {a.state}: {counts(a)}")
     if waiting is not None and why is not None:
         show(f"first waiting task {a.id}:{waiting.array_index} ({waiting.id}): {why.reason}")
+        if why.estimate:
+            show(why.estimate)
 
 
 def events(ref: Annotated[str, typer.Argument(help="a job, or ARRAY:INDEX")],

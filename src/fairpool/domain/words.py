@@ -1,6 +1,6 @@
-"""Counts in the words people read: ``plural(1, "GPU")`` is ``1 GPU``, ``plural(2, "GPU")`` is
-``2 GPUs``. Pure, so that the server's messages (the scheduler's reasons, the services' errors)
-and the CLI say it the same way."""
+"""Counts and spans of time in the words people read: ``plural(1, "GPU")`` is ``1 GPU``,
+``plural(2, "GPU")`` is ``2 GPUs``; ``duration(150)`` is ``2 min``. Pure, so that the server's
+messages (the scheduler's reasons, the services' errors) and the CLI say it the same way."""
 
 from __future__ import annotations
 
@@ -13,3 +13,14 @@ def plural(count: float, word: str, many: str | None = None, shown: str | None =
     if shown is None:
         shown = str(count) if isinstance(count, int) else f"{count:g}"
     return f"{shown} {word if one else (many or word + 's')}"
+
+
+def duration(seconds: float) -> str:
+    """``45 s``, ``12 min``, ``2.5 h``, ``3.1 d``: a rounded span, for "in about …"."""
+    if seconds < 90:
+        return f"{max(0, round(seconds))} s"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 from fairpool.domain.job import Job
 from fairpool.domain.resources import GPU_UNIT
+from fairpool.domain.words import duration
 from fairpool.scheduler.admission import admission_block
 from fairpool.scheduler.codes import Action, PendingCode
 from fairpool.scheduler.groups import Group
@@ -67,17 +68,6 @@ def is_gang(session: Session, job: Job) -> bool:
 
 def waiting_since(job: Job) -> float:
     return job.queued_at if job.queued_at is not None else job.submit_time
-
-
-def duration(seconds: float) -> str:
-    """``45 s``, ``12 min``, ``2.5 h``, ``3.1 d``: for reasons people read."""
-    if seconds < 90:
-        return f"{max(0, round(seconds))} s"
-    if seconds < 5400:
-        return f"{round(seconds / 60)} min"
-    if seconds < 2 * 86400:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} d"
 
 
 @dataclass(slots=True)

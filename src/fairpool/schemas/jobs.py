@@ -276,3 +276,7 @@ class ExplainOut(BaseModel):
     state: str
     code: str | None
     reason: str
+    #: waiting jobs: when the pool, run forward by the scheduler, starts it (null: not within
+    #: the forecast, or no estimate), and that in words with what it rests on
+    expected_start_at: float | None = None
+    estimate: str | None = None

@@ -6,22 +6,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
-from sqlalchemy import select
-
 from fairpool.domain.dependencies import Verdict
-from fairpool.domain.states import LIVE_VALUES
 from fairpool.domain.words import plural
-from fairpool.scheduler import Scheduler, SchedulerConfig, Snapshot
+from fairpool.scheduler import Scheduler, SchedulerConfig
 from fairpool.schemas.arrays import ArraySubmit, DryRunOut
 from fairpool.schemas.jobs import JobSubmit
 from fairpool.services import submission as sub
 from fairpool.services.errors import Invalid
+from fairpool.services.estimates import live_snapshot
 from fairpool.services.queues import queue_status
-from fairpool.store.convert import job_domain, node_domain, queue_domain
+from fairpool.store.convert import job_domain
 from fairpool.store.db import Store
-from fairpool.store.models import JobRow, NodeRow, QueueRow
+from fairpool.store.models import JobRow
 
 
 def dry_run(store: Store, spec: JobSubmit, *, actor: str = "system",
@@ -46,14 +45,9 @@ def dry_run(store: Store, spec: JobSubmit, *, actor: str = "system",
             return DryRunOut(request=request, tasks=tasks, fits=False, nodes=[],
                              quota=_quota(store, spec.project),
                              message=f"would be refused: {exc.message}")
-        nodes = tuple(node_domain(r) for r in s.execute(select(NodeRow)).scalars())
-        queues = tuple(queue_domain(r) for r in s.execute(
-            select(QueueRow).where(QueueRow.deleted_at.is_(None))).scalars())
-        live = [job_domain(r) for r in s.execute(
-            select(JobRow).where(JobRow.state.in_(LIVE_VALUES),
-                                 JobRow.deps_waiting.is_(False))).scalars()]
+        pool = live_snapshot(s, now)
     hypothetical = job_domain(JobRow(**values))
-    plan = Scheduler(config).cycle(Snapshot(nodes, queues, (*live, hypothetical), now=now))
+    plan = Scheduler(config).cycle(replace(pool, jobs=(*pool.jobs, hypothetical)))
     bind = next((b for b in plan.binds if b.job_id == hypothetical.id), None)
     placed = sorted({p.node for p in bind.placements}) if bind is not None else []
     if bind is not None:

@@ -12,8 +12,9 @@ from sqlalchemy.orm import Session
 
 from fairpool.domain import JobState
 from fairpool.domain.states import FINISHED_VALUES, PENDING_VALUES, StopReason
+from fairpool.scheduler import SchedulerConfig
 from fairpool.schemas.jobs import EventOut, ExplainOut, JobOut, JobSubmit
-from fairpool.services import audit
+from fairpool.services import audit, estimates
 from fairpool.services import submission as sub
 from fairpool.services.errors import Conflict, Invalid, NotFound
 from fairpool.services.views import job_out
@@ -165,7 +166,9 @@ def events(store: Store, job_id: str) -> list[EventOut]:
         return [EventOut(at=r.at, kind=r.kind, message=r.message) for r in rows]
 
 
-def explain(store: Store, job_id: str) -> ExplainOut:
+def explain(store: Store, job_id: str, config: SchedulerConfig | None = None) -> ExplainOut:
+    """Why the job is where it is; a waiting job also gets its start-time estimate
+    (:mod:`fairpool.services.estimates`)."""
     with store.session() as s:
         row = _load(s, job_id)
         last_event = s.execute(select(JobEventRow.message).where(JobEventRow.job_id == job_id)
@@ -186,8 +189,14 @@ def explain(store: Store, job_id: str) -> ExplainOut:
                                        if row.exit_code is not None else "")
         if state == JobState.CANCELLED.value and last_event is not None:
             text += f" ({last_event})"
+    expected_at = estimate = None
+    if state in PENDING_VALUES and not row.deps_waiting:
+        _, found = estimates.estimates(store, config)
+        got = found.get(job_id)
+        if got is not None:
+            expected_at, estimate = got.start, estimates.words(got, time.time())
     return ExplainOut(job_id=job_id, state=state, code=row.reason_code if state in PENDING_VALUES
-                      else None, reason=text)
+                      else None, reason=text, expected_start_at=expected_at, estimate=estimate)
 
 
 def log_path(data_dir: Path, job_id: str, attempt: int, rank: int) -> Path:

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from fairpool.domain import GPU_UNIT
 from fairpool.domain.accounting import held
 from fairpool.scheduler import usage_share
+from fairpool.scheduler.forecast import RECENT_RUNS
 from fairpool.schemas.usage import SeriesOut, UsageOut
 from fairpool.services.errors import Invalid
 from fairpool.store.convert import placements, worker_request
@@ -180,8 +181,6 @@ def decayed(store: Store, now: float, half_life_s: float, window_s: float | None
     return usage_share.decayed_gpu_s(spans, now, half_life_s, window_s)
 
 
-#: finished runs per project an expected run time is taken from (the most recent)
-RECENT_RUNS = 200
 
 
 def expected_runtimes(store: Store, now: float, window_s: float) -> dict[str, float]:

@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import heapq
 import math
+import statistics
 import time
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
@@ -39,6 +41,7 @@ from fairpool.scheduler import service_levels as levels
 from fairpool.scheduler.apply import apply_plan
 from fairpool.scheduler.fair_share import fair_shares
 from fairpool.scheduler.fit import Inventory, misfit
+from fairpool.scheduler.forecast import RECENT_RUNS, forecast
 
 from .policies import Policy
 from .records import JobRecord, Sample, SimResult, Trace, TraceJob
@@ -128,7 +131,7 @@ class Simulation:
 
     def __init__(self, trace: Trace, policy: Policy, cluster: ClusterSpec, *,
                  checkpoint_s: float = DEFAULT_CHECKPOINT_S, record_samples: bool = True,
-                 fast: bool = True) -> None:
+                 fast: bool = True, estimate_every: int = 0) -> None:
         if checkpoint_s <= 0:
             raise ValueError("checkpoint_s must be positive")
         self.trace, self.policy, self.cluster = trace, policy, cluster
@@ -156,6 +159,14 @@ class Simulation:
         self.usage_rate = (math.log(2) / cfg.usage_half_life_s
                            if cfg.usage_k > 0 and not policy.single_queue else None)
         self.fast = fast
+        #: replay of the start-time estimate: every this many jobs (0: none) gets one at submit
+        self.estimate_every = estimate_every
+        self._arrived: list[str] = []
+        self._arrivals = 0
+        #: the run times of each project's finished jobs (the latest), and their median: the
+        #: expected run time the core gets, as the real loop reads it from history
+        self.runs: dict[str, deque[float]] = {}
+        self.expected: dict[str, float] = {}
         self.project_alloc: dict[str, float] = {}  # GPUs held per trace project
         self.events: list[tuple[float, int, int, str, int]] = []
         #: demand (project, milli-GPUs) → reference shares, of recent computations (a demand
@@ -206,6 +217,8 @@ class Simulation:
             while self.events and self.events[0][0] <= now:
                 _, kind, _, job_id, epoch = heapq.heappop(self.events)
                 changed |= self._event(kind, job_id, epoch, now)
+            if self._arrived:
+                self._estimate(now)
             if changed and self.waiting and self._may_act(now):
                 self._cycle(now)
             elif changed:
@@ -220,6 +233,10 @@ class Simulation:
             return not job_id or epoch == self.jobs[job_id].epoch
         job = self.jobs[job_id]
         if kind == _ARRIVE:
+            self._arrivals += 1
+            if self.estimate_every and self._arrivals % self.estimate_every == 1 % (
+                    self.estimate_every):
+                self._arrived.append(job_id)
             self.live[job_id] = job.domain
             self.waiting.add(job_id, job.trace.project, job.gpus)
             if self.policy.las_thresholds:
@@ -311,8 +328,7 @@ class Simulation:
         elif self.policy.las_thresholds:
             keys = {j: self._attained(self.jobs[j], now) for j in self.live}
         self._decay_to(now)
-        snapshot = Snapshot(self.nodes, self.queues, tuple(self.live.values()), now=now,
-                            order_keys=keys, usage_gpu_s=dict(self.usage))
+        snapshot = self._snapshot(now, keys)
         plan = schedule(snapshot, self.policy.config)
         self.result.cycles += 1
         if plan.changes:
@@ -362,6 +378,9 @@ class Simulation:
             job.record.finish_s = now
             job.domain = moved(job.domain, JobState.SUCCEEDED, at=now)
             del self.live[job.trace.job_id]
+            runs = self.runs.setdefault(job.domain.project, deque(maxlen=RECENT_RUNS))
+            runs.append(job.trace.duration_s)
+            self.expected[job.domain.project] = statistics.median(runs)
             return
         kept = math.floor(ran / self.checkpoint_s) * self.checkpoint_s
         job.record.evictions += 1
@@ -377,6 +396,24 @@ class Simulation:
         self.waiting.add(job.trace.job_id, job.trace.project, job.gpus)
 
     # -- LAS ----------------------------------------------------------------------------------
+    def _snapshot(self, now: float, keys: dict[str, float] | None = None) -> Snapshot:
+        return Snapshot(self.nodes, self.queues, tuple(self.live.values()), now=now,
+                        order_keys=keys or {}, usage_gpu_s=dict(self.usage),
+                        runtime_estimates=dict(self.expected))
+
+    def _estimate(self, now: float) -> None:
+        """The start-time estimate of the jobs that arrived now, as fairpool explain would
+        give it at submit: a forecast from the pool as it is (:mod:`fairpool.scheduler.
+        forecast`)."""
+        self._decay_to(now)
+        got = forecast(self._snapshot(now), self.policy.config)
+        for job_id in self._arrived:
+            rec = self.jobs[job_id].record
+            rec.estimated = True
+            est = got.get(job_id)
+            rec.estimated_start_s = None if est is None else est.start
+        self._arrived.clear()
+
     def _decay_to(self, now: float) -> None:
         """Bring the projects' decayed usage (time-aware fair share) to ``now``: what it was,
         decayed, plus what each project held since, weighted as it ages. The simulator looks
@@ -420,10 +457,11 @@ class Simulation:
         trace's quotas: the reference every policy is measured against, whether or not the
         policy itself uses quotas. Only projects with demand are listed. They are the core's
         own: the shares of ``plan``, a cycle on this demand, when the policy schedules on the
-        trace's department → project tree; else :func:`fair_shares` on that tree (single-queue
-        policies have none), remembered for recent demands."""
+        trace's department → project tree (and its past usage does not bend them); else
+        :func:`fair_shares` on that tree (single-queue policies have none), remembered for
+        recent demands."""
         milli = {p: m for p, g in demand.items() if (m := round(g * GPU_UNIT)) > 0}
-        if plan is not None and not self.policy.single_queue:
+        if plan is not None and not self.policy.single_queue and self.usage_rate is None:
             return {p: plan.fair_shares[p].gpu / GPU_UNIT for p in milli}
         key = frozenset(milli.items())
         fair = self._shares_memo.get(key)

@@ -194,3 +194,39 @@ def summarize(result: SimResult) -> dict[str, float | int]:
         "wall_s": _finite(result.wall_s, 3),
         "cycles": int(result.cycles),
     }
+
+
+#: a sampled job that waited this long counts among the ``waited_…`` figures
+WAITED_S = 60.0
+
+
+def estimate_accuracy(result: SimResult) -> dict[str, float | int]:
+    """How good the start-time estimate was, by replay (``Simulation(estimate_every=N)``):
+    over the jobs sampled at submit that started, the absolute error ``|estimated start −
+    first_start_s|`` (a sampled job with no estimate counts in ``no_estimate``, not in the
+    errors): its median and 90th percentile (``linear``), and the median of the estimate minus
+    the start (``median_bias_s``: > 0, the estimate was late); the same errors over the jobs
+    that waited at least ``WAITED_S`` (``waited_…``), where an estimate matters."""
+    sampled = [j for j in result.jobs if j.estimated]
+    pairs = [(j.estimated_start_s, j.first_start_s) for j in sampled
+             if j.estimated_start_s is not None and j.first_start_s is not None]
+    errors = np.array([abs(e - s) for e, s in pairs], dtype=float)
+    bias = np.array([e - s for e, s in pairs], dtype=float)
+    has = errors.size > 0
+    submit = {j.job_id: j.submit_s for j in sampled}
+    waited = np.array([abs(j.estimated_start_s - j.first_start_s) for j in sampled
+                       if j.estimated_start_s is not None and j.first_start_s is not None
+                       and j.first_start_s - submit[j.job_id] >= WAITED_S], dtype=float)
+    return {
+        "waited": int(waited.size),
+        "waited_median_abs_error_s": (_finite(float(np.percentile(waited, 50)), 1)
+                                      if waited.size else 0.0),
+        "waited_p90_abs_error_s": (_finite(float(np.percentile(waited, 90)), 1)
+                                   if waited.size else 0.0),
+        "sampled": len(sampled),
+        "compared": int(errors.size),
+        "no_estimate": sum(1 for j in sampled if j.estimated_start_s is None),
+        "median_abs_error_s": _finite(float(np.percentile(errors, 50)), 1) if has else 0.0,
+        "p90_abs_error_s": _finite(float(np.percentile(errors, 90)), 1) if has else 0.0,
+        "median_bias_s": _finite(float(np.percentile(bias, 50)), 1) if has else 0.0,
+    }

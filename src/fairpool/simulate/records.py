@@ -46,6 +46,10 @@ class JobRecord:
     evictions: int = 0
     lost_gpu_s: float = 0.0  # GPU-seconds of work thrown away by evictions (since checkpoints)
     used_gpu_s: float = 0.0  # GPU-seconds the job held GPUs (useful work + lost work)
+    #: the start-time estimate made when it was submitted (replay of the estimate; None: not
+    #: sampled, or sampled with no estimate: see ``estimated``)
+    estimated_start_s: float | None = None
+    estimated: bool = False  # sampled for the estimate's replay
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,7 +89,7 @@ def router(ctx: AppContext) -> APIRouter:
         offer_cancel = (job.state not in FINAL and path is not None
                         and who.allowed(Perm.CANCEL, path))
         return page(request, "job.html", who, job=job, events=jobs.events(ctx.store, job_id),
-                    why=jobs.explain(ctx.store, job_id), log=tail(log_file),
+                    why=jobs.explain(ctx.store, job_id, ctx.scheduler), log=tail(log_file),
                     log_lines=LOG_LINES, offer_cancel=offer_cancel, cancelled=cancelled,
                     color=palette(job.project), refresh=job.state not in FINAL)
 
