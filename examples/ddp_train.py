@@ -88,7 +88,7 @@ def leave(rank: int, world: int) -> None:
     dist.barrier()
     dist.destroy_process_group()
     if rank == 0 and world > 1:
-        time.sleep(2.0)
+        time.sleep(5.0)  # (2 s was not always enough on a loaded 2-core machine)
 
 
 if __name__ == "__main__":

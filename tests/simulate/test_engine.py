@@ -115,6 +115,7 @@ def test_policy_names() -> None:
     assert names == list(POLICIES) and names[:5] == ["fifo", "sjf", "las", "strict-quota",
                                                      "fairpool"]
     assert all(n.startswith("fairpool-") for n in names[5:])  # variants of the default
+    assert policy_names("default") == names[:5]  # what fairpool simulate shows by default
     assert policy_names("fifo, fairpool") == ["fifo", "fairpool"]
     with pytest.raises(ValueError, match="unknown policy bogus"):
         policy_names("fifo,bogus")

@@ -42,7 +42,9 @@ def simulate(
     gpus: Annotated[int, typer.Option(help="GPUs in the simulated cluster", min=1)] = 64,
     gpus_per_node: Annotated[int, typer.Option(help="GPUs per node", min=1)] = 8,
     policy: Annotated[str, typer.Option(
-        help="all, or a comma-separated list of fifo, sjf, las, strict-quota, fairpool")] = "all",
+        help="default (fifo, sjf, las, strict-quota, fairpool), all (with fairpool's "
+             "variants: fairpool-attained, -decay, -backfill, -fragmentation), or a "
+             "comma-separated list of policies")] = "default",
     checkpoint_min: Annotated[float, typer.Option(
         help="minutes between checkpoints: an evicted job loses the work since its last one",
         min=0.001)] = 30.0,
@@ -109,7 +111,7 @@ def simulate(
     if json_out:
         emit_value(summaries)
         return
-    # one column per policy: five fit a terminal, twelve do not
+    # one column per policy: the five of the default fit a terminal, all of them do not
     table(f"{loaded.name}: {_jobs(len(loaded.jobs))}, {plural(gpus, 'GPU')} ({gpus_per_node} "
           f"per node), checkpoints every {checkpoint_min:g} min",
           [Col("metric", "wrap"), *(Col(name, "num") for name in summaries)],

@@ -90,11 +90,19 @@ POLICIES: dict[str, Policy] = {
 }
 
 
+#: what ``fairpool simulate`` compares unless told otherwise: the baselines and the default
+#: (five columns fit a terminal; ``all`` adds the variants of the default)
+HEADLINE = ("fifo", "sjf", "las", "strict-quota", "fairpool")
+
+
 def policy_names(spec: str) -> list[str]:
-    """``all`` or a comma-separated list of policy names, validated."""
+    """``default`` (:data:`HEADLINE`), ``all`` or a comma-separated list of policy names,
+    validated."""
+    if spec == "default":
+        return list(HEADLINE)
     names = list(POLICIES) if spec == "all" else [p.strip() for p in spec.split(",") if p.strip()]
     unknown = [n for n in names if n not in POLICIES]
     if unknown or not names:
         raise ValueError(f"unknown policy {', '.join(unknown) or repr(spec)}; choose from "
-                         f"{', '.join(POLICIES)} or all")
+                         f"{', '.join(POLICIES)}, default or all")
     return names
