@@ -1,18 +1,16 @@
 """Cases the property tests found, kept as plain tests so that they run every time (Hypothesis
 draws new examples on every clean checkout and may not find them again).
 
-``test_reclaim_after_a_preemption_is_not_a_second_eviction`` is a known bug of the core,
-marked ``xfail(strict=True)``: it fails now, and the day the core is fixed it passes, the
-strict mark turns that into a failure, and the mark comes off. Found on 2026-12-02 by
+``test_reclaim_after_a_preemption_is_not_a_second_eviction``: found on 2026-12-02 by
 ``test_no_ping_pong``: in one cycle p01's high-priority jobs preempt p01's own 3-GPU gang and
-another p01 job is then allocated on the freed GPU, beyond p01's fair share, while p00 (below
-its quota) waits; the next cycle reclaims that job for p00: two evictions where one plan
-should have given p00 the GPU at once.
+another p01 job was then allocated on the freed GPU, beyond p01's fair share, while p00 (below
+its quota) waited; the next cycle reclaimed that job for p00: two evictions where one plan
+should have given p00 the GPU at once. Fixed on 2026-12-04: the fair order tries queues below
+their fair share before those at or above it, whatever their priority (priority already gave
+its queues their larger fair share).
 """
 
 from __future__ import annotations
-
-import pytest
 
 from fairpool.domain import (
     Device,
@@ -65,8 +63,6 @@ def _whole(worker: int, node: str, device: int) -> WorkerPlacement:
                            gpu_memory=GPU)
 
 
-@pytest.mark.xfail(strict=True, reason="known core bug: a preemption's freed GPU goes to a "
-                                       "queue over its share while another is below it")
 def test_reclaim_after_a_preemption_is_not_a_second_eviction() -> None:
     snap = Snapshot(
         nodes=(_node("n0", 1), _node("n1", 2)),

@@ -1,8 +1,10 @@
 """The order in which waiting jobs are tried, in groups of identical jobs.
 
-FAIR (the default): queue by queue, top-down the tree, by queue priority and then by how full the
-queue is relative to its fair share on its dominant resource (DRF); inside a queue, by job priority
-then submit time. Queues are kept in a lazy heap: placing a job only makes its queues fuller, so a
+FAIR (the default): queue by queue, top-down the tree: first the queues below their fair share,
+then by queue priority, then by how full the queue is relative to its fair share on its dominant
+resource (DRF); inside a queue, by its order (job priority then submit time by default). A queue
+at or above its fair share never takes capacity ahead of one below it: its priority already gave
+it its larger fair share, and a GPU it took past that would be reclaimed in the next cycle. Queues are kept in a lazy heap: placing a job only makes its queues fuller, so a
 popped queue whose key grew is pushed back.
 
 Inside a queue, jobs with the same priority and the same shape (request, workers, selector,
@@ -89,8 +91,10 @@ class JobOrder:
         head_key, n, _ = heap[0]
         parts: list[object] = []
         for q in self.groups[n].jobs[0].path:
+            ratio = s.share_ratio(q)
+            parts.append(ratio >= 1.0)  # below its fair share first, whatever its priority
             parts.append(-s.q_priority[q])
-            parts.append(s.share_ratio(q))
+            parts.append(ratio)
         parts.append(head_key)
         return tuple(parts)
 
