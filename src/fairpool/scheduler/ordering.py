@@ -4,8 +4,9 @@ FAIR (the default): queue by queue, top-down the tree: first the queues below th
 then by queue priority, then by how full the queue is relative to its fair share on its dominant
 resource (DRF); inside a queue, by its order (job priority then submit time by default). A queue
 at or above its fair share never takes capacity ahead of one below it: its priority already gave
-it its larger fair share, and a GPU it took past that would be reclaimed in the next cycle. Queues are kept in a lazy heap: placing a job only makes its queues fuller, so a
-popped queue whose key grew is pushed back.
+it its larger fair share, and a GPU it took past that would be reclaimed in the next cycle.
+Queues are kept in a lazy heap: placing a job only makes its queues fuller, so a popped queue
+whose key grew is pushed back.
 
 Inside a queue, jobs with the same priority and the same shape (request, workers, selector,
 constraints) form a *group*, tried in submit order. Within one action, capacity only shrinks and a
