@@ -51,6 +51,18 @@ def _min_milli(req: WorkerRequest, dom: Domain) -> int:
     return _device_need(req, dom.max_device_memory)[0]
 
 
+def _partial_slot(cs: ClusterState, dom: Domain, k: int, exclude: Collection[int],
+                  req: WorkerRequest) -> WorkerSlot | None:
+    """The first device of the domain with ``k`` milli-GPUs free that holds the fraction."""
+    for n, d in dom.partial[k]:
+        if n in exclude or not _host_fits(cs, n, req):
+            continue
+        milli, mem = _device_need(req, cs.dev_mem_total[n][d])
+        if k >= milli and cs.dev_mem_free[n][d] >= mem:
+            return (n, (d,), milli, mem)
+    return None
+
+
 def _host_fits(cs: ClusterState, n: int, req: WorkerRequest) -> bool:
     return cs.cpu_free[n] >= req.cpu and cs.mem_free[n] >= req.memory
 
@@ -118,12 +130,9 @@ def _frac_by_fragmentation(
     whole_ks = [k for k in range(1, len(dom.by_whole)) if dom.by_whole[k]]
     for kind, k in frag.order(keys, whole_ks, lo):
         if kind == PARTIAL:
-            for n, d in dom.partial[k]:
-                if n in exclude or not _host_fits(cs, n, req):
-                    continue
-                milli, mem = _device_need(req, cs.dev_mem_total[n][d])
-                if k >= milli and cs.dev_mem_free[n][d] >= mem:
-                    return (n, (d,), milli, mem)
+            found = _partial_slot(cs, dom, k, exclude, req)
+            if found is not None:
+                return found
             continue
         for n in dom.by_whole[k]:  # a fully free device of a node with k of them
             if n in exclude or not _host_fits(cs, n, req):
@@ -177,12 +186,9 @@ def _find_slot(
         for kind, seq in order:
             for k in seq:
                 if kind == "p":
-                    for n, d in dom.partial[k]:
-                        if n in exclude or not _host_fits(cs, n, req):
-                            continue
-                        milli, mem = _device_need(req, cs.dev_mem_total[n][d])
-                        if k >= milli and cs.dev_mem_free[n][d] >= mem:
-                            return (n, (d,), milli, mem)
+                    found = _partial_slot(cs, dom, k, exclude, req)
+                    if found is not None:
+                        return found
                 else:
                     for n in dom.by_whole[k]:
                         if n in exclude:
