@@ -392,6 +392,9 @@ def markdown(out: dict[str, Any]) -> str:
     if out["skipped_traces"]:
         lines += ["", "Left out: " + "; ".join(f"`{k}`: {v}" for k, v in
                                               out["skipped_traces"].items()) + "."]
+    if out.get("rows_not_run"):
+        lines += ["", "Rows not run this time (`--only`/`--skip`): "
+                  + ", ".join(out["rows_not_run"]) + "."]
     for name, row in out["rows"].items():
         pols = list(row["policies"])
         lines += ["", f"## {name}", "",
@@ -438,6 +441,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     rows, skipped = all_rows(args.traces)
     try:
+        every_row = [r.name for r in rows]
         rows = select(rows, args.only, args.skip)
         names = policy_names(args.policies)
     except ValueError as exc:
@@ -496,6 +500,7 @@ def main(argv: list[str] | None = None) -> None:
         "checkpoint_min": CHECKPOINT_MIN, "load_factor": LOAD_FACTOR,
         "jct_tolerance": JCT_TOLERANCE, "default_policy": DEFAULT_POLICY, "policies": names,
         "lenders": lenders, "traces_dir": str(args.traces), "skipped_traces": skipped,
+        "rows_not_run": [n for n in every_row if n not in {r.name for r in rows}],
         "rows": out_rows, "overall": overall(out_rows),
         "wall_s": round(time.perf_counter() - started, 1)}
     target = args.markdown if args.markdown is not None or args.quick else MARKDOWN

@@ -121,3 +121,23 @@ def test_the_pool_default_applies_to_projects_that_set_none() -> None:
     snap = Snapshot(nodes(1, 2), plain, jobs, now=4000.0)
     assert [e.job_id for e in schedule(snap, SchedulerConfig(job_order=ATTAINED)).evictions] \
         == ["R1"]
+
+
+def test_a_reused_plan_ends_when_the_order_would_decide_differently() -> None:
+    """R runs alone on the only GPU from t=0, W waits: at t=100 R has had 100 GPU-s (level 0)
+    and ran less than order_min_run_s: nothing to do, and the plan holds until R's run reaches
+    1,800 s. At t=5,000 (level 1, long enough) the same generation is not reused: W preempts."""
+    from fairpool.scheduler import Scheduler
+
+    queues = (Queue("d"), replace(project("a", quota=1), job_order=ATTAINED))
+    jobs = (on(job("R", "a"), 0, 0.0), job("W", "a", t=50.0))
+    scheduler = Scheduler()
+    first = scheduler.cycle(Snapshot(nodes(1, 1), queues, jobs, now=100.0, generation=5))
+    assert not first.evictions and first.valid_until == 1800.0
+    later = scheduler.cycle(Snapshot(nodes(1, 1), queues, jobs, now=5000.0, generation=5))
+    assert not later.reused and [e.job_id for e in later.evictions] == ["R"]
+    # promotion is a time too: a requeued job that ran 1,000 s is promoted at 2,000 s of wait
+    back = requeued(job("B", "a", t=0.0), attained=1000.0, at=3000.0)
+    plan = scheduler.cycle(Snapshot(nodes(1, 1), queues, (on(job("R", "a"), 0, 4900.0), back),
+                                    now=4950.0, generation=6))
+    assert plan.valid_until == min(4900.0 + 1800.0, 3000.0 + 2 * 1000.0)

@@ -76,3 +76,15 @@ def test_a_running_job_past_its_run_time_ends_now_and_the_horizon_holds() -> Non
                                          "forecast of the next 2 min")  # type: ignore[union-attr]
     assert forecast(trace(), max_cycles=1)["W1"].start is None
     assert forecast(trace(), more=lambda: False)["W1"].start is None  # a spent budget stops it
+
+
+def test_stopping_and_overrunning_jobs() -> None:
+    # R1 is being stopped (its GPU back in 30 s); R2 has run 1,000 s where a's jobs usually
+    # run 300: it is expected to run 1,000 s more
+    snap = trace()
+    stopping = replace(snap.jobs[0], state=JobState.STOPPING)
+    late = replace(snap, jobs=(stopping, *snap.jobs[1:]), now=1000.0)
+    got = forecast(late)
+    assert got["W1"].start == 1030.0  # on R1's GPU, to 1,330 by history
+    assert got["W3"].start == 1330.0  # on W1's GPU (W2 needs both)
+    assert got["W2"].start == 2000.0  # R2 ends at 1,000 + 1,000

@@ -50,6 +50,14 @@ def test_factors_halve_the_weight_of_the_queue_that_used_half_the_pool() -> None
     # equal usage, equal weight: equal factors (the split does not change)
     even = weight_factors(tree, {"a": 100.0, "b": 100.0}, 1000.0, k=1.0)
     assert even["a"] == even["b"]
+    # down the tree, a queue is judged against its part of the pool: in a department that is
+    # a tenth of the pool, a project (half of it) that used the department's whole tenth has
+    # used twice its part, as a top-level queue of half the pool that used all of it
+    depts = [Queue(f"d{i}") for i in range(10)]
+    nested = QueueTree.build((*depts, project("a1", "d0"), project("a2", "d0")))
+    f = weight_factors(nested, {"a1": 0.1 * 1000.0}, 1000.0, k=1.0)
+    assert f["a1"] == pytest.approx(0.25) and f["a2"] == 1.0
+    assert f["d0"] == pytest.approx(2 ** -1.0)  # d0 used all of its tenth: n/s = 0.1/0.1
 
 
 def fair(now: float, config: SchedulerConfig = CFG) -> dict[str, float]:

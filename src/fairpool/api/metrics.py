@@ -29,6 +29,9 @@ from fairpool.services import queues, usage
 from fairpool.store.db import Store
 from fairpool.store.models import JobEventRow, JobRow, NodeRow
 
+#: the decayed usage the metric shows is read again at most this often (seconds)
+DECAYED_EVERY_S = 60.0
+
 
 class StoreCollector(Collector):
     def __init__(self, store: Store, stats: LoopStats | None,
@@ -36,6 +39,7 @@ class StoreCollector(Collector):
         self.store = store
         self.stats = stats
         self.config = config or SchedulerConfig()  # the decay of usage the loop uses
+        self._decayed: tuple[float, dict[str, float]] = (-DECAYED_EVERY_S, {})
         self._lock = threading.Lock()
         self._evictions: dict[str, int] = {}
         self._last_event = 0
@@ -66,7 +70,11 @@ class StoreCollector(Collector):
             f"GPU-hours used, each weighted 0.5 per {cfg.usage_half_life_s:g} s of age, over "
             "the fair share's window: what the time-aware fair share weighs (it acts only "
             "when usage_k > 0)", labels=labels)
-        used = usage.decayed(self.store, time.time(), cfg.usage_half_life_s, cfg.usage_window_s)
+        now = time.time()
+        if now - self._decayed[0] >= DECAYED_EVERY_S:  # (it reads the window's usage rows)
+            self._decayed = (now, usage.decayed(self.store, now, cfg.usage_half_life_s,
+                                                cfg.usage_window_s))
+        used = self._decayed[1]
         listed = queues.list_queues(self.store)
         by_dept: dict[str, float] = {}
         for q in listed:

@@ -22,6 +22,7 @@ from fairpool.scheduler.actions.reclaim import reclaim
 from fairpool.scheduler.plan import Plan
 from fairpool.scheduler.session import PENDING, Session
 from fairpool.scheduler.snapshot import SchedulerConfig, Snapshot
+from fairpool.scheduler.victims import protection_ends
 
 #: Rounds of the action sequence per cycle. A round that evicts something changes the picture
 #: (evicted jobs wait again, freed room may serve others), so the sequence runs again, up to
@@ -58,7 +59,7 @@ def _schedule(snapshot: Snapshot, config: SchedulerConfig | None) -> Plan:
             break
     plan = session.to_plan()
     if any(v.status == PENDING for v in session.jobs):
-        plan.valid_until = min(session.protection_ends(), reservations.next_change(session))
+        plan.valid_until = min(protection_ends(session), reservations.next_change(session))
     return plan
 
 

@@ -3,7 +3,9 @@ the same core, as if nothing else were submitted.
 
 Each job's *run time* is its ``max_runtime_s``, else its project's expected run time from
 history (``Snapshot.runtime_estimates``), else unknown. A running job ends at its start plus
-its run time (now, if that is past); a job the forecast starts ends that long after. A job of
+its run time; one past its max runtime ends now (it is about to be stopped), one that outran its
+project's usual run time runs as long again as it has run so far, one being stopped ends
+:data:`STOPPING_S` from now. A job the forecast starts ends its run time after. A job of
 unknown run time never ends in the forecast: it keeps its GPUs. From ``now`` the forecast runs
 a cycle (:func:`fairpool.scheduler.cycle.schedule`), carries the plan out
 (:func:`fairpool.scheduler.apply.apply_plan`), moves time to the next end (or to when the plan
@@ -25,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from fairpool.domain.job import Job
-from fairpool.domain.states import HOLDING_STATES
+from fairpool.domain.states import HOLDING_STATES, JobState
 from fairpool.scheduler.apply import apply_plan
 from fairpool.scheduler.cycle import schedule
 from fairpool.scheduler.snapshot import SchedulerConfig, Snapshot
@@ -35,6 +37,8 @@ MAX_CYCLES = 200
 #: a project's expected run time is the median of its latest this many successful runs (the
 #: control loop reads them from the store, the simulator keeps them as it goes)
 RECENT_RUNS = 200
+#: a job being stopped gives its GPUs back this much later (its grace period, about)
+STOPPING_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +146,13 @@ def _let_go(state: Snapshot, ends: dict[str, tuple[float, bool | None]],
 
 
 def _end(snapshot: Snapshot, job: Job, since: float) -> tuple[float, bool | None]:
+    now = snapshot.now
+    if job.state == JobState.STOPPING:
+        return now + STOPPING_S, False  # it is being stopped: its GPUs come back soon
     seconds, from_history = run_time(snapshot, job)
     if seconds is None:
         return math.inf, None
-    return max(snapshot.now, since + seconds), from_history
+    if from_history and since + seconds <= now:
+        # it outran what its project's jobs usually take: expect it to run as long again
+        return now + (now - since), True
+    return max(now, since + seconds), from_history

@@ -93,7 +93,8 @@ class JobOrder:
         parts: list[object] = []
         for q in self.groups[n].jobs[0].path:
             ratio = s.share_ratio(q)
-            parts.append(ratio >= 1.0)  # below its fair share first, whatever its priority
+            # below its fair share first, whatever its priority (a share of 0 is never below)
+            parts.append(ratio >= 1.0 or not any(s.q_fs[q]))
             parts.append(-s.q_priority[q])
             parts.append(ratio)
         parts.append(head_key)

@@ -24,6 +24,9 @@ no other change. Pure; no I/O.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
+
 from fairpool.domain.job import Job
 from fairpool.domain.queue import InQueueOrder
 from fairpool.domain.resources import GPU_UNIT
@@ -111,3 +114,29 @@ def standing(job: Job, order: InQueueOrder, active: bool, now: float,
             r = rank(job.priority, level(job.attained_gpu_s, thresholds))
             shown = rank(job.priority, waiting_level(job, now, thresholds, cfg.promote_after))
     return r, key(order, job, shown)
+
+
+def next_change(jobs: Iterable[tuple[Job, bool]], now: float, cfg: SchedulerConfig) -> float:
+    """The earliest time after ``now`` at which the attained-service order may decide
+    differently with no event: a running job's run reaches ``order_min_run_s`` or crosses a
+    level, a waiting job is promoted. ``jobs``: the jobs of attained-order projects, each with
+    whether it holds resources."""
+    thresholds = cfg.service_levels_gpu_s
+    soon = math.inf
+    for job, active in jobs:
+        gpus = job_gpus(job)
+        if active:
+            started = job.started_at if job.started_at is not None else now
+            times = [started + cfg.order_min_run_s]
+            if gpus > 0:
+                times += [started + (t - job.attained_gpu_s) / gpus for t in thresholds
+                          if t > job.attained_gpu_s]
+        elif cfg.promote_after > 0 and job.attained_gpu_s > 0 and gpus > 0:
+            since = job.queued_at if job.queued_at is not None else job.submit_time
+            times = [since + cfg.promote_after * job.attained_gpu_s / gpus]
+        else:
+            continue
+        for t in times:
+            if now < t < soon:
+                soon = t
+    return soon

@@ -458,17 +458,6 @@ class Session:
         one of those again turns its eviction into a move)."""
         return [v for v in self.jobs if v.status == PENDING or v.status == EVICTED]
 
-    def protection_ends(self) -> float:
-        """Earliest future time a running job's minimum runtime ends (a no-change cycle may
-        decide differently from then on)."""
-        ends = [
-            (v.job.started_at if v.job.started_at is not None else self.now) + v.job.min_runtime_s
-            for v in self.jobs
-            if v.status == RUNNING and v.job.preemptible and v.job.min_runtime_s > 0
-        ]
-        future = [t for t in ends if t > self.now]
-        return min(future, default=float("inf"))
-
     def _index_of(self, job_id: str) -> int | None:
         view = self.by_id.get(job_id)
         return None if view is None else view.idx

@@ -11,7 +11,8 @@ in the same weighting (its GPUs for the whole window), so a little use of an idl
 little: ``n`` is between 0 and 1 and the pool's queues add up to at most 1.
 
 *Effect*: among siblings, a queue's over-quota weight ``w`` is multiplied by ``2 ** (-k * n /
-s)``, where ``s = w / (sum of the siblings' weights)`` is its part of the over-quota weight and
+s)``, where ``s`` is its part of the pool by weight: ``w / (sum of the siblings' weights)``
+times its parent's part (1 for the pool), as Slurm's fair-share factor does down the tree, and
 ``k`` (``SchedulerConfig.usage_k``, KAI's kValue) how much the past counts. Two queues of equal
 weight that used the same get the same factor (their split does not change); one that used half
 the pool more than a sibling of equal weight gets ``2 ** -1``: half the weight, for ``k = 1``.
@@ -81,15 +82,18 @@ def weight_factors(tree: QueueTree, leaf_usage: Mapping[str, float], potential: 
     factors = dict.fromkeys(tree.queues, 1.0)
     if k <= 0 or potential <= 0 or usage[ROOT] <= 0:
         return factors
-    for kids in tree.children.values():
+    part = {ROOT: 1.0}  # each queue's part of the pool: its weight's part, down the path
+    stack = [ROOT]
+    while stack:
+        parent = stack.pop()
+        kids = tree.children[parent]
         weights = {c: tree.queues[c].over_quota_weight for c in kids}
         total = sum(weights.values())
-        if total <= 0:
-            continue
         for c in kids:
-            if weights[c] > 0:
-                n, s = usage[c] / potential, weights[c] / total
-                factors[c] = max(MIN_FACTOR, 2.0 ** (-k * n / s))
+            part[c] = part[parent] * (weights[c] / total if total > 0 else 0.0)
+            stack.append(c)
+            if part[c] > 0:
+                factors[c] = max(MIN_FACTOR, 2.0 ** (-k * (usage[c] / potential) / part[c]))
     return factors
 
 

@@ -10,12 +10,15 @@ completed, the cluster is exactly as before.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
+from fairpool.domain.queue import InQueueOrder
 from fairpool.domain.resources import GPU_UNIT
+from fairpool.scheduler import service_levels as levels
 from fairpool.scheduler.codes import Action
 from fairpool.scheduler.placement import could_fit, place_gang
-from fairpool.scheduler.session import BOUND, JobView, Session
+from fairpool.scheduler.session import BOUND, PENDING, RUNNING, JobView, Session
 from fairpool.scheduler.statement import Statement
 
 #: takes a victim out of the way; returns False (having changed nothing) if it may not
@@ -221,3 +224,18 @@ def evict_to_fit(
         session.bind(view, got[0], got[1], action, waits)
         st.commit()
         return True
+
+
+def protection_ends(session: Session) -> float:
+    """Earliest future time a running job's minimum runtime ends, or the attained-service
+    order may decide differently (a no-change cycle may decide differently from then on)."""
+    now = session.now
+    ends = (
+        (v.job.started_at if v.job.started_at is not None else now) + v.job.min_runtime_s
+        for v in session.jobs
+        if v.status == RUNNING and v.job.preemptible and v.job.min_runtime_s > 0
+    )
+    future = min((t for t in ends if t > now), default=math.inf)
+    return min(future, levels.next_change(
+        ((v.job, v.status == RUNNING) for v in session.jobs if v.status in (RUNNING, PENDING)
+         and session.q_order[v.leaf] == InQueueOrder.ATTAINED), now, session.config))

@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from fairpool.domain.states import LIVE_VALUES
@@ -39,13 +39,15 @@ RUNTIME_WINDOW_S = 30 * 86400.0
 def live_snapshot(s: Session, now: float, runtime_estimates: dict[str, float] | None = None,
                   usage_gpu_s: dict[str, float] | None = None) -> Snapshot:
     """The pool as the scheduler sees it: nodes, live queues, live jobs whose dependencies are
-    met."""
+    met and that are not held back until later (a retry's backoff, an idle requeue's hold).
+    (An array's cap on tasks that run at once is not applied: its tasks count as free.)"""
     nodes = tuple(node_domain(r) for r in s.execute(select(NodeRow)).scalars())
     queues = tuple(queue_domain(r) for r in s.execute(
         select(QueueRow).where(QueueRow.deleted_at.is_(None))).scalars())
     live = tuple(job_domain(r) for r in s.execute(
-        select(JobRow).where(JobRow.state.in_(LIVE_VALUES),
-                             JobRow.deps_waiting.is_(False))).scalars())
+        select(JobRow).where(JobRow.state.in_(LIVE_VALUES), JobRow.deps_waiting.is_(False),
+                             or_(JobRow.not_before.is_(None), JobRow.not_before <= now))
+    ).scalars())
     return Snapshot(nodes, queues, live, now=now, runtime_estimates=runtime_estimates or {},
                     usage_gpu_s=usage_gpu_s or {})
 
@@ -58,32 +60,45 @@ class _Kept:
 
 
 _lock = threading.Lock()
+_computing = threading.Lock()  # one forecast at a time: requests that miss wait for it
 _kept: dict[str, _Kept] = {}  # store URL → the last forecast
 
 
 def estimates(store: Store, config: SchedulerConfig | None = None,
               now: float | None = None) -> tuple[float, dict[str, Estimate]]:
     """(when it was made, the estimate of every waiting job), from the kept forecast when it is
-    fresh."""
+    fresh; requests that find none wait for the one being made instead of making their own."""
     cfg = config or SchedulerConfig()
     now = time.time() if now is None else now
+    key = str(store.engine.url)
     with store.session() as s:
         generation = store.generation(s)
-        key = str(store.engine.url)
-        with _lock:
-            kept = _kept.get(key)
-            if kept is not None and kept.generation == generation and now - kept.at < KEEP_S:
-                return kept.at, kept.estimates
+    kept = _fresh(key, generation, now)
+    if kept is not None:
+        return kept
+    with _computing:
+        kept = _fresh(key, generation, now)  # made while this one waited
+        if kept is not None:
+            return kept
         runtimes = usage.expected_runtimes(store, now, cfg.usage_window_s or RUNTIME_WINDOW_S)
         used = (usage.decayed(store, now, cfg.usage_half_life_s, cfg.usage_window_s)
                 if cfg.usage_k > 0 else {})
-        snapshot = live_snapshot(s, now, runtimes, used)
-    deadline = time.monotonic() + BUDGET_S
-    made = forecast(snapshot, cfg, max_cycles=MAX_CYCLES,
-                    more=lambda: time.monotonic() < deadline)
-    with _lock:
-        _kept[key] = _Kept(generation, now, made)
+        with store.session() as s:
+            snapshot = live_snapshot(s, now, runtimes, used)
+        deadline = time.monotonic() + BUDGET_S
+        made = forecast(snapshot, cfg, max_cycles=MAX_CYCLES,
+                        more=lambda: time.monotonic() < deadline)
+        with _lock:
+            _kept[key] = _Kept(generation, now, made)
     return now, made
+
+
+def _fresh(key: str, generation: int, now: float) -> tuple[float, dict[str, Estimate]] | None:
+    with _lock:
+        kept = _kept.get(key)
+        if kept is not None and kept.generation == generation and now - kept.at < KEEP_S:
+            return kept.at, kept.estimates
+    return None
 
 
 def words(estimate: Estimate | None, now: float) -> str | None:

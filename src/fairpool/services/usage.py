@@ -183,13 +183,18 @@ def decayed(store: Store, now: float, half_life_s: float, window_s: float | None
 
 
 
+#: successful runs read at most, newest first (the index ix_jobs_state_finished serves it)
+SCANNED_RUNS = 50 * RECENT_RUNS
+
+
 def expected_runtimes(store: Store, now: float, window_s: float) -> dict[str, float]:
     """Each project's expected run time (seconds): the median of its jobs that succeeded in
-    the window (the most recent :data:`RECENT_RUNS`); a project with none has no estimate."""
+    the window (the most recent :data:`RECENT_RUNS`, among the pool's latest
+    :data:`SCANNED_RUNS`); a project with none has no estimate."""
     q = (select(JobRow.project, JobRow.started_at, JobRow.finished_at)
          .where(JobRow.state == "succeeded", JobRow.finished_at >= now - window_s,
                 JobRow.started_at.is_not(None))
-         .order_by(JobRow.finished_at.desc()))
+         .order_by(JobRow.finished_at.desc()).limit(SCANNED_RUNS))
     runs: dict[str, list[float]] = {}
     with store.session() as s:
         for project, started, finished in s.execute(q):

@@ -93,6 +93,7 @@ class JobRow(Base):
         UniqueConstraint("project", "client_key", name="uq_jobs_project_client_key"),
         Index("ix_jobs_state", "state"),
         Index("ix_jobs_project_state", "project", "state"),
+        Index("ix_jobs_state_finished", "state", "finished_at"),  # recent runs (run times)
         Index("ix_jobs_array", "array_id", "array_index"),
         Index("ix_jobs_name", "name"),
     )
