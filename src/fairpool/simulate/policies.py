@@ -42,10 +42,10 @@ LAS_THRESHOLDS_S = (3600.0, 36000.0)  # GPU-seconds: level 0 below 1 GPU-hour, 1
 #: fairpool-backfill: gangs reserve after this wait, and jobs declare this multiple of their
 #: duration as max runtime (users over-estimate their run times, typically by 2× or more)
 BACKFILL_RESERVE_AFTER_S = 0.0
+BACKFILL_RUNTIME_FACTOR = 2.0
 #: fairpool-decay: how much past usage counts, and its half-life
 DECAY_K = 1.0
 DECAY_HALF_LIFE_S = 86400.0
-BACKFILL_RUNTIME_FACTOR = 2.0
 
 
 @dataclass(frozen=True, slots=True)
