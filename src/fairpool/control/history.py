@@ -13,9 +13,6 @@ from fairpool.scheduler import SchedulerConfig
 from fairpool.services import usage
 from fairpool.store.db import Store
 
-#: how far back expected run times look when the fair share has no window (seconds)
-RUNTIME_WINDOW_S = 30 * 86400.0
-
 
 @dataclass
 class History:
@@ -31,11 +28,7 @@ class History:
         if now - self._read_at < self.every_s:
             return False
         self._read_at = now
-        cfg = self.config
-        used = (usage.decayed(self.store, now, cfg.usage_half_life_s, cfg.usage_window_s)
-                if cfg.usage_k > 0 else {})
-        runtimes = usage.expected_runtimes(self.store, now,
-                                           cfg.usage_window_s or RUNTIME_WINDOW_S)
+        used, runtimes = usage.past(self.store, now, self.config)
         changed = used != self.usage_gpu_s or runtimes != self.runtimes
         self.usage_gpu_s, self.runtimes = used, runtimes
         return changed

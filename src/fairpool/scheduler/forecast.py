@@ -30,6 +30,7 @@ from fairpool.domain.job import Job
 from fairpool.domain.states import HOLDING_STATES, JobState
 from fairpool.scheduler.apply import apply_plan
 from fairpool.scheduler.cycle import schedule
+from fairpool.scheduler.reservations import run_time
 from fairpool.scheduler.snapshot import SchedulerConfig, Snapshot
 
 HORIZON_S = 14 * 86400.0
@@ -68,14 +69,6 @@ class Estimate:
 
 def _jobs(n: int) -> str:
     return f"{n} job" + ("" if n == 1 else "s")
-
-
-def run_time(snapshot: Snapshot, job: Job) -> tuple[float | None, bool]:
-    """(seconds, whether from history); (None, False) when unknown."""
-    if job.max_runtime_s is not None:
-        return job.max_runtime_s, False
-    est = snapshot.runtime_estimates.get(job.project)
-    return (est, True) if est is not None else (None, False)
 
 
 def forecast(snapshot: Snapshot, config: SchedulerConfig | None = None,

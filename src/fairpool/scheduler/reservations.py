@@ -43,6 +43,7 @@ from fairpool.scheduler.ordering import JobOrder
 from fairpool.scheduler.placement import place_gang
 from fairpool.scheduler.plan import PendingReason
 from fairpool.scheduler.session import JobView, Session
+from fairpool.scheduler.snapshot import Snapshot
 from fairpool.scheduler.statement import Statement
 
 #: gangs looked at per reservation to make before giving up (each costs a sort of the devices)
@@ -52,11 +53,12 @@ Hold = tuple[int, int, int, int]  # node, device position, milli-GPUs held, MiB 
 _SCRATCH = "reservations"
 
 
-def run_time(session: Session, job: Job) -> tuple[float | None, bool]:
-    """(seconds, whether from the project's estimate); (None, False) when unknown."""
+def run_time(snapshot: Snapshot, job: Job) -> tuple[float | None, bool]:
+    """(seconds, whether from the project's estimate); (None, False) when unknown. The start-time
+    forecast (:mod:`fairpool.scheduler.forecast`) uses the same."""
     if job.max_runtime_s is not None:
         return job.max_runtime_s, False
-    est = session.snapshot.runtime_estimates.get(job.project)
+    est = snapshot.runtime_estimates.get(job.project)
     return (est, True) if est is not None else (None, False)
 
 
@@ -134,7 +136,7 @@ class _Timeline:
         job = view.job
         if job.stopping:
             return now, False
-        runtime, estimated = run_time(self.session, job)
+        runtime, estimated = run_time(self.session.snapshot, job)
         if runtime is None:
             return INF, False
         placed_now = view.idx in self.session.binds or job.started_at is None
@@ -249,7 +251,7 @@ class _Timeline:
 
     def reserve(self, r: Reservation) -> None:
         """Later gangs see the reserved devices busy until this gang's expected end."""
-        runtime, estimated = run_time(self.session, r.gang.job)
+        runtime, estimated = run_time(self.session.snapshot, r.gang.job)
         end = INF if runtime is None else r.start + runtime
         for n, d in r.devices:
             self.dev_end[n][d] = end
@@ -338,7 +340,7 @@ class Book:
         placed as a backfill job; a ``RESERVED`` reason if it would fit on reserved devices but
         ends after their start; None if it does not fit even there (nothing to say)."""
         session = self.session
-        runtime, estimated = run_time(session, view.job)
+        runtime, estimated = run_time(session.snapshot, view.job)
         end = INF if runtime is None else session.now + runtime
         live = [r for r in self.reservations if r.held]
         allowed = tuple(r for r in live if end <= r.start)

@@ -32,8 +32,6 @@ KEEP_S = 30.0
 MAX_CYCLES = 200
 #: seconds of scheduling cycles one forecast may take (a request waits for it)
 BUDGET_S = 2.0
-#: how far back expected run times look
-RUNTIME_WINDOW_S = 30 * 86400.0
 
 
 def live_snapshot(s: Session, now: float, runtime_estimates: dict[str, float] | None = None,
@@ -80,9 +78,7 @@ def estimates(store: Store, config: SchedulerConfig | None = None,
         kept = _fresh(key, generation, now)  # made while this one waited
         if kept is not None:
             return kept
-        runtimes = usage.expected_runtimes(store, now, cfg.usage_window_s or RUNTIME_WINDOW_S)
-        used = (usage.decayed(store, now, cfg.usage_half_life_s, cfg.usage_window_s)
-                if cfg.usage_k > 0 else {})
+        used, runtimes = usage.past(store, now, cfg)
         with store.session() as s:
             snapshot = live_snapshot(s, now, runtimes, used)
         deadline = time.monotonic() + BUDGET_S

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from fairpool.domain import GPU_UNIT
 from fairpool.domain.accounting import held
-from fairpool.scheduler import usage_share
+from fairpool.scheduler import SchedulerConfig, usage_share
 from fairpool.scheduler.forecast import RECENT_RUNS
 from fairpool.schemas.usage import SeriesOut, UsageOut
 from fairpool.services.errors import Invalid
@@ -202,3 +202,16 @@ def expected_runtimes(store: Store, now: float, window_s: float) -> dict[str, fl
             if len(got) < RECENT_RUNS and finished is not None and started is not None:
                 got.append(max(0.0, finished - started))
     return {p: statistics.median(v) for p, v in runs.items() if v}
+
+
+#: how far back expected run times look when the fair share has no window (seconds)
+RUNTIME_WINDOW_S = 30 * 86400.0
+
+
+def past(store: Store, now: float, cfg: SchedulerConfig
+         ) -> tuple[dict[str, float], dict[str, float]]:
+    """What the core reads of the past: each project's decayed usage (only when the time-aware
+    fair share is on) and its expected run time, with the config's half-life and window."""
+    used = (decayed(store, now, cfg.usage_half_life_s, cfg.usage_window_s)
+            if cfg.usage_k > 0 else {})
+    return used, expected_runtimes(store, now, cfg.usage_window_s or RUNTIME_WINDOW_S)
